@@ -49,11 +49,13 @@ class RecurrentCell(nn.Module, ABC):
             nn.init.uniform_(weight, -bound, bound)
 
     def fused_kernel(self) -> tuple[str, list[Tensor]] | None:
-        """Parameters mapped onto a library kernel that computes exactly this cell, or ``None``.
+        """Parameters mapped onto a whole-sequence kernel that computes exactly this cell, or ``None``.
 
         Returns:
-            ``(mode, [w_ih, w_hh, b_ih, b_hh])`` with ``mode`` ``"lstm"`` or ``"rnn_tanh"`` in PyTorch's
-            weight layout; built from this cell's parameters on each call so gradients flow back to them.
+            ``(mode, params)``: ``mode`` ``"lstm"`` or ``"rnn_tanh"`` with ``[w_ih, w_hh, b_ih, b_hh]`` in
+            PyTorch's weight layout, or a key of ``rnnlab.encoders.layer.SEQUENCE_KERNELS`` with the
+            parameters that kernel documents; built from this cell's parameters on each call so gradients
+            flow back to them.
         """
         return None
 

@@ -70,5 +70,11 @@ class PeepholeLSTMCell(GatedCell):
         h = o * torch.tanh(c)
         return h, (h, c)
 
+    def fused_kernel(self) -> tuple[str, list[Tensor]] | None:
+        """``rnnlab.kernels.peephole``: this math over a whole sequence with a hand-written backward."""
+        if self.gate_name != "sigmoid":
+            return None
+        return "peephole_lstm", [self.weight_ih, self.weight_hh, self.bias, self.weight_ci, self.weight_co]
+
     def extra_repr(self) -> str:
         return super().extra_repr() + f", peephole={self.peephole!r}"

@@ -1,0 +1,193 @@
+"""Training speed of every cell variant against ``torch.nn.LSTM`` of the same size.
+
+Times one forward + backward pass in training mode through ``RNNEncoder`` for each cell, and through
+``torch.nn.LSTM`` / ``torch.nn.RNN`` (packed when lengths vary), at three shapes; prints a Markdown table of
+median milliseconds and the ratio to ``nn.LSTM``.
+
+    python benchmarks/cells.py                       # all shapes, CPU
+    python benchmarks/cells.py --quick               # fewer repeats
+    python benchmarks/cells.py --shapes lm --repeats 20 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from rnnlab.cells import CIFGCell, ElmanCell, LSTMCell, PeepholeLSTMCell
+from rnnlab.encoders import RNNEncoder
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One benchmark shape."""
+
+    batch: int
+    steps: int
+    inputs: int
+    hidden: int
+    layers: int = 1
+    bidirectional: bool = False
+    variable_lengths: bool = False
+
+
+SHAPES = {
+    "tagger": Shape(32, 40, 100, 256, bidirectional=True, variable_lengths=True),
+    "lm": Shape(20, 35, 650, 650, layers=2),
+    "long": Shape(64, 200, 128, 128),
+}
+
+CELLS: dict[str, Callable[[int, int], nn.Module]] = {
+    "elman": ElmanCell,
+    "lstm": LSTMCell,
+    "cifg": CIFGCell,
+    "peephole-full": partial(PeepholeLSTMCell, peephole="full"),
+    "peephole-diagonal": partial(PeepholeLSTMCell, peephole="diagonal"),
+}
+
+
+def make_batch(shape: Shape, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Random inputs ``(B, T, I)`` that require grad, and a mask; varying lengths in ``[T/4, T]`` if asked."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(shape.batch, shape.steps, shape.inputs, generator=generator)
+    if shape.variable_lengths:
+        lengths = torch.randint(shape.steps // 4, shape.steps + 1, (shape.batch,), generator=generator)
+        lengths[0] = shape.steps
+    else:
+        lengths = torch.full((shape.batch,), shape.steps)
+    mask = torch.arange(shape.steps) < lengths.unsqueeze(1)  # (B, T)
+    return x.to(device).requires_grad_(True), mask.to(device)
+
+
+class TorchRNN(nn.Module):
+    """``nn.LSTM`` / ``nn.RNN`` as a user would run them on a masked batch: packed when lengths vary."""
+
+    def __init__(self, kind: type[nn.RNNBase], shape: Shape):
+        super().__init__()
+        self.rnn = kind(shape.inputs, shape.hidden, num_layers=shape.layers, bidirectional=shape.bidirectional,
+                        batch_first=True)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        lengths = mask.sum(dim=1)
+        if bool((lengths == x.shape[1]).all()):
+            return self.rnn(x)[0]
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        return pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=x.shape[1])[0]
+
+
+class Encoder(nn.Module):
+    """``RNNEncoder`` returning only the token outputs."""
+
+    def __init__(self, cell: Callable[[int, int], nn.Module], shape: Shape, implementation: str):
+        super().__init__()
+        self.encoder = RNNEncoder(cell, shape.inputs, shape.hidden, num_layers=shape.layers,
+                                  bidirectional=shape.bidirectional, implementation=implementation)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        return self.encoder(x, mask).outputs
+
+
+def time_training_step(model: nn.Module, x: Tensor, mask: Tensor, warmup: int, repeats: int) -> float:
+    """Median milliseconds of forward + backward in training mode, after ``warmup`` untimed runs."""
+    model.train()
+    synchronize = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    times = []
+    for run in range(warmup + repeats):
+        model.zero_grad(set_to_none=True)
+        x.grad = None
+        synchronize()
+        start = time.perf_counter()
+        model(x, mask).sum().backward()
+        synchronize()
+        if run >= warmup:
+            times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def machine_info(device: torch.device) -> str:
+    """CPU/GPU model, thread count, torch version and load, for the table's caption."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = (f"CPU: {cpu}, {os.cpu_count()} cores, torch.get_num_threads()={torch.get_num_threads()}, "
+            f"torch {torch.__version__}")
+    if device.type == "cuda":
+        info += f", GPU: {torch.cuda.get_device_name(device)}, cuDNN {torch.backends.cudnn.version()}"
+    if hasattr(os, "getloadavg"):
+        info += ", load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    return info
+
+
+def time_ner_epoch(cell: str) -> float | None:
+    """Seconds of one NER tagger training epoch with ``cell``, or None where the tagging task is not there.
+
+    Calls ``rnnlab.tasks.tagging.time_one_epoch(cell=...)`` when that hook exists.
+    """
+    try:
+        from rnnlab.tasks import tagging
+    except ImportError:
+        return None
+    hook = getattr(tagging, "time_one_epoch", None)
+    return None if hook is None else float(hook(cell=cell))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated subset of {list(SHAPES)}")
+    parser.add_argument("--cells", default=",".join(CELLS), help=f"comma-separated subset of {list(CELLS)}")
+    parser.add_argument("--repeats", type=int, default=15, help="timed runs per model (median reported)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs first")
+    parser.add_argument("--quick", action="store_true", help="3 repeats after 1 warm-up")
+    parser.add_argument("--implementation", default="auto", choices=["auto", "reference"])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--ner-epoch", action="store_true", help="also time one NER tagger epoch per cell")
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.warmup = 3, 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+
+    print(f"{machine_info(device)}; implementation={args.implementation}, median of {args.repeats} runs "
+          f"after {args.warmup} warm-up; forward + backward, training mode; no compilation involved.\n")
+    print("| shape | model | ms | × nn.LSTM |")
+    print("|---|---|---:|---:|")
+    for shape_name in args.shapes.split(","):
+        shape = SHAPES[shape_name]
+        x, mask = make_batch(shape, device)
+        models: dict[str, nn.Module] = {"nn.LSTM": TorchRNN(nn.LSTM, shape), "nn.RNN": TorchRNN(nn.RNN, shape)}
+        for name in args.cells.split(","):
+            models[name] = Encoder(CELLS[name], shape, args.implementation)
+        baseline = None
+        for name, model in models.items():
+            ms = time_training_step(model.to(device), x, mask, args.warmup, args.repeats)
+            baseline = baseline or ms
+            print(f"| {shape_name} {shape.batch}×{shape.steps}×{shape.inputs}→{shape.hidden}"
+                  f"{' ×' + str(shape.layers) + ' layers' if shape.layers > 1 else ''}"
+                  f"{' bi' if shape.bidirectional else ''} | {name} | {ms:.1f} | {ms / baseline:.2f} |", flush=True)
+    if args.ner_epoch:
+        for name in args.cells.split(","):
+            seconds = time_ner_epoch(name)
+            if seconds is None:
+                print("\nNER epoch: skipped (rnnlab.tasks.tagging.time_one_epoch not available)")
+                break
+            print(f"NER epoch, {name}: {seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Readers, vocabularies, batching and one DataModule per task family."""

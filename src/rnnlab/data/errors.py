@@ -1,0 +1,5 @@
+"""Errors for bad data, each naming the file (and line) and saying how to fix it."""
+
+
+class DataError(ValueError):
+    """Bad or missing data; the message names the file/line or the option and how to fix it."""

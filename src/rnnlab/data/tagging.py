@@ -1,0 +1,165 @@
+"""POS and NER tagging data: CoNLL / CoNLL-U files or the Hub -> HF datasets -> bucketed padded batches."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from functools import partial
+from pathlib import Path
+
+import datasets
+import lightning as L
+from torch.utils.data import DataLoader
+
+from rnnlab.data.batching import pad_sequences
+from rnnlab.data.errors import DataError
+from rnnlab.data.readers import read_conll, read_conllu
+from rnnlab.data.sampling import BucketBatchSampler
+from rnnlab.data.sources import load_with_fallback
+from rnnlab.data.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+IGNORE_INDEX = -100  # targets at padding; ignored by the loss and the metrics
+
+
+class TaggingDataModule(L.LightningDataModule):
+    """Sentences with one tag per token.
+
+    Args:
+        name: dataset name used in messages.
+        subdir: folder of this dataset inside ``data_dir``.
+        files: file name per split (``train``, ``validation``, ``test``); absolute paths are used as given.
+        format: ``"conll"`` (whitespace columns) or ``"conllu"``.
+        token_column: word column (``conll`` only).
+        tag_column: tag column; for ``conllu`` the field index (3 = UPOS).
+        encoding: text encoding of the files.
+        data_dir: local data root (``paths.data_dir``); None to use the Hub.
+        hub: Hub source: ``{path, tokens, tags}`` for a parquet dataset, or ``{urls: {split: url}}`` for
+            files in ``format`` downloaded by URL.
+        batch_size: training batch size.
+        eval_batch_size: validation/test batch size.
+        min_freq: words rarer than this in train map to ``<unk>``.
+        lowercase: lowercase words before lookup.
+        num_workers: DataLoader workers.
+        seed: seed of the batch order.
+    """
+
+    def __init__(self, name: str, subdir: str, files: dict[str, str], format: str = "conll",
+                 token_column: int = 0, tag_column: int = -1, encoding: str = "utf-8",
+                 data_dir: str | None = None, hub: dict | None = None, batch_size: int = 32,
+                 eval_batch_size: int = 128, min_freq: int = 1, lowercase: bool = False,
+                 num_workers: int = 0, seed: int = 0):
+        super().__init__()
+        if format not in ("conll", "conllu"):
+            raise ValueError(f"data.format must be 'conll' or 'conllu', got {format!r}")
+        missing = set(SPLITS) - set(files)
+        if missing:
+            raise ValueError(f"data.files needs an entry for {sorted(missing)}")
+        self.name, self.subdir, self.files = name, subdir, dict(files)
+        self.format, self.token_column, self.tag_column = format, token_column, tag_column
+        self.encoding, self.data_dir, self.hub = encoding, data_dir, hub
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.min_freq, self.lowercase = min_freq, lowercase
+        self.num_workers, self.seed = num_workers, seed
+        self.vocab: Vocabulary | None = None
+        self.tags: Vocabulary | None = None
+        self.datasets: dict[str, datasets.Dataset] = {}
+        self.unseen_tag_counts: dict[str, Counter] = {}
+
+    # ----------------------------------------------------------------- reading
+    def _read(self, path: Path) -> list[dict]:
+        if self.format == "conllu":
+            return read_conllu(path, self.tag_column, self.encoding)
+        return read_conll(path, self.token_column, self.tag_column, self.encoding)
+
+    def _load_hub(self) -> dict[str, list[dict]]:
+        if "urls" in self.hub:
+            paths = datasets.DownloadManager().download(dict(self.hub["urls"]))
+            return {split: self._read(Path(paths[split])) for split in SPLITS}
+        loaded = datasets.load_dataset(self.hub["path"])
+        tag_names = loaded["train"].features[self.hub["tags"]].feature.names
+        return {split: [{"tokens": row[self.hub["tokens"]], "tags": [tag_names[t] for t in row[self.hub["tags"]]]}
+                        for row in loaded[self.hub.get("splits", {}).get(split, split)]]
+                for split in SPLITS}
+
+    def read_splits(self) -> dict[str, list[dict]]:
+        """Every split as a list of ``{"tokens", "tags"}``; raises ``DataError`` when a split is empty."""
+        splits = load_with_fallback(self.name, self.data_dir, self.subdir, self.files, self._read,
+                                    self._load_hub if self.hub else None, self.hub and (
+                                        self.hub.get("path") or ", ".join(self.hub["urls"].values())))
+        for split, examples in splits.items():
+            if not examples:
+                raise DataError(f"{self.name}: the {split} split ({self.files[split]}) holds no sentence; "
+                                f"check data.files.{split}")
+        return splits
+
+    # ----------------------------------------------------------------- setup
+    def setup(self, stage: str | None = None) -> None:
+        """Reads the data and builds the vocabularies from train, once."""
+        if self.vocab is not None:
+            return
+        splits = self.read_splits()
+        words = [[self._normalise(w) for w in ex["tokens"]] for ex in splits["train"]]
+        self.vocab = Vocabulary.build(words, min_freq=self.min_freq)
+        train_tags = Vocabulary.build((ex["tags"] for ex in splits["train"]), specials=())
+        # Tags absent from train cannot be learned, but gold spans of them must still count as misses.
+        unseen = {split: Counter(t for ex in splits[split] for t in ex["tags"] if t not in train_tags)
+                  for split in SPLITS[1:]}
+        self.unseen_tag_counts = {split: counts for split, counts in unseen.items() if counts}
+        for split, counts in self.unseen_tag_counts.items():
+            log.warning("%s: %d %s tokens carry tags unseen in train: %s", self.name, sum(counts.values()),
+                        split, dict(counts))
+        extra = sorted(set().union(*unseen.values()))
+        self.tags = Vocabulary([*train_tags.items, *extra], unk=None)
+        for split in SPLITS:
+            table = datasets.Dataset.from_list(splits[split])
+            self.datasets[split] = table.map(partial(_encode, self.vocab, self.tags, self._normalise),
+                                             batched=True, remove_columns=table.column_names,
+                                             desc=f"encoding {self.name} {split}")
+        sampler = self._batch_sampler("train", shuffle=True)
+        log.info("%s: %d words, %d tags; %s sentences; padding with length buckets: %.1f%%",
+                 self.name, len(self.vocab), len(self.tags),
+                 {s: len(d) for s, d in self.datasets.items()}, 100 * sampler.padding_fraction())
+
+    def _normalise(self, word: str) -> str:
+        return word.lower() if self.lowercase else word
+
+    def model_kwargs(self) -> dict:
+        """What the model needs from the data: vocabularies as JSON-friendly dicts."""
+        return {"vocab": self.vocab.to_dict(), "tags": self.tags.to_dict()}
+
+    # ----------------------------------------------------------------- loaders
+    def _batch_sampler(self, split: str, shuffle: bool) -> BucketBatchSampler:
+        trainer = self.trainer
+        return BucketBatchSampler(self.datasets[split]["length"],
+                                  self.batch_size if shuffle else self.eval_batch_size, shuffle=shuffle,
+                                  seed=self.seed,
+                                  num_replicas=trainer.world_size if trainer else 1,
+                                  rank=trainer.global_rank if trainer else 0)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(self.datasets[split], batch_sampler=self._batch_sampler(split, shuffle),
+                          collate_fn=partial(_collate, self.vocab.pad_id), num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+
+def _encode(vocab: Vocabulary, tags: Vocabulary, normalise, batch: dict) -> dict:
+    return {"input_ids": [vocab.encode(normalise(w) for w in tokens) for tokens in batch["tokens"]],
+            "tag_ids": [tags.encode(sentence) for sentence in batch["tags"]],
+            "length": [len(tokens) for tokens in batch["tokens"]]}
+
+
+def _collate(pad_id: int, rows: list[dict]) -> dict:
+    tokens, mask = pad_sequences([row["input_ids"] for row in rows], pad_id)  # (B, T)
+    tags, _ = pad_sequences([row["tag_ids"] for row in rows], IGNORE_INDEX)
+    return {"tokens": tokens, "tags": tags, "mask": mask}

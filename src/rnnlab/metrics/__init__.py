@@ -1,0 +1,5 @@
+"""Metrics that torchmetrics lacks, in its ``Metric`` style."""
+
+from rnnlab.metrics.span_f1 import SpanF1, extract_spans
+
+__all__ = ["SpanF1", "extract_spans"]

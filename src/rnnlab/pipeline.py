@@ -1,0 +1,74 @@
+"""Training and evaluation from a composed Hydra config; ``train.py`` is a thin wrapper around ``train``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from rnnlab.tasks.base import count_parameters
+
+log = logging.getLogger(__name__)
+
+
+def _instantiate_all(group: DictConfig | None) -> list:
+    """Instantiates every entry of a config group holding named ``_target_`` nodes (callbacks, loggers)."""
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if node is not None and "_target_" in node]
+
+
+def _plain(node: DictConfig | None) -> dict | None:
+    """A resolved plain-dict copy, so checkpoints hold no OmegaConf objects."""
+    return None if node is None else OmegaConf.to_container(node, resolve=True)
+
+
+def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
+    """The DataModule (data read, vocabularies built) and the task's LightningModule sized from it."""
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")  # vocabularies are built once, here, before any process is spawned
+    module = instantiate(cfg.task.module, model=_plain(cfg.model), optimizer=_plain(cfg.task.optimizer),
+                         scheduler=_plain(cfg.task.get("scheduler")), **datamodule.model_kwargs(),
+                         _recursive_=False)
+    return datamodule, module
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Trains, then tests the best checkpoint; returns every logged metric as a float.
+
+    The run directory (``paths.output_dir``) receives the resolved config, the vocabularies
+    (``vocab.json``) and ``metrics.json``.
+    """
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    datamodule, module = build(cfg)
+    (output_dir / "vocab.json").write_text(json.dumps(datamodule.model_kwargs(), ensure_ascii=False))
+    num_parameters = count_parameters(module)
+    log.info("model: %s, %d trainable parameters", cfg.model.get("name", "?"), num_parameters)
+
+    loggers = _instantiate_all(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
+                                     logger=loggers or False)
+    for logger in trainer.loggers:
+        logger.log_hyperparams({**_plain(cfg), "num_parameters": num_parameters})
+
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+    metrics["train_seconds"] = time.perf_counter() - started
+    if cfg.get("test"):
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()
+                        if name.startswith("test/")})
+    metrics["num_parameters"] = num_parameters
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    log.info("metrics: %s", json.dumps({k: round(v, 4) for k, v in sorted(metrics.items())}))
+    return metrics

@@ -1,0 +1,69 @@
+"""What every task's LightningModule shares: building the encoder, optimisers, and epoch-level metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from torch import Tensor, nn
+from torchmetrics import MaxMetric, MinMetric, Metric
+
+from rnnlab.encoders import RNNEncoder
+
+
+def build_encoder(model: dict, input_size: int) -> RNNEncoder:
+    """The encoder of a ``model`` config: ``model.encoder`` (a partial) given ``model.cell`` (a partial)."""
+    cell = instantiate(model["cell"])  # a cell factory: (input_size, hidden_size) -> cell
+    return instantiate(model["encoder"])(cell=cell, input_size=input_size)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+class TaskModule(L.LightningModule):
+    """Base LightningModule.
+
+    Subclasses set ``main_metric`` (e.g. ``"f1"``) and ``higher_is_better``, and build one metric per stage.
+    Logged: ``train/loss``, ``<stage>/<metric>`` each epoch, and ``val/<main_metric>_best``.
+
+    Args:
+        optimizer: a partial optimiser config (``_target_`` + ``_partial_: true``) taking the parameters.
+        scheduler: optional partial scheduler config taking the optimiser; ``ReduceLROnPlateau`` watches
+            ``val/<main_metric>``.
+    """
+
+    main_metric = "loss"
+    higher_is_better = False
+
+    def __init__(self, optimizer: dict | None = None, scheduler: dict | None = None):
+        super().__init__()
+        self.optimizer_config = optimizer or {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}
+        self.scheduler_config = scheduler
+        self.best = MaxMetric() if self.higher_is_better else MinMetric()
+
+    def configure_optimizers(self) -> Any:
+        optimizer = instantiate(self.optimizer_config)(self.parameters())
+        if not self.scheduler_config:
+            return optimizer
+        scheduler = instantiate(self.scheduler_config)(optimizer)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": f"val/{self.main_metric}", "interval": "epoch"}}
+
+    def on_train_start(self) -> None:
+        self.best.reset()  # the sanity-check validation must not count as a best result
+
+    def log_metric(self, stage: str, metric: Metric) -> dict[str, Tensor]:
+        """Computes, logs and resets an epoch metric; tracks the best validation value."""
+        values = metric.compute()
+        if not isinstance(values, dict):
+            values = {self.main_metric: values}
+        metric.reset()
+        self.log_dict({f"{stage}/{name}": value for name, value in values.items()})
+        if stage == "val":
+            self.best(values[self.main_metric])
+            self.log(f"val/{self.main_metric}_best", self.best.compute())
+        return values
+

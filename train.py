@@ -1,0 +1,19 @@
+"""Train a model: ``python train.py task=ner model=bilstm``; see README.md and conf/train.yaml."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from rnnlab.pipeline import train
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Returns the optimized metric, for Hydra sweepers."""
+    metrics = train(cfg)
+    return metrics.get(cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()
