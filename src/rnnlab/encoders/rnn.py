@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from rnnlab.cells.base import RecurrentCell, State
-from rnnlab.encoders.layer import RecurrentLayer
+from rnnlab.encoders.batch import SortedBatch
+from rnnlab.encoders.layer import LIBRARY_KERNELS, SEQUENCE_KERNELS, RecurrentLayer, run_library_kernel
 
 CellFactory = Callable[[int, int], RecurrentCell]
 STYLES = ("stacked", "independent")
@@ -87,6 +89,10 @@ class RNNEncoder(nn.Module):
     def forward(self, x: Tensor, mask: Tensor, initial_states: list[list[State]] | None = None) -> EncoderOutput:
         """Encodes a padded batch.
 
+        With ``implementation="auto"``, cells that map onto PyTorch's LSTM/RNN kernels run the whole stack
+        in one kernel call (two for an ``"independent"`` multi-layer BiRNN) on one packed batch; cells with
+        a sequence kernel run on one sorted, time-major copy of the batch shared by all layers.
+
         Args:
             x: ``(B, T, I)`` right-padded inputs.
             mask: ``(B, T)`` bool, True at real tokens.
@@ -95,19 +101,63 @@ class RNNEncoder(nn.Module):
         Returns:
             ``EncoderOutput`` with ``D = get_output_dim()``.
         """
+        if initial_states is None:
+            initial_states = [[direction.cell.initial_state(x.shape[0], x.device, x.dtype) for direction in layer]
+                              for layer in self.layers]
+        kernels = [[direction.kernel() for direction in layer] for layer in self.layers]
+        modes = {kernel[0] if kernel is not None else None for layer in kernels for kernel in layer}
+        mode = modes.pop() if len(modes) == 1 else None
+        if mode in LIBRARY_KERNELS:
+            lengths = mask.sum(dim=1)  # (B,)
+            if bool((lengths > 0).all()):  # packing refuses empty sentences
+                outputs, final_states = self._library(mode, kernels, x, lengths, initial_states)
+                return self._output(outputs, final_states)
+        if mode in SEQUENCE_KERNELS:
+            batch = SortedBatch(mask)
+            sorted_states = [[tuple(map(batch.sort, state)) for state in layer] for layer in initial_states]
+            outputs, final_states = self._stack(
+                batch.to_time_major(x), sorted_states,
+                lambda k, d, v, state: self.layers[k][d].run_sorted(kernels[k][d], v, batch, state))
+            final_states = [[tuple(map(batch.unsort, state)) for state in layer] for layer in final_states]
+            return self._output(batch.from_time_major(outputs), final_states)
+        outputs, final_states = self._stack(x, initial_states,
+                                            lambda k, d, v, state: self.layers[k][d](v, mask, state))
+        return self._output(outputs, final_states)
+
+    def _stack(self, x: Tensor, initial_states: list[list[State]],
+               run: Callable[[int, int, Tensor, State], tuple[Tensor, State]]) -> tuple[Tensor, list[list[State]]]:
+        """Layer by layer; ``run(layer, direction, inputs, state)`` runs one direction of one layer."""
         num_directions = len(self.layers[0])
         inputs = [x] * num_directions  # what each direction reads at the current layer
         final_states: list[list[State]] = []
-        for k, layer in enumerate(self.layers):
+        for k in range(self.num_layers):
             if k > 0:
                 inputs = [self.dropout(v) for v in inputs]
-            states = initial_states[k] if initial_states is not None else [None] * num_directions
-            results = [direction(v, mask, s) for direction, v, s in zip(layer, inputs, states)]
-            outputs = [out for out, _ in results]  # each (B, T, H)
+            results = [run(k, d, v, s) for d, (v, s) in enumerate(zip(inputs, initial_states[k]))]
+            outputs = [out for out, _ in results]  # each (..., H)
             final_states.append([state for _, state in results])
             if self.bidirectional and self.style == "stacked":
-                inputs = [torch.cat(outputs, dim=-1)] * num_directions  # (B, T, 2H)
+                inputs = [torch.cat(outputs, dim=-1)] * num_directions  # (..., 2H)
             else:
                 inputs = outputs
+        return torch.cat(outputs, dim=-1), final_states
+
+    def _library(self, mode: str, kernels: list[list[tuple[str, list[Tensor]]]], x: Tensor, lengths: Tensor,
+                 initial_states: list[list[State]]) -> tuple[Tensor, list[list[State]]]:
+        """The whole stack through ``run_library_kernel``: one call, or one per direction if independent."""
+        run = partial(run_library_kernel, mode, x=x, lengths=lengths, num_layers=self.num_layers,
+                      dropout=self.dropout.p, train=self.training)
+        directions = range(len(self.layers[0]))
+        if self.bidirectional and (self.style == "stacked" or self.num_layers == 1):
+            outputs, flat = run([p for layer in kernels for kernel in layer for p in kernel[1]],
+                                states=[state for layer in initial_states for state in layer], bidirectional=True)
+            return outputs, [flat[2 * k:2 * k + 2] for k in range(self.num_layers)]
+        results = [run([p for layer in kernels for p in layer[d][1]], states=[layer[d] for layer in initial_states],
+                       reverse=self.layers[0][d].reverse) for d in directions]
+        outputs = torch.cat([out for out, _ in results], dim=-1)  # (B, T, D*H)
+        return outputs, [[flat[k] for _, flat in results] for k in range(self.num_layers)]
+
+    @staticmethod
+    def _output(outputs: Tensor, final_states: list[list[State]]) -> EncoderOutput:
         sentence = torch.cat([state[0] for state in final_states[-1]], dim=-1)  # (B, D)
-        return EncoderOutput(torch.cat(outputs, dim=-1), sentence, final_states)
+        return EncoderOutput(outputs, sentence, final_states)

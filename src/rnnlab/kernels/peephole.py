@@ -50,7 +50,7 @@ class PeepholeLSTMFunction(torch.autograd.Function):
         padded = batch_sizes[0] != batch_sizes[-1] or batch_sizes[0] != batch
         gates = torch.zeros_like(zx) if padded else torch.empty_like(zx)  # (T, B, 4H) activations i, f, g, o
         w_hh_t, w_ci_t, w_co_t = w_hh.t(), w_ci.t(), w_co.t()
-        w_ci_2 = w_ci.view(2, h)  # diagonal peepholes as (2, H) for broadcasting
+        w_ci_2 = w_ci if full else w_ci.view(2, h)  # diagonal peepholes as (2, H) for broadcasting
         order = range(steps - 1, -1, -1) if reverse else range(steps)
         for t in order:
             n = batch_sizes[t]
@@ -117,7 +117,7 @@ class PeepholeLSTMFunction(torch.autograd.Function):
         to_z_ifg = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], dim=2)  # (T, B, 3, H)
 
         d_z = torch.zeros_like(gates) if ctx.padded else torch.empty_like(gates)  # (T, B, 4H)
-        w_ci_2 = w_ci.view(2, h)
+        w_ci_2 = w_ci if full else w_ci.view(2, h)
         order = range(steps) if reverse else range(steps - 1, -1, -1)
         for t in order:
             n = batch_sizes[t]
