@@ -1,0 +1,205 @@
+"""The fast paths (library kernels, sequence kernels) compute exactly what the per-step reference loop does."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from rnnlab.cells import CIFGCell, ElmanCell, LSTMCell, PeepholeLSTMCell
+from rnnlab.encoders import RecurrentLayer, RNNEncoder
+from rnnlab.kernels import peephole_lstm_sequence
+
+INPUT, HIDDEN = 3, 4
+CELLS = {
+    "elman": ElmanCell,
+    "lstm": LSTMCell,
+    "cifg": CIFGCell,
+    # Non-zero peepholes, or the peephole terms would not be tested.
+    "peephole-full": partial(PeepholeLSTMCell, peephole="full", peephole_init=0.3),
+    "peephole-diagonal": partial(PeepholeLSTMCell, peephole="diagonal", peephole_init=0.3),
+    "peephole-hard-sigmoid": partial(PeepholeLSTMCell, gate="hard_sigmoid", peephole_init=0.3),
+}
+# (num_layers, bidirectional, style, reverse)
+ENCODERS = {
+    "forward": (1, False, "stacked", False),
+    "reverse": (1, False, "stacked", True),
+    "2-layer-reverse": (2, False, "stacked", True),
+    "bi-stacked": (2, True, "stacked", False),
+    "bi-independent": (2, True, "independent", False),
+}
+TOLERANCE = {torch.float64: 1e-5, torch.float32: 1e-4}
+
+
+def make_mask(lengths: list[int], steps: int | None = None) -> Tensor:
+    steps = steps or max(lengths)
+    return torch.arange(steps) < torch.tensor(lengths).unsqueeze(1)  # (B, T)
+
+
+def random_states(encoder: RNNEncoder, batch: int, dtype: torch.dtype) -> list[list[tuple[Tensor, ...]]]:
+    """Non-zero initial states that require grad, so their gradients are compared too."""
+    return [[tuple(torch.randn(batch, HIDDEN, dtype=dtype, requires_grad=True)
+                   for _ in range(direction.cell.num_states)) for direction in layer] for layer in encoder.layers]
+
+
+def run_and_differentiate(encoder: RNNEncoder, x: Tensor, mask: Tensor,
+                          states: list[list[tuple[Tensor, ...]]] | None) -> list[Tensor]:
+    """Outputs, sentence, final states, and the gradients of a loss touching all of them."""
+    result = encoder(x, mask, states)
+    finals = [s for layer in result.final_states for state in layer for s in state]
+    weights = torch.linspace(-1, 1, result.outputs.numel(), dtype=x.dtype).view_as(result.outputs)
+    loss = (result.outputs * weights).sum() + sum((0.7 + k) * s.sum() for k, s in enumerate(finals))
+    leaves = [x, *encoder.parameters()]
+    if states is not None:
+        leaves += [s for layer in states for state in layer for s in state]
+    return [result.outputs, result.sentence, *finals, *torch.autograd.grad(loss, leaves)]
+
+
+def assert_close(got: list[Tensor], expected: list[Tensor], tolerance: float) -> None:
+    assert len(got) == len(expected)
+    for k, (a, b) in enumerate(zip(got, expected)):
+        assert a.shape == b.shape, k
+        assert (a - b).abs().max().item() < tolerance, f"tensor {k}: {(a - b).abs().max().item():.3g}"
+
+
+def fast_and_reference(cell: str, encoder: str, dtype: torch.dtype) -> tuple[RNNEncoder, RNNEncoder]:
+    num_layers, bidirectional, style, reverse = ENCODERS[encoder]
+    fast = RNNEncoder(CELLS[cell], INPUT, HIDDEN, num_layers, bidirectional, style, reverse).to(dtype)
+    reference = RNNEncoder(CELLS[cell], INPUT, HIDDEN, num_layers, bidirectional, style, reverse,
+                           implementation="reference").to(dtype)
+    reference.load_state_dict(fast.state_dict())
+    return fast, reference
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("encoder", ENCODERS)
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("lengths", [[6, 1, 4, 6, 2], [5, 5, 5]], ids=["ragged", "full"])
+def test_encoder_fast_path_equals_reference(cell: str, encoder: str, dtype: torch.dtype,
+                                            lengths: list[int]) -> None:
+    torch.manual_seed(0)
+    fast, reference = fast_and_reference(cell, encoder, dtype)
+    x = torch.randn(len(lengths), max(lengths), INPUT, dtype=dtype, requires_grad=True)
+    mask = make_mask(lengths)
+    for states in (None, random_states(fast, len(lengths), dtype)):
+        expected = run_and_differentiate(reference, x, mask, states)
+        assert_close(run_and_differentiate(fast, x, mask, states), expected, TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_empty_sentences_and_trailing_padding(cell: str) -> None:
+    """A sentence of length 0 keeps its initial state; padding columns past every sentence are harmless."""
+    torch.manual_seed(0)
+    fast, reference = fast_and_reference(cell, "bi-stacked", torch.float64)
+    x = torch.randn(3, 6, INPUT, dtype=torch.float64, requires_grad=True)
+    mask = make_mask([4, 0, 2], steps=6)
+    states = random_states(fast, 3, torch.float64)
+    assert_close(run_and_differentiate(fast, x, mask, states), run_and_differentiate(reference, x, mask, states),
+                 1e-10)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_layer_fast_path_equals_reference(cell: str, reverse: bool) -> None:
+    torch.manual_seed(0)
+    fast = RecurrentLayer(CELLS[cell](INPUT, HIDDEN).double(), reverse)
+    reference = RecurrentLayer(fast.cell, reverse, implementation="reference")
+    x = torch.randn(4, 5, INPUT, dtype=torch.float64, requires_grad=True)
+    mask = make_mask([5, 1, 3, 5])
+    results = []
+    for layer in (fast, reference):
+        out, state = layer(x, mask)
+        loss = (out * torch.arange(out.numel(), dtype=out.dtype).view_as(out)).sum() + sum(s.sum() for s in state)
+        results.append([out, *state, *torch.autograd.grad(loss, [x, *fast.cell.parameters()])])
+    assert_close(*results, 1e-10)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "peephole-full"])
+def test_dropout_between_layers(cell: str) -> None:
+    """Dropout is active in training mode and off in evaluation mode, where both paths agree."""
+    torch.manual_seed(0)
+    fast = RNNEncoder(CELLS[cell], INPUT, HIDDEN, 2, True, dropout=0.5).double()
+    reference = RNNEncoder(CELLS[cell], INPUT, HIDDEN, 2, True, dropout=0.5, implementation="reference").double()
+    reference.load_state_dict(fast.state_dict())
+    x = torch.randn(3, 5, INPUT, dtype=torch.float64)
+    mask = make_mask([5, 2, 4])
+    assert not torch.equal(fast(x, mask).outputs, fast(x, mask).outputs)
+    fast.eval()
+    reference.eval()
+    assert torch.allclose(fast(x, mask).outputs, reference(x, mask).outputs, atol=1e-12)
+
+
+@pytest.mark.parametrize("peephole", ["full", "diagonal"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_peephole_kernel_gradcheck(peephole: str, reverse: bool) -> None:
+    torch.manual_seed(0)
+    steps, batch, h = 4, 3, 2
+    lengths = torch.tensor([4, 3, 1])
+    batch_sizes = (lengths.unsqueeze(0) > torch.arange(steps).unsqueeze(1)).sum(dim=1).tolist()
+
+    def rand(*shape: int) -> Tensor:
+        return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+
+    w_ci, w_co = (rand(2 * h, h), rand(h, h)) if peephole == "full" else (rand(2 * h), rand(h))
+    inputs = (rand(steps, batch, 4 * h), rand(batch, h), rand(batch, h), rand(4 * h, h), w_ci, w_co)
+    assert torch.autograd.gradcheck(
+        lambda *args: peephole_lstm_sequence(*args, lengths, batch_sizes, reverse), inputs)
+
+
+def test_padding_invariance() -> None:
+    """A sentence alone gives the same outputs and sentence vector as inside a batch of longer ones."""
+    torch.manual_seed(0)
+    for cell in CELLS:
+        for implementation in ("auto", "reference"):
+            encoder = RNNEncoder(CELLS[cell], INPUT, HIDDEN, 2, True, implementation=implementation).double()
+            x = torch.randn(3, 7, INPUT, dtype=torch.float64)
+            batch = encoder(x, make_mask([7, 3, 5]))
+            alone = encoder(x[1:2, :3], make_mask([3]))
+            assert torch.allclose(batch.outputs[1, :3], alone.outputs[0], atol=1e-12), (cell, implementation)
+            assert torch.allclose(batch.sentence[1], alone.sentence[0], atol=1e-12), (cell, implementation)
+            assert torch.all(batch.outputs[1, 3:] == 0)
+
+
+def copy_into_torch(encoder: RNNEncoder, module: nn.RNNBase) -> None:
+    """Copies an ``RNNEncoder``'s LSTM/Elman weights into ``nn.LSTM`` / ``nn.RNN`` (which has two biases)."""
+    with torch.no_grad():
+        for k, layer in enumerate(encoder.layers):
+            for d, direction in enumerate(layer):
+                suffix = f"_l{k}" + ("_reverse" if d else "")
+                getattr(module, "weight_ih" + suffix).copy_(direction.cell.weight_ih)
+                getattr(module, "weight_hh" + suffix).copy_(direction.cell.weight_hh)
+                getattr(module, "bias_ih" + suffix).copy_(direction.cell.bias)
+                getattr(module, "bias_hh" + suffix).zero_()
+
+
+@pytest.mark.parametrize("implementation", ["auto", "reference"])
+@pytest.mark.parametrize("num_layers,bidirectional", [(1, False), (2, False), (2, True)],
+                         ids=["layer", "2-layer", "bi-2-layer"])
+@pytest.mark.parametrize("cell,torch_class", [(LSTMCell, nn.LSTM), (ElmanCell, nn.RNN)], ids=["lstm", "elman"])
+def test_cells_equal_torch_modules(cell: type, torch_class: type[nn.RNNBase], num_layers: int,
+                                   bidirectional: bool, implementation: str) -> None:
+    torch.manual_seed(0)
+    encoder = RNNEncoder(cell, INPUT, HIDDEN, num_layers, bidirectional, implementation=implementation).double()
+    module = torch_class(INPUT, HIDDEN, num_layers, bidirectional=bidirectional, batch_first=True).double()
+    copy_into_torch(encoder, module)
+    x = torch.randn(3, 5, INPUT, dtype=torch.float64)
+    ours = encoder(x, make_mask([5, 5, 5])).outputs
+    theirs = module(x)[0]
+    assert (ours - theirs).abs().max() < 1e-5
+    ours_grads = torch.autograd.grad(ours.pow(2).sum(), [p for layer in encoder.layers for d in layer
+                                                         for p in (d.cell.weight_ih, d.cell.weight_hh, d.cell.bias)])
+    theirs_grads = torch.autograd.grad(theirs.pow(2).sum(), [getattr(module, name) for names in module._all_weights
+                                                             for name in names if "bias_hh" not in name])
+    assert_close(list(ours_grads), list(theirs_grads), 1e-5)
+
+
+@pytest.mark.parametrize("cell", [name for name in CELLS if "hard" not in name])
+def test_auto_never_runs_the_step_loop(cell: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sigmoid cells take their whole-sequence kernel; the per-step ``cell.forward`` is never called."""
+    encoder = RNNEncoder(CELLS[cell], INPUT, HIDDEN, 2, True)
+    for layer in encoder.layers:
+        for direction in layer:
+            monkeypatch.setattr(direction.cell, "forward", None)
+    encoder(torch.randn(3, 5, INPUT), make_mask([5, 1, 3])).outputs.sum().backward()
