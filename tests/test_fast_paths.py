@@ -143,7 +143,8 @@ def test_peephole_kernel_gradcheck(peephole: str, reverse: bool) -> None:
         return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
 
     w_ci, w_co = (rand(2 * h, h), rand(h, h)) if peephole == "full" else (rand(2 * h), rand(h))
-    inputs = (rand(steps, batch, 4 * h), rand(batch, h), rand(batch, h), rand(4 * h, h), w_ci, w_co)
+    inputs = (rand(steps, batch, 3), rand(batch, h), rand(batch, h), rand(4 * h, 3), rand(4 * h, h), rand(4 * h),
+              w_ci, w_co)
     assert torch.autograd.gradcheck(
         lambda *args: peephole_lstm_sequence(*args, lengths, batch_sizes, reverse), inputs)
 

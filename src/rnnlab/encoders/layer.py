@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
@@ -76,10 +75,7 @@ def run_library_kernel(mode: str, params: list[Tensor], x: Tensor, lengths: Tens
 
 def _peephole_lstm(params: list[Tensor], x: Tensor, batch: SortedBatch, state: State,
                    reverse: bool) -> tuple[Tensor, State]:
-    w_ih, w_hh, bias, w_ci, w_co = params
-    zx = F.linear(x, w_ih, bias)  # (T, B, 4H): every input projection in one matmul
-    out, h, c = peephole_lstm_sequence(zx, state[0], state[1], w_hh, w_ci, w_co, batch.lengths,
-                                       batch.batch_sizes, reverse)
+    out, h, c = peephole_lstm_sequence(x, *state, *params, batch.lengths, batch.batch_sizes, reverse)
     return out, (h, c)
 
 

@@ -13,7 +13,7 @@ sentence's initial state is placed in slot ``length`` beforehand so it starts fr
 
 The math is ``PeepholeLSTMCell.forward`` with the sigmoid gate (rows input, forget, candidate, output)::
 
-    z = zx(t) + W_hh h(t-1);   z_i, z_f += peek(c(t-1), W_ci)
+    z = W_ih x(t) + b + W_hh h(t-1);   z_i, z_f += peek(c(t-1), W_ci)
     c(t) = σ(z_f) c(t-1) + σ(z_i) tanh(z_g);   o = σ(z_o + peek(c(t), W_co));   h(t) = o tanh(c(t))
 
 where ``peek`` is a matrix product (full peepholes) or an elementwise product (diagonal peepholes).
@@ -36,19 +36,22 @@ class PeepholeLSTMFunction(torch.autograd.Function):
     """Autograd function; use ``peephole_lstm_sequence``."""
 
     @staticmethod
-    def forward(ctx: Any, zx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, w_ci: Tensor, w_co: Tensor,
-                lengths: Tensor, batch_sizes: list[int], reverse: bool) -> tuple[Tensor, Tensor, Tensor]:
-        steps, batch, four_h = zx.shape
-        h = four_h // 4
+    def forward(ctx: Any, x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Tensor,
+                w_ci: Tensor, w_co: Tensor, lengths: Tensor, batch_sizes: list[int],
+                reverse: bool) -> tuple[Tensor, Tensor, Tensor]:
+        steps, batch, _ = x.shape
+        h = w_hh.shape[1]
         full = w_ci.dim() == 2
-        rows = torch.arange(batch, device=zx.device)
-        hs = zx.new_zeros(steps + 1, batch, h)  # (T+1, B, H) slot buffers; zeros keep unused slots finite
-        cs = zx.new_zeros(steps + 1, batch, h)
+        rows = torch.arange(batch, device=x.device)
+        hs = x.new_zeros(steps + 1, batch, h)  # (T+1, B, H) slot buffers; zeros keep unused slots finite
+        cs = x.new_zeros(steps + 1, batch, h)
         init = lengths if reverse else torch.zeros_like(lengths)  # (B,) slot of each initial state
         hs[init, rows] = h0
         cs[init, rows] = c0
         padded = batch_sizes[0] != batch_sizes[-1] or batch_sizes[0] != batch
-        gates = torch.zeros_like(zx) if padded else torch.empty_like(zx)  # (T, B, 4H) activations i, f, g, o
+        # (T, B, 4H) every input projection in one matmul; each step then turns its rows into the activations
+        # i, f, g, o in place.
+        gates = torch.addmm(bias, x.reshape(-1, x.shape[2]), w_ih.t()).view(steps, batch, 4 * h)
         w_hh_t, w_ci_t, w_co_t = w_hh.t(), w_ci.t(), w_co.t()
         w_ci_2 = w_ci if full else w_ci.view(2, h)  # diagonal peepholes as (2, H) for broadcasting
         order = range(steps - 1, -1, -1) if reverse else range(steps)
@@ -56,7 +59,7 @@ class PeepholeLSTMFunction(torch.autograd.Function):
             n = batch_sizes[t]
             prev, new = (t + 1, t) if reverse else (t, t + 1)
             h_prev, c_prev = hs[prev, :n], cs[prev, :n]
-            z = torch.addmm(zx[t, :n], h_prev, w_hh_t, out=gates[t, :n])  # (n, 4H)
+            z = gates[t, :n].addmm_(h_prev, w_hh_t)  # (n, 4H)
             if full:
                 z[:, :2 * h].addmm_(c_prev, w_ci_t)
             else:
@@ -77,15 +80,15 @@ class PeepholeLSTMFunction(torch.autograd.Function):
         h_n, c_n = hs[final, rows], cs[final, rows]
         out = hs[new_slots]  # (T, B, H)
         if reverse:  # initial states sit in padding slots; a forward run leaves those zero
-            out = out * (torch.arange(steps, device=zx.device).unsqueeze(1) < lengths).unsqueeze(-1)
-        ctx.save_for_backward(gates, hs, cs, w_hh, w_ci, w_co, lengths)
+            out = out * (torch.arange(steps, device=x.device).unsqueeze(1) < lengths).unsqueeze(-1)
+        ctx.save_for_backward(x, gates, hs, cs, w_ih, w_hh, w_ci, w_co, lengths)
         ctx.batch_sizes, ctx.reverse, ctx.padded = batch_sizes, reverse, padded
         return out, h_n, c_n
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor | None, grad_h_n: Tensor | None,
                  grad_c_n: Tensor | None) -> tuple[Tensor | None, ...]:
-        gates, hs, cs, w_hh, w_ci, w_co, lengths = ctx.saved_tensors
+        x, gates, hs, cs, w_ih, w_hh, w_ci, w_co, lengths = ctx.saved_tensors
         batch_sizes, reverse = ctx.batch_sizes, ctx.reverse
         steps, batch, four_h = gates.shape
         h = four_h // 4
@@ -139,34 +142,39 @@ class PeepholeLSTMFunction(torch.autograd.Function):
                 dc_prev.add_((dz[:, :2 * h].view(n, 2, h) * w_ci_2).sum(dim=1))
             d_hs[prev, :n].addmm_(dz, w_hh)
 
+        # Weight gradients over all steps at once, as (inputs^T dz)^T: BLAS runs that faster than dz^T inputs.
         flat_dz = d_z.view(-1, four_h)  # (T*B, 4H)
-        d_w_hh = flat_dz.t() @ hs[prev_slots].reshape(-1, h)
+        d_x = (flat_dz @ w_ih).view_as(x) if ctx.needs_input_grad[0] else None
+        d_w_ih = (x.reshape(-1, x.shape[2]).t() @ flat_dz).t()
+        d_w_hh = (hs[prev_slots].reshape(-1, h).t() @ flat_dz).t()
         d_z_if = d_z[..., :2 * h]  # (T, B, 2H)
         d_z_o = d_z[..., 3 * h:]
         if full:
-            d_w_ci = d_z_if.reshape(-1, 2 * h).t() @ c_prev.reshape(-1, h)
-            d_w_co = d_z_o.reshape(-1, h).t() @ c_new.reshape(-1, h)
+            d_w_ci = (c_prev.reshape(-1, h).t() @ d_z_if.reshape(-1, 2 * h)).t()
+            d_w_co = (c_new.reshape(-1, h).t() @ d_z_o.reshape(-1, h)).t()
         else:
             d_w_ci = (d_z_if.view(steps, batch, 2, h) * c_prev.unsqueeze(2)).sum(dim=(0, 1)).view(2 * h)
             d_w_co = (d_z_o * c_new).sum(dim=(0, 1))
-        return d_z, d_hs[init, rows], d_cs[init, rows], d_w_hh, d_w_ci, d_w_co, None, None, None
+        return (d_x, d_hs[init, rows], d_cs[init, rows], d_w_ih, d_w_hh, flat_dz.sum(dim=0), d_w_ci, d_w_co,
+                None, None, None)
 
 
-def peephole_lstm_sequence(zx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, w_ci: Tensor, w_co: Tensor,
-                           lengths: Tensor, batch_sizes: list[int],
+def peephole_lstm_sequence(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Tensor,
+                           w_ci: Tensor, w_co: Tensor, lengths: Tensor, batch_sizes: list[int],
                            reverse: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """Runs a sigmoid-gated peephole LSTM over a sorted, time-major batch.
 
     Args:
-        zx: ``(T, B, 4H)`` input projections plus bias, ``W_ih x(t) + b``, rows input, forget, candidate,
-            output; batch sorted by decreasing length.
+        x: ``(T, B, I)`` inputs, batch sorted by decreasing length.
         h0: ``(B, H)`` initial hidden state, same order.
         c0: ``(B, H)`` initial memory.
+        w_ih: ``(4H, I)`` input weights, rows input, forget, candidate, output gate.
         w_hh: ``(4H, H)`` recurrent weights.
+        bias: ``(4H,)``.
         w_ci: peephole weights of the input and forget gates on ``c(t-1)``: ``(2H, H)`` full or ``(2H,)``
             diagonal.
         w_co: peephole weights of the output gate on ``c(t)``: ``(H, H)`` or ``(H,)``.
-        lengths: ``(B,)`` long, decreasing, on the device of ``zx``.
+        lengths: ``(B,)`` long, decreasing, on the device of ``x``.
         batch_sizes: for each step, how many sentences are longer than it.
         reverse: read each sentence from its last token to its first.
 
@@ -174,4 +182,5 @@ def peephole_lstm_sequence(zx: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, w_c
         ``(outputs, h_n, c_n)``: ``(T, B, H)`` hidden states, zero at padding, and the state after each
         sentence's last step in reading order, ``(B, H)`` each.
     """
-    return PeepholeLSTMFunction.apply(zx, h0, c0, w_hh, w_ci, w_co, lengths, batch_sizes, reverse)
+    return PeepholeLSTMFunction.apply(x.contiguous(), h0, c0, w_ih, w_hh, bias, w_ci, w_co, lengths, batch_sizes,
+                                      reverse)
