@@ -1,0 +1,99 @@
+"""Shared fixtures: tiny data files written by the tests, and config composition as train.py does it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+CONLL_TRAIN = """-DOCSTART- -X- -X- O
+
+EU NNP B-NP I-ORG
+rejects VBZ B-VP O
+German JJ B-NP I-MISC
+call NN I-NP O
+. . O O
+
+Peter NNP B-NP I-PER
+Blackburn NNP I-NP I-PER
+lives VBZ B-VP O
+in IN B-PP O
+London NNP B-NP I-LOC
+. . O O
+
+The DT B-NP O
+European NNP I-NP I-ORG
+Commission NNP I-NP I-ORG
+said VBD B-VP O
+on IN B-PP O
+Thursday NNP B-NP O
+"""
+
+CONLLU_TRAIN = """# sent_id = 1
+# text = They walk the dog.
+1\tThey\tthey\tPRON\tPRP\t_\t2\tnsubj\t_\t_
+2\twalk\twalk\tVERB\tVBP\t_\t0\troot\t_\t_
+3\tthe\tthe\tDET\tDT\t_\t4\tdet\t_\t_
+4\tdog\tdog\tNOUN\tNN\t_\t2\tobj\t_\tSpaceAfter=No
+5\t.\t.\tPUNCT\t.\t_\t2\tpunct\t_\t_
+
+# sent_id = 2
+1-2\tdon't\t_\t_\t_\t_\t_\t_\t_\t_
+1\tdo\tdo\tAUX\tVBP\t_\t3\taux\t_\t_
+2\tn't\tnot\tPART\tRB\t_\t3\tadvmod\t_\t_
+2.1\tgo\tgo\tVERB\tVB\t_\t_\t_\t0:root\t_
+3\tgo\tgo\tVERB\tVB\t_\t0\troot\t_\t_
+
+"""
+
+
+def write_conll(folder: Path, train: str = CONLL_TRAIN, dev: str | None = None, test: str | None = None) -> Path:
+    """Writes a CoNLL-2003-style dataset folder ``folder/conll2003`` and returns ``folder``."""
+    target = folder / "conll2003"
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "eng.train").write_text(train)
+    (target / "eng.testa").write_text(dev if dev is not None else train)
+    (target / "eng.testb").write_text(test if test is not None else train)
+    return folder
+
+
+def write_conllu(folder: Path) -> Path:
+    """Writes a gzipped UD-EWT-style dataset folder ``folder/ud_english_ewt`` and returns ``folder``."""
+    import gzip
+
+    target = folder / "ud_english_ewt"
+    target.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "dev", "test"):
+        with gzip.open(target / f"en_ewt-ud-{split}.conllu.gz", "wt", encoding="utf-8") as handle:
+            handle.write(CONLLU_TRAIN)
+    return folder
+
+
+def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
+    """The config ``train.py`` would run with these overrides, writing into ``output_dir``."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=[*overrides, f"paths.output_dir={output_dir}"])
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A data root holding tiny CoNLL-2003 and UD EWT copies."""
+    root = tmp_path / "data"
+    write_conll(root)
+    write_conllu(root)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test waits on the network: Hub access fails at once."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("RNNLAB_DATA_DIR", raising=False)

@@ -1,0 +1,107 @@
+"""Readers and the tagging DataModule on tiny files, including the bad inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import CONLL_TRAIN, write_conll
+from rnnlab.data.errors import DataError
+from rnnlab.data.readers import read_conll, read_conllu
+from rnnlab.data.sampling import BucketBatchSampler
+from rnnlab.data.tagging import TaggingDataModule
+from rnnlab.data.vocab import Vocabulary
+
+CONLL_FILES = {"train": "eng.train", "validation": "eng.testa", "test": "eng.testb"}
+
+
+def conll_datamodule(root: Path, **kwargs) -> TaggingDataModule:
+    return TaggingDataModule(name="conll2003", subdir="conll2003", files=CONLL_FILES, token_column=0,
+                             tag_column=3, data_dir=str(root), batch_size=2, **kwargs)
+
+
+def test_conll_reader_skips_docstart_and_splits_sentences(tmp_path: Path) -> None:
+    path = tmp_path / "x.conll"
+    path.write_text(CONLL_TRAIN)
+    sentences = read_conll(path, 0, 3)
+    assert [len(s["tokens"]) for s in sentences] == [5, 6, 6]
+    assert sentences[1]["tags"][:2] == ["I-PER", "I-PER"]
+
+
+def test_conll_reader_accepts_crlf_and_whitespace_only_separators(tmp_path: Path) -> None:
+    path = tmp_path / "x.conll"
+    path.write_bytes(b"a\tO\r\nb\tB-X\r\n\t \r\nc\tO\r\n")
+    assert read_conll(path, 0, 1) == [{"tokens": ["a", "b"], "tags": ["O", "B-X"]},
+                                      {"tokens": ["c"], "tags": ["O"]}]
+
+
+def test_malformed_conll_line_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.conll"
+    path.write_text("EU NNP B-NP I-ORG\nrejects VBZ\n")
+    with pytest.raises(DataError, match=r"bad\.conll:2: expected 4 .* columns, found 2"):
+        read_conll(path, 0, 3)
+
+
+def test_non_utf8_file_suggests_encoding_option(tmp_path: Path) -> None:
+    path = tmp_path / "latin.conll"
+    path.write_bytes("caf\xe9 O\n".encode("cp1252"))
+    with pytest.raises(DataError, match=r"latin\.conll:1: cannot decode.*encoding=cp1252"):
+        read_conll(path, 0, 1)
+    assert read_conll(path, 0, 1, encoding="cp1252")[0]["tokens"] == ["café"]
+
+
+def test_conllu_reader_skips_multiword_tokens_and_empty_nodes(data_dir: Path) -> None:
+    sentences = read_conllu(data_dir / "ud_english_ewt" / "en_ewt-ud-train.conllu.gz")
+    assert sentences[0]["tags"] == ["PRON", "VERB", "DET", "NOUN", "PUNCT"]
+    assert sentences[1]["tokens"] == ["do", "n't", "go"]
+
+
+def test_malformed_conllu_line_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.conllu"
+    path.write_text("# c\n1\tThey\tthey\tPRON\n")
+    with pytest.raises(DataError, match=r"bad\.conllu:2: a CoNLL-U word line has 10 tab-separated fields"):
+        read_conllu(path)
+
+
+def test_empty_split_is_a_clear_error(tmp_path: Path) -> None:
+    root = write_conll(tmp_path, dev="-DOCSTART- -X- -X- O\n\n")
+    with pytest.raises(DataError, match=r"validation split \(eng\.testa\) holds no sentence"):
+        conll_datamodule(root).setup()
+
+
+def test_missing_data_and_no_hub_says_where_it_looked(tmp_path: Path) -> None:
+    module = conll_datamodule(tmp_path, hub={"path": "lhoestq/conll2003", "tokens": "tokens", "tags": "ner_tags"})
+    with pytest.raises(DataError) as error:
+        module.setup()
+    message = str(error.value)
+    assert str(tmp_path / "conll2003") in message and "lhoestq/conll2003" in message
+    assert "RNNLAB_DATA_DIR" in message
+
+
+def test_tags_unseen_in_train_are_counted_not_fatal(tmp_path: Path) -> None:
+    dev = "Paris NNP B-NP I-LOC\nrocks VBZ B-VP I-EVENT\n"
+    module = conll_datamodule(write_conll(tmp_path, dev=dev))
+    module.setup()
+    assert module.unseen_tag_counts == {"validation": {"I-EVENT": 1}}
+    assert module.tags.items[-1] == "I-EVENT"  # appended after the train tags
+    batch = next(iter(module.val_dataloader()))
+    assert batch["tags"].max().item() == module.tags["I-EVENT"]
+
+
+def test_vocabulary_min_freq_and_unknown_words() -> None:
+    vocab = Vocabulary.build([["a", "b", "a"], ["c", "a", "b"]], min_freq=2)
+    assert vocab.items == ["<pad>", "<unk>", "a", "b"]
+    assert vocab.encode(["a", "zzz"]) == [2, 1]
+    assert Vocabulary.from_dict(vocab.to_dict()).items == vocab.items
+
+
+def test_bucket_sampler_covers_every_example_once_and_shards_by_rank() -> None:
+    lengths = [(i * 7) % 23 + 1 for i in range(101)]
+    batches = list(BucketBatchSampler(lengths, batch_size=8, seed=3))
+    assert sorted(i for batch in batches for i in batch) == list(range(101))
+    assert len(batches) == len(BucketBatchSampler(lengths, batch_size=8, seed=3))
+    shards = [list(BucketBatchSampler(lengths[:96], 8, seed=3, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1])
+    assert not {tuple(b) for b in shards[0]} & {tuple(b) for b in shards[1]}
+    assert BucketBatchSampler(lengths, 8, seed=3).padding_fraction() < 0.2

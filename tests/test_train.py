@@ -1,0 +1,98 @@
+"""train.py end to end on tiny fixtures, config composition, and the errors a user sees."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.errors import MissingConfigException
+
+from conftest import CONF, ROOT, compose_train
+from rnnlab.pipeline import train
+
+TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
+MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if not p.stem.startswith("_"))
+CELLS = sorted(p.stem for p in (CONF / "model" / "cell").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("model", MODELS)
+def test_every_task_and_model_composes(task: str, model: str, tmp_path: Path) -> None:
+    cfg = compose_train([f"task={task}", f"model={model}"], tmp_path)
+    assert cfg.task.name == task and cfg.model.name == model
+    assert cfg.model.cell._target_.startswith("rnnlab.cells")
+
+
+@pytest.mark.parametrize("task", ["ner", "pos"])
+def test_train_fast_dev_run(task: str, data_dir: Path, tmp_path: Path) -> None:
+    cfg = compose_train([f"task={task}", "model=bilstm", "debug=fast", f"paths.data_dir={data_dir}"], tmp_path)
+    metrics = train(cfg)
+    main = "test/f1" if task == "ner" else "test/acc"
+    assert 0.0 <= metrics[main] <= 1.0
+    assert metrics["num_parameters"] > 0
+    saved = json.loads((tmp_path / "vocab.json").read_text())
+    assert "<unk>" in saved["vocab"]["items"] and "O" not in saved["vocab"]["items"][:2]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_every_cell_trains_in_a_two_layer_independent_birnn(cell: str, data_dir: Path, tmp_path: Path) -> None:
+    cfg = compose_train(["task=ner", "model=birnn", f"model/cell={cell}", "model.encoder.num_layers=2",
+                         "model.encoder.style=independent", "debug=fast", f"paths.data_dir={data_dir}"], tmp_path)
+    assert train(cfg)["train/loss"] > 0
+
+
+def test_training_learns_and_checkpoints(data_dir: Path, tmp_path: Path) -> None:
+    """A few epochs on the fixture: the best checkpoint is written and tested, the loss falls."""
+    cfg = compose_train(["task=ner", "model=bilstm", f"paths.data_dir={data_dir}", "trainer.max_epochs=15",
+                         "task.optimizer.lr=0.02", "callbacks.early_stopping.patience=100",
+                         "model.dropout=0", "model.embedding_dropout=0", "model.word_dropout=0"], tmp_path)
+    metrics = train(cfg)
+    assert metrics["test/f1"] == 1.0  # test = train on the fixture: memorised
+    assert list((tmp_path / "checkpoints").glob("epoch*.ckpt")) and (tmp_path / "checkpoints" / "last.ckpt").exists()
+    assert (tmp_path / "csv" / "metrics.csv").read_text().count("\n") > 2
+    assert (tmp_path / "metrics.json").exists()
+
+
+def test_unknown_cell_lists_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(MissingConfigException) as error:
+        compose_train(["model/cell=gru"], tmp_path)
+    for cell in CELLS:
+        assert cell in str(error.value)
+
+
+def run_train(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={tmp_path / 'run'}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_train_script_end_to_end(data_dir: Path, tmp_path: Path) -> None:
+    result = run_train(["task=pos", "model=lstm", "debug=fast", f"paths.data_dir={data_dir}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "test/acc" in json.loads((tmp_path / "run" / "metrics.json").read_text())
+
+
+def test_unknown_model_exits_nonzero_with_choices(tmp_path: Path) -> None:
+    result = run_train(["model=transformer"], tmp_path)
+    assert result.returncode != 0
+    assert "Could not find 'model/transformer'" in result.stderr and "bilstm" in result.stderr
+
+
+def test_malformed_file_exits_nonzero_naming_file_and_line(tmp_path: Path) -> None:
+    folder = tmp_path / "data" / "conll2003"
+    folder.mkdir(parents=True)
+    for name in ("eng.train", "eng.testa", "eng.testb"):
+        (folder / name).write_text("EU NNP B-NP I-ORG\nrejects\n")
+    result = run_train(["debug=fast", f"paths.data_dir={tmp_path / 'data'}"], tmp_path)
+    assert result.returncode != 0
+    assert "eng.train:2: expected 4 whitespace-separated columns, found 1" in result.stderr
+
+
+def test_missing_data_without_hub_exits_with_advice(tmp_path: Path) -> None:
+    result = run_train(["task=pos", "debug=fast", f"paths.data_dir={tmp_path / 'nowhere'}"], tmp_path)
+    assert result.returncode != 0
+    assert "ud_english_ewt" in result.stderr and "RNNLAB_DATA_DIR" in result.stderr
