@@ -96,3 +96,13 @@ def test_missing_data_without_hub_exits_with_advice(tmp_path: Path) -> None:
     result = run_train(["task=pos", "debug=fast", f"paths.data_dir={tmp_path / 'nowhere'}"], tmp_path)
     assert result.returncode != 0
     assert "ud_english_ewt" in result.stderr and "RNNLAB_DATA_DIR" in result.stderr
+
+
+def test_words_that_look_like_config_syntax_are_plain_data(tmp_path: Path) -> None:
+    """Words such as ``???`` (UD EWT has it) or ``${x}`` are vocabulary entries, not OmegaConf syntax."""
+    from conftest import write_conll
+
+    root = write_conll(tmp_path / "data", train="??? . O O\n${x} . O I-PER\n")
+    cfg = compose_train(["task=ner", "debug=fast", f"paths.data_dir={root}"], tmp_path / "run")
+    train(cfg)
+    assert {"???", "${x}"} <= set(json.loads((tmp_path / "run" / "vocab.json").read_text())["vocab"]["items"])

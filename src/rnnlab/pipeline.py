@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import lightning as L
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.tasks.base import count_parameters
@@ -32,9 +32,12 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     """The DataModule (data read, vocabularies built) and the task's LightningModule sized from it."""
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")  # vocabularies are built once, here, before any process is spawned
-    module = instantiate(cfg.task.module, model=_plain(cfg.model), optimizer=_plain(cfg.task.optimizer),
-                         scheduler=_plain(cfg.task.get("scheduler")), **datamodule.model_kwargs(),
-                         _recursive_=False)
+    # Called directly, not through instantiate: vocabularies are data, and words such as "???" or "${x}"
+    # must not be read as OmegaConf syntax.
+    options = _plain(cfg.task.module)
+    module_class = get_class(options.pop("_target_"))
+    module = module_class(**options, model=_plain(cfg.model), optimizer=_plain(cfg.task.optimizer),
+                          scheduler=_plain(cfg.task.get("scheduler")), **datamodule.model_kwargs())
     return datamodule, module
 
 
