@@ -52,6 +52,7 @@ class PeepholeLSTMFunction(torch.autograd.Function):
         # (T, B, 4H) every input projection in one matmul; each step then turns its rows into the activations
         # i, f, g, o in place.
         gates = torch.addmm(bias, x.reshape(-1, x.shape[2]), w_ih.t()).view(steps, batch, 4 * h)
+        tanh_cs = torch.empty_like(gates[..., :h])  # (T, B, H) tanh(c(t)), kept for the backward pass
         w_hh_t, w_ci_t, w_co_t = w_hh.t(), w_ci.t(), w_co.t()
         w_ci_2 = w_ci if full else w_ci.view(2, h)  # diagonal peepholes as (2, H) for broadcasting
         order = range(steps - 1, -1, -1) if reverse else range(steps)
@@ -74,21 +75,21 @@ class PeepholeLSTMFunction(torch.autograd.Function):
             else:
                 o.addcmul_(c, w_co)
             o.sigmoid_()
-            torch.tanh(c, out=hs[new, :n]).mul_(o)
+            torch.mul(torch.tanh(c, out=tanh_cs[t, :n]), o, out=hs[new, :n])
         prev_slots, new_slots = _slots(steps, reverse)
         final = torch.zeros_like(lengths) if reverse else lengths
         h_n, c_n = hs[final, rows], cs[final, rows]
         out = hs[new_slots]  # (T, B, H)
         if reverse:  # initial states sit in padding slots; a forward run leaves those zero
             out = out * (torch.arange(steps, device=x.device).unsqueeze(1) < lengths).unsqueeze(-1)
-        ctx.save_for_backward(x, gates, hs, cs, w_ih, w_hh, w_ci, w_co, lengths)
+        ctx.save_for_backward(x, gates, tanh_cs, hs, cs, w_ih, w_hh, w_ci, w_co, lengths)
         ctx.batch_sizes, ctx.reverse, ctx.padded = batch_sizes, reverse, padded
         return out, h_n, c_n
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor | None, grad_h_n: Tensor | None,
                  grad_c_n: Tensor | None) -> tuple[Tensor | None, ...]:
-        x, gates, hs, cs, w_ih, w_hh, w_ci, w_co, lengths = ctx.saved_tensors
+        x, gates, tanh_cs, hs, cs, w_ih, w_hh, w_ci, w_co, lengths = ctx.saved_tensors
         batch_sizes, reverse = ctx.batch_sizes, ctx.reverse
         steps, batch, four_h = gates.shape
         h = four_h // 4
@@ -110,14 +111,17 @@ class PeepholeLSTMFunction(torch.autograd.Function):
         if grad_c_n is not None:
             d_cs.index_put_((final, rows), grad_c_n, accumulate=True)
 
-        # Everything the step loop multiplies by, computed for all steps at once.
+        # Everything the step loop multiplies by, computed for all steps at once, in as few passes as possible.
         i, f, g, o = gates.chunk(4, dim=-1)  # each (T, B, H)
         c_prev, c_new = cs[prev_slots], cs[new_slots]
-        tanh_c = torch.tanh(c_new)
-        o_prime = o * (1 - o)
-        to_z_o = tanh_c * o_prime  # dL/dz_o = dL/dh * tanh(c) σ'(z_o), before the peephole
-        to_c = o * (1 - tanh_c * tanh_c)  # dL/dc from h = o tanh(c), with o held fixed
-        to_z_ifg = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], dim=2)  # (T, B, 3, H)
+        to_z = torch.addcmul(gates, gates, gates, value=-1)  # (T, B, 4H) σ' = σ - σ² for i, f, o
+        to_z_i, to_z_f, to_z_g, to_z_o = to_z.chunk(4, dim=-1)
+        to_z_i.mul_(g)  # dL/dz_i = dL/dc g σ'(z_i)
+        to_z_f.mul_(c_prev)  # dL/dz_f = dL/dc c(t-1) σ'(z_f)
+        torch.addcmul(i, i * g, g, value=-1, out=to_z_g)  # dL/dz_g = dL/dc i (1 - g²)
+        to_z_o.mul_(tanh_cs)  # dL/dz_o = dL/dh tanh(c) σ'(z_o), before the peephole
+        to_c = torch.addcmul(o, o, tanh_cs * tanh_cs, value=-1)  # dL/dc from h = o tanh(c), with o held fixed
+        to_z_ifg = to_z.view(steps, batch, 4, h)[:, :, :3]  # (T, B, 3, H)
 
         d_z = torch.zeros_like(gates) if ctx.padded else torch.empty_like(gates)  # (T, B, 4H)
         w_ci_2 = w_ci if full else w_ci.view(2, h)
