@@ -1,0 +1,314 @@
+"""Sentence classification data: labelled text files or the Hub -> HF datasets -> bucketed padded batches.
+
+File formats (``format``), one example per line; blank or whitespace-only lines are skipped everywhere, and a
+line whose text is empty is an error naming file and line:
+
+- ``label_text``: ``LABEL<whitespace>sentence`` (the SST ``stsa.*`` files);
+- ``tsv`` / ``csv``: columns chosen by ``text_column`` / ``label_column`` (an index, or a name when
+  ``header`` is true); every line must have as many columns as the first one (no multi-line CSV records);
+- ``jsonl``: one JSON object per line, fields ``text_column`` / ``label_column``;
+- ``lines``: one sentence per line, no label column: the label is the key of the file in ``files`` (MR's
+  ``rt-polarity.pos`` / ``.neg``).
+
+Sentences are split on whitespace (the benchmark files are tokenised already).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+from functools import partial
+from pathlib import Path
+
+import datasets
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from rnnlab.data.batching import pad_sequences
+from rnnlab.data.errors import DataError
+from rnnlab.data.readers import read_lines
+from rnnlab.data.sampling import BucketBatchSampler
+from rnnlab.data.sources import load_with_fallback
+from rnnlab.data.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+FORMATS = ("label_text", "tsv", "csv", "jsonl", "lines")
+
+
+def _example(text: str, label: str | None, where: str) -> dict:
+    if not text.strip():
+        raise DataError(f"{where}: the example has no text; remove the line or fix its text column")
+    return {"text": text, "label": label, "where": where}
+
+
+def _column(columns: list[str], column: int | str, header: list[str] | None, path: Path, option: str) -> str:
+    if isinstance(column, str):
+        if header is None or column not in header:
+            found = f"the header has {header}" if header else "the file has no header (set data.header=true)"
+            raise DataError(f"{path}:1: column {column!r} of data.{option} not found; {found}")
+        return columns[header.index(column)]
+    return columns[column]
+
+
+def read_labelled(path: str | Path, format: str, text_column: int | str = 1, label_column: int | str = 0,
+                  header: bool = False, encoding: str = "utf-8") -> list[dict]:
+    """Reads one labelled text file (see the module docstring for the formats).
+
+    Args:
+        path: file to read.
+        format: one of ``FORMATS``.
+        text_column: text column (``tsv``/``csv``: index or header name; ``jsonl``: field name).
+        label_column: label column, likewise.
+        header: the first line of a ``tsv``/``csv`` file names the columns.
+        encoding: text encoding.
+
+    Returns:
+        ``[{"text", "label", "where"}, ...]``; ``where`` is ``"file:line"`` for error messages; ``label`` is
+        None for the ``lines`` format.
+
+    Raises:
+        DataError: a malformed line, naming file and line.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"data.format must be one of {FORMATS}, got {format!r}")
+    path = Path(path)
+    examples: list[dict] = []
+    names: list[str] | None = None
+    width = None
+    for number, line in read_lines(path, encoding):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        if format == "lines":
+            examples.append(_example(line, None, where))
+        elif format == "label_text":
+            parts = line.split(maxsplit=1)
+            examples.append(_example(parts[1] if len(parts) > 1 else "", parts[0], where))
+        elif format == "jsonl":
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{where}: not a JSON object ({error.msg})") from None
+            missing = [c for c in (text_column, label_column) if not isinstance(row, dict) or c not in row]
+            if missing:
+                raise DataError(f"{where}: field(s) {missing} missing; set data.text_column / data.label_column")
+            examples.append(_example(str(row[text_column]), str(row[label_column]), where))
+        else:
+            columns = line.split("\t") if format == "tsv" else next(csv.reader([line]))
+            if width is None:
+                width = len(columns)
+                needed = [c for c in (text_column, label_column) if isinstance(c, int)]
+                if needed and max(needed) >= width:
+                    raise DataError(f"{where}: data.text_column/label_column {needed} need more than the "
+                                    f"{width} {format} columns of the first line")
+            elif len(columns) != width:
+                raise DataError(f"{where}: expected {width} {format} columns like the first line, found "
+                                f"{len(columns)} in {line!r}")
+            if header and names is None:
+                names = columns
+                continue
+            examples.append(_example(_column(columns, text_column, names, path, "text_column"),
+                                     _column(columns, label_column, names, path, "label_column"), where))
+    return examples
+
+
+def split_examples(examples: list[dict], seed: int = 0, dev_fraction: float = 0.1, test_fraction: float = 0.1,
+                   num_folds: int | None = None, fold: int = 0) -> dict[str, list[dict]]:
+    """A seeded train/validation/test split of data without an official one.
+
+    With ``num_folds``, the shuffled examples are cut into ``num_folds`` near-equal folds and fold ``fold`` is
+    the test split (k-fold cross-validation: folds 0..k-1 partition the data); else ``test_fraction`` of them
+    is (0 for none). ``dev_fraction`` of the remaining examples is the validation split. Each split keeps the
+    order of ``examples``.
+    """
+    if num_folds is not None and not 0 <= fold < num_folds:
+        raise ValueError(f"data.fold must be in [0, {num_folds}), got {fold}")
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"data.test_fraction must be in [0, 1), got {test_fraction}")
+    if not 0.0 < dev_fraction < 1.0:
+        raise ValueError(f"data.dev_fraction must be in (0, 1), got {dev_fraction}")
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    if num_folds is not None:
+        bounds = [len(order) * k // num_folds for k in range(num_folds + 1)]
+        test = order[bounds[fold]:bounds[fold + 1]]
+        rest = order[:bounds[fold]] + order[bounds[fold + 1]:]
+    else:
+        cut = len(order) - round(test_fraction * len(order))
+        test, rest = order[cut:], order[:cut]
+    dev_size = round(dev_fraction * len(rest))
+    parts = {"train": rest[dev_size:], "validation": rest[:dev_size], "test": test}
+    return {split: [examples[i] for i in sorted(indices)] for split, indices in parts.items()}
+
+
+class ClassificationDataModule(L.LightningDataModule):
+    """Sentences with one label each.
+
+    Which splits come from where: when ``files`` names ``train``, ``validation`` and ``test`` (null entries
+    are absent) and ``num_folds`` is null, those are the splits. With ``train`` and ``test`` only, the
+    validation split is ``dev_fraction`` of train. Otherwise (e.g. MR's one file per label) every example is
+    pooled and split by ``split_examples`` with ``split_seed``, ``dev_fraction``, ``test_fraction``,
+    ``num_folds``, ``fold``.
+
+    Args:
+        name: dataset name used in messages.
+        subdir: folder of this dataset inside ``data_dir``.
+        files: file per split (or per label for ``format: lines``); absolute paths are used as given.
+        format: see the module docstring.
+        text_column: see ``read_labelled``.
+        label_column: see ``read_labelled``.
+        header: see ``read_labelled``.
+        encoding: text encoding of the files (MR: ``cp1252``).
+        labels: the declared classes, in output order; null = the labels seen in train, sorted. A label
+            outside them is an error naming file and line.
+        data_dir: local data root (``paths.data_dir``); None to use the Hub.
+        hub: Hub source ``{path, text, label}`` of a parquet dataset with train/validation/test splits
+            (``splits`` may rename them); label ids are turned into strings.
+        split_seed: seed of the split of pooled data (kept apart from the training seed so that seeds can
+            be averaged on one split).
+        dev_fraction: share of the training data held out for validation where no validation file exists.
+        test_fraction: share of pooled data held out for test when ``num_folds`` is null.
+        num_folds: k of k-fold cross-validation over the pooled data; null for a single split.
+        fold: which fold is the test split.
+        batch_size: training batch size.
+        eval_batch_size: validation/test batch size.
+        min_freq: words rarer than this in train map to ``<unk>``.
+        lowercase: lowercase words before lookup.
+        num_workers: DataLoader workers.
+        seed: seed of the batch order.
+    """
+
+    def __init__(self, name: str, subdir: str, files: dict[str, str | None], format: str = "label_text",
+                 text_column: int | str = 1, label_column: int | str = 0, header: bool = False,
+                 encoding: str = "utf-8", labels: list | None = None, data_dir: str | None = None,
+                 hub: dict | None = None, split_seed: int = 0, dev_fraction: float = 0.1,
+                 test_fraction: float = 0.1, num_folds: int | None = None, fold: int = 0, batch_size: int = 32,
+                 eval_batch_size: int = 256, min_freq: int = 1, lowercase: bool = False, num_workers: int = 0,
+                 seed: int = 0):
+        super().__init__()
+        if format not in FORMATS:
+            raise ValueError(f"data.format must be one of {FORMATS}, got {format!r}")
+        self.files = {key: str(value) for key, value in files.items() if value is not None}
+        if not self.files:
+            raise ValueError("data.files names no file")
+        if format != "lines" and not set(self.files) <= set(SPLITS):
+            raise ValueError(f"data.files keys must be splits {SPLITS} (labels only with format=lines), "
+                             f"got {sorted(self.files)}")
+        if num_folds is not None and num_folds < 2:
+            raise ValueError(f"data.num_folds must be >= 2 or null, got {num_folds}")
+        self.name, self.subdir, self.format = name, subdir, format
+        self.read = partial(read_labelled, format=format, text_column=text_column, label_column=label_column,
+                            header=header, encoding=encoding)
+        self.declared = [str(label) for label in labels] if labels is not None else None
+        self.data_dir, self.hub = data_dir, hub
+        self.split_options = {"seed": split_seed, "dev_fraction": dev_fraction, "test_fraction": test_fraction,
+                              "num_folds": num_folds, "fold": fold}
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.min_freq, self.lowercase = min_freq, lowercase
+        self.num_workers, self.seed = num_workers, seed
+        self.vocab: Vocabulary | None = None
+        self.labels: Vocabulary | None = None
+        self.datasets: dict[str, datasets.Dataset] = {}
+
+    # ----------------------------------------------------------------- reading
+    def _load_hub(self) -> dict[str, list[dict]]:
+        loaded = datasets.load_dataset(self.hub["path"])
+        text, label = self.hub.get("text", "text"), self.hub.get("label", "label")
+        names = self.hub.get("splits", {})
+        return {split: [_example(str(row[text]), str(row[label]), f"{self.hub['path']}:{split}:{i}")
+                        for i, row in enumerate(loaded[names.get(split, split)])]
+                for split in SPLITS}
+
+    def read_splits(self) -> dict[str, list[dict]]:
+        """Every split as a list of ``{"text", "label", "where"}``; see the class docstring for the rule."""
+        read = load_with_fallback(self.name, self.data_dir, self.subdir, self.files, self.read,
+                                  self._load_hub if self.hub else None, self.hub and self.hub.get("path"))
+        for key, examples in read.items():
+            if not examples:
+                raise DataError(f"{self.name}: {self.files.get(key, key)} holds no example; check data.files")
+            if self.format == "lines":
+                for example in examples:
+                    example["label"] = key
+        options = dict(self.split_options)
+        if options["num_folds"] is None and set(read) == set(SPLITS):
+            return read
+        if options["num_folds"] is None and set(read) == {"train", "test"}:
+            return {**split_examples(read["train"], **{**options, "test_fraction": 0.0}), "test": read["test"]}
+        return split_examples([example for key in self.files for example in read[key]], **options)
+
+    def _check_labels(self, splits: dict[str, list[dict]]) -> Vocabulary:
+        """The closed label vocabulary; a label outside it is an error at its file and line."""
+        if self.declared is not None:
+            labels, advice = self.declared, "fix the line or add the class to data.labels"
+        else:
+            labels = sorted({example["label"] for example in splits["train"]})
+            advice = "it never occurs in train; declare every class in data.labels"
+        known = set(labels)
+        for split in SPLITS:
+            for example in splits[split]:
+                if example["label"] not in known:
+                    raise DataError(f"{example['where']}: label {example['label']!r} is not one of the "
+                                    f"classes {labels}; {advice}")
+        if len(labels) < 2:
+            raise DataError(f"{self.name}: a classifier needs at least 2 classes, found {labels}")
+        return Vocabulary(labels, unk=None)
+
+    # ----------------------------------------------------------------- setup
+    def setup(self, stage: str | None = None) -> None:
+        """Reads the data and builds the vocabularies from train, once."""
+        if self.vocab is not None:
+            return
+        splits = self.read_splits()
+        self.labels = self._check_labels(splits)
+        self.vocab = Vocabulary.build((self._tokens(ex["text"]) for ex in splits["train"]), min_freq=self.min_freq)
+        for split in SPLITS:
+            table = datasets.Dataset.from_list(splits[split])
+            self.datasets[split] = table.map(partial(_encode, self.vocab, self.labels, self._tokens),
+                                             batched=True, remove_columns=table.column_names,
+                                             desc=f"encoding {self.name} {split}")
+        counts = torch.bincount(torch.tensor(self.datasets["train"]["label"]), minlength=len(self.labels))
+        log.info("%s: %d words, classes %s with train counts %s; %s sentences", self.name, len(self.vocab),
+                 self.labels.items, counts.tolist(), {s: len(d) for s, d in self.datasets.items()})
+
+    def _tokens(self, text: str) -> list[str]:
+        return (text.lower() if self.lowercase else text).split()
+
+    def model_kwargs(self) -> dict:
+        """What the model needs from the data: vocabularies as JSON-friendly dicts."""
+        return {"vocab": self.vocab.to_dict(), "labels": self.labels.to_dict()}
+
+    # ----------------------------------------------------------------- loaders
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        trainer = self.trainer
+        sampler = BucketBatchSampler(self.datasets[split]["length"],
+                                     self.batch_size if shuffle else self.eval_batch_size, shuffle=shuffle,
+                                     seed=self.seed, num_replicas=trainer.world_size if trainer else 1,
+                                     rank=trainer.global_rank if trainer else 0)
+        return DataLoader(self.datasets[split], batch_sampler=sampler,
+                          collate_fn=partial(_collate, self.vocab.pad_id), num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+
+def _encode(vocab: Vocabulary, labels: Vocabulary, tokenize, batch: dict) -> dict:
+    tokens = [tokenize(text) for text in batch["text"]]
+    return {"input_ids": [vocab.encode(sentence) for sentence in tokens],
+            "label": labels.encode(batch["label"]),
+            "length": [len(sentence) for sentence in tokens]}
+
+
+def _collate(pad_id: int, rows: list[dict]) -> dict:
+    tokens, mask = pad_sequences([row["input_ids"] for row in rows], pad_id)  # (B, T)
+    return {"tokens": tokens, "mask": mask, "labels": torch.tensor([row["label"] for row in rows])}  # labels (B,)

@@ -1,0 +1,96 @@
+"""Sentence classification: embeddings -> sentence representation -> MLP hidden layer -> output weights.
+
+The lecture's classifier: ``z(1)`` is the encoder's sentence representation (unidirectional RNN: the state
+after the last real token; BiRNN: last forward state ⊕ backward state at the first token),
+``z(2) = σ(U(1) z(1) + b(1))`` and ``w = U(2) z(2) + b(2)`` are the scores before the softmax. The same
+module runs the CNN baseline (Kim 2014), whose encoder returns the pooled sentence vector directly.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from rnnlab.data.vocab import Vocabulary
+from rnnlab.embeddings import WordEmbedder
+from rnnlab.encoders import EncoderOutput
+from rnnlab.heads import MLPHead
+from rnnlab.tasks.base import TaskModule, build_encoder
+
+
+def build_sentence_encoder(model: dict, input_size: int) -> nn.Module:
+    """A recurrent encoder when the model config has a ``cell``, else ``model.encoder`` alone (the CNN)."""
+    if model.get("cell") is not None:
+        return build_encoder(model, input_size)
+    return instantiate(model["encoder"])(input_size=input_size)
+
+
+class ClassificationModule(TaskModule):
+    """A sentence classifier trained with cross-entropy; accuracy and macro-F1 per epoch.
+
+    Args:
+        model: the ``model`` config: ``embedding_dim``, ``embedding_dropout``, ``word_dropout``, ``encoder``
+            (and ``cell`` for a recurrent one), ``head_hidden`` (0: output weights only, as in Kim's CNN),
+            ``head_activation`` (``sigmoid`` is the lecture's σ), ``dropout`` (on the sentence vector and the
+            hidden layer).
+        vocab: word vocabulary (``Vocabulary.to_dict()``), from the DataModule.
+        labels: class vocabulary, from the DataModule.
+        optimizer: see ``TaskModule``.
+        scheduler: see ``TaskModule``.
+    """
+
+    main_metric = "acc"
+    higher_is_better = True
+
+    def __init__(self, model: dict, vocab: dict, labels: dict, optimizer: dict | None = None,
+                 scheduler: dict | None = None):
+        super().__init__(optimizer, scheduler)
+        self.save_hyperparameters()
+        self.vocab = Vocabulary.from_dict(vocab)
+        self.labels = Vocabulary.from_dict(labels)
+        self.embedder = WordEmbedder(len(self.vocab), model["embedding_dim"], self.vocab.pad_id,
+                                     self.vocab[self.vocab.unk], model.get("embedding_dropout", 0.0),
+                                     model.get("word_dropout", 0.0))
+        self.encoder = build_sentence_encoder(model, self.embedder.embedding_dim)
+        self.head = MLPHead(self.encoder.get_output_dim(), len(self.labels), model.get("head_hidden", 0),
+                            model.get("head_activation", "tanh"), model.get("dropout", 0.0))
+        classes = len(self.labels)
+        self.metrics = nn.ModuleDict({stage: MetricCollection({
+            "acc": MulticlassAccuracy(classes, average="micro"),
+            "macro_f1": MulticlassF1Score(classes, average="macro"),
+        }) for stage in ("val", "test")})
+
+    def forward(self, tokens: Tensor, mask: Tensor) -> Tensor:
+        """``(B, T)`` word ids and mask -> ``(B, C)`` class scores."""
+        encoded = self.encoder(self.embedder(tokens), mask)
+        sentence = encoded.sentence if isinstance(encoded, EncoderOutput) else encoded  # (B, D)
+        return self.head(sentence)
+
+    def _loss(self, batch: dict) -> tuple[Tensor, Tensor]:
+        logits = self(batch["tokens"], batch["mask"])  # (B, C)
+        return F.cross_entropy(logits, batch["labels"]), logits
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss, _ = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
+        return loss
+
+    def _evaluate(self, stage: str, batch: dict) -> None:
+        loss, logits = self._loss(batch)
+        self.log(f"{stage}/loss", loss, batch_size=len(batch["labels"]))
+        self.metrics[stage].update(logits.argmax(-1), batch["labels"])
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate("val", batch)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate("test", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_metric("val", self.metrics["val"])
+
+    def on_test_epoch_end(self) -> None:
+        self.log_metric("test", self.metrics["test"])
