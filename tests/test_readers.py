@@ -105,3 +105,37 @@ def test_bucket_sampler_covers_every_example_once_and_shards_by_rank() -> None:
     assert len(shards[0]) == len(shards[1])
     assert not {tuple(b) for b in shards[0]} & {tuple(b) for b in shards[1]}
     assert BucketBatchSampler(lengths, 8, seed=3).padding_fraction() < 0.2
+
+
+def test_hub_parquet_source_maps_class_labels_to_tags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Hub path, with ``load_dataset`` answered locally by a dataset of the Hub copy's schema."""
+    import datasets
+
+    names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
+                                  "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names))})
+    split = datasets.Dataset.from_dict({"tokens": [["Ann", "sails", "to", "Oslo"]], "ner_tags": [[1, 0, 0, 3]]},
+                                       features=features)
+    asked = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda path: asked.append(path) or datasets.DatasetDict(
+        {"train": split, "validation": split, "test": split}))
+    module = conll_datamodule(tmp_path, hub={"path": "lhoestq/conll2003", "tokens": "tokens", "tags": "ner_tags"})
+    module.setup()
+    assert asked == ["lhoestq/conll2003"]
+    assert module.tags.items == ["O", "B-LOC", "B-PER"]
+    assert len(module.datasets["test"]) == 1
+
+
+def test_hub_url_source_reads_downloaded_files(data_dir: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The by-URL path, with the download answered by local files."""
+    import datasets
+
+    local = data_dir / "ud_english_ewt" / "en_ewt-ud-train.conllu.gz"
+    monkeypatch.setattr(datasets.DownloadManager, "download", lambda self, urls: {k: str(local) for k in urls})
+    files = {"train": "t.conllu", "validation": "d.conllu", "test": "e.conllu"}
+    module = TaggingDataModule(name="ud", subdir="ud", files=files, format="conllu", tag_column=3,
+                               data_dir=str(tmp_path), hub={"urls": {k: f"https://example.org/{v}" for k, v in
+                                                                     files.items()}})
+    module.setup()
+    assert "PRON" in module.tags.items and len(module.datasets["train"]) == 2
