@@ -1,0 +1,220 @@
+"""Machine translation with the lecture's encoder-decoder: the source representation initialises a conditional LM."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import sacrebleu
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from sacremoses import MosesDetokenizer
+from torch import Tensor
+from torchmetrics import MaxMetric, Metric
+
+from rnnlab.data.translation import BOS, EOS
+from rnnlab.data.vocab import Vocabulary
+from rnnlab.decoding import STRATEGIES, Bridge, RNNDecoder, States, decode
+from rnnlab.embeddings import WordEmbedder
+from rnnlab.tasks.base import TaskModule, build_encoder
+
+DECODING_DEFAULTS = {"strategy": "greedy", "beam_size": 5, "length_penalty": 1.0, "max_length": 100}
+
+
+def corpus_scores(hypotheses: list[str], references: list[str], lowercase: bool = False) -> dict[str, float]:
+    """Corpus BLEU and chrF of detokenised hypotheses against raw references (sacrebleu's defaults: 13a, chrF2).
+
+    Args:
+        hypotheses: one output sentence per reference.
+        references: the raw target sentences.
+        lowercase: compare case-insensitively.
+
+    Returns:
+        ``{"bleu", "chrf"}``, each in [0, 100].
+    """
+    if lowercase:
+        hypotheses, references = [h.lower() for h in hypotheses], [r.lower() for r in references]
+    bleu = sacrebleu.corpus_bleu(hypotheses, [references])
+    chrf = sacrebleu.corpus_chrf(hypotheses, [references])
+    return {"bleu": bleu.score, "chrf": chrf.score}
+
+
+class TokenNLL(Metric):
+    """Summed negative log-likelihood over target tokens: ``loss`` (mean per token) and ``ppl`` = exp(loss)."""
+
+    full_state_update = False
+
+    def __init__(self):
+        super().__init__()
+        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, nll_sum: Tensor, count: Tensor | int) -> None:
+        self.total += nll_sum.detach().double()
+        self.count += int(count)
+
+    def compute(self) -> dict[str, Tensor]:
+        loss = (self.total / self.count.clamp(min=1)).float()
+        return {"loss": loss, "ppl": loss.exp()}
+
+
+def _gather(items: list) -> list:
+    """Every process's items (one process: these)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return items
+    parts: list[list | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, items)
+    return [item for part in parts for item in part]
+
+
+class TranslationModule(TaskModule):
+    """Encoder-decoder trained with teacher forcing (token cross-entropy), evaluated by decoding.
+
+    Logged each epoch: ``train/loss``, ``val/loss`` and ``val/ppl`` (per target token, ``<eos>`` included),
+    ``val/loss_best``; every ``bleu_every_n_epochs`` epochs: ``val/bleu``, ``val/chrf`` and ``val/bleu_best`` on
+    the first ``bleu_max_sentences`` validation pairs; after training: ``test/loss``, ``test/ppl``,
+    ``test/bleu``, ``test/chrf`` on the whole test set. Outputs are detokenised (Moses) before scoring against
+    the raw references.
+
+    Args:
+        model: the ``model`` config: ``embedding_dim``, ``embedding_dropout``, ``word_dropout``, ``dropout``,
+            ``cell``, ``encoder`` (the source side) and ``decoder``: ``cell`` (None: the encoder's),
+            ``hidden_size`` / ``num_layers`` (None: the encoder's), ``embedding_dim`` (None: the model's),
+            ``dropout`` (None: ``model.dropout``), ``bridge`` (see ``rnnlab.decoding.Bridge``),
+            ``implementation``.
+        source_vocab: source vocabulary (``Vocabulary.to_dict()``), from the DataModule.
+        target_vocab: target vocabulary with ``<bos>`` and ``<eos>``, from the DataModule.
+        target_lang: language of the Moses detokeniser.
+        lowercase: the data was lowercased; score case-insensitively.
+        decoding: ``strategy`` (``greedy`` | ``beam``), ``beam_size``, ``length_penalty``, ``max_length``.
+        bleu_every_n_epochs: decode the validation set every this many epochs (0: never).
+        bleu_max_sentences: decode only the first this many validation pairs (None: all).
+        optimizer: see ``TaskModule``.
+        scheduler: see ``TaskModule``.
+    """
+
+    main_metric = "loss"
+    higher_is_better = False
+
+    def __init__(self, model: dict, source_vocab: dict, target_vocab: dict, target_lang: str = "en",
+                 lowercase: bool = False, decoding: dict | None = None, bleu_every_n_epochs: int = 1,
+                 bleu_max_sentences: int | None = None, optimizer: dict | None = None,
+                 scheduler: dict | None = None):
+        super().__init__(optimizer, scheduler)
+        self.save_hyperparameters()
+        self.decoding = {**DECODING_DEFAULTS, **dict(decoding or {})}
+        if self.decoding["strategy"] not in STRATEGIES:
+            raise ValueError(f"task.decoding.strategy must be one of {STRATEGIES}, "
+                             f"got {self.decoding['strategy']!r}")
+        if bleu_every_n_epochs < 0:
+            raise ValueError(f"bleu_every_n_epochs must be >= 0, got {bleu_every_n_epochs}")
+        self.bleu_every_n_epochs, self.bleu_max_sentences = bleu_every_n_epochs, bleu_max_sentences
+        self.lowercase = lowercase
+        self.source_vocab = Vocabulary.from_dict(source_vocab)
+        self.target_vocab = Vocabulary.from_dict(target_vocab)
+        self.bos, self.eos = self.target_vocab[BOS], self.target_vocab[EOS]
+        self.detokenizer = MosesDetokenizer(target_lang)
+
+        self.embedder = WordEmbedder(len(self.source_vocab), model["embedding_dim"], self.source_vocab.pad_id,
+                                     self.source_vocab[self.source_vocab.unk], model.get("embedding_dropout", 0.0),
+                                     model.get("word_dropout", 0.0))
+        self.encoder = build_encoder(model, self.embedder.embedding_dim)
+        options: dict[str, Any] = dict(model.get("decoder") or {})
+        self.decoder = RNNDecoder(
+            instantiate(options.get("cell") or model["cell"]), len(self.target_vocab),
+            options.get("embedding_dim") or model["embedding_dim"],
+            options.get("hidden_size") or self.encoder.hidden_size,
+            options.get("num_layers") or self.encoder.num_layers, self.target_vocab.pad_id,
+            model.get("dropout", 0.0) if options.get("dropout") is None else options["dropout"],
+            options.get("implementation", "auto"))
+        self.bridge = Bridge(self.encoder, self.decoder.num_layers, self.decoder.hidden_size,
+                             self.decoder.num_states, options.get("bridge", "auto"))
+        self.nll = torch.nn.ModuleDict({stage: TokenNLL() for stage in ("val", "test")})
+        self.bleu_best = MaxMetric()
+        self._outputs: list[tuple[int, str, str]] = []  # (index, hypothesis, reference) of this epoch
+
+    # ----------------------------------------------------------------- model
+    def encode(self, source: Tensor, source_mask: Tensor) -> States:
+        """``(B, S)`` source ids and mask -> the decoder's initial state of each layer."""
+        encoded = self.encoder(self.embedder(source), source_mask)
+        return self.bridge(encoded.final_states)
+
+    def forward(self, source: Tensor, source_mask: Tensor, target: Tensor, target_mask: Tensor) -> Tensor:
+        """Teacher-forced hidden states: ``(B, T + 1, H)`` after reading ``<bos> y_1 .. y_T``."""
+        states = self.encode(source, source_mask)
+        return self.decoder(target[:, :-1], target_mask[:, 1:], states)
+
+    def _nll(self, batch: dict) -> tuple[Tensor, Tensor]:
+        """Summed token NLL and the number of predicted tokens."""
+        hidden = self(batch["source"], batch["source_mask"], batch["target"], batch["target_mask"])
+        predicted = batch["target_mask"][:, 1:]  # (B, T + 1): every word and <eos>
+        # Scores only at real positions: the output layer is the costliest part, padding need not pay for it.
+        logits = self.decoder.scores(hidden[predicted])  # (N, V)
+        nll = F.cross_entropy(logits, batch["target"][:, 1:][predicted], reduction="sum")
+        return nll, predicted.sum()
+
+    @torch.no_grad()
+    def translate(self, source: Tensor, source_mask: Tensor, **overrides: Any) -> list[list[int]]:
+        """Target ids (no ``<bos>``/``<eos>``) for a ``(B, S)`` source batch, with ``task.decoding`` options
+        updated by ``overrides``."""
+        options = {**self.decoding, **overrides}
+        return decode(self.decoder.step, self.encode(source, source_mask), self.bos, self.eos, **options)
+
+    def detokenise(self, ids: list[int]) -> str:
+        return self.detokenizer.detokenize(self.target_vocab.decode(ids))
+
+    # ----------------------------------------------------------------- steps
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        nll, count = self._nll(batch)
+        loss = nll / count
+        self.log("train/loss", loss, prog_bar=True, batch_size=int(count))
+        return loss
+
+    def _bleu_epoch(self) -> bool:
+        every = self.bleu_every_n_epochs
+        return every > 0 and not self.trainer.sanity_checking and (self.current_epoch + 1) % every == 0
+
+    def _evaluate(self, stage: str, batch: dict, decode_rows: Tensor | None) -> None:
+        nll, count = self._nll(batch)
+        self.nll[stage].update(nll, count)
+        if decode_rows is None or not bool(decode_rows.any()):
+            return
+        rows = decode_rows.nonzero().squeeze(1)
+        outputs = self.translate(batch["source"][rows], batch["source_mask"][rows])
+        for row, ids in zip(rows.tolist(), outputs):
+            self._outputs.append((batch["index"][row], self.detokenise(ids), batch["references"][row]))
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        rows = None
+        if self._bleu_epoch():
+            limit = self.bleu_max_sentences
+            rows = torch.tensor([limit is None or i < limit for i in batch["index"]], dtype=torch.bool)
+        self._evaluate("val", batch, rows)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate("test", batch, torch.ones(len(batch["index"]), dtype=torch.bool))
+
+    def _log_scores(self, stage: str) -> None:
+        outputs = sorted(_gather(self._outputs))
+        self._outputs = []
+        if not outputs:
+            return
+        scores = corpus_scores([h for _, h, _ in outputs], [r for _, _, r in outputs], self.lowercase)
+        self.log_dict({f"{stage}/{name}": value for name, value in scores.items()}, sync_dist=False)
+        if stage == "val":
+            self.bleu_best(scores["bleu"])
+            self.log("val/bleu_best", self.bleu_best.compute())
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        self.bleu_best.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_metric("val", self.nll["val"])
+        self._log_scores("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_metric("test", self.nll["test"])
+        self._log_scores("test")
