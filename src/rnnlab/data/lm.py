@@ -1,0 +1,221 @@
+"""Language-modeling data: text files or the Hub -> HF datasets -> one token stream cut into BPTT windows.
+
+Every non-empty line is a sentence, read as the lecture draws it: ``<bos> w1 ... wn <eos>``. Empty
+(whitespace-only) lines are skipped: they separate paragraphs or documents and carry no word to predict.
+Tokens are split on whitespace. The sentences of a split are joined into one stream that is laid out in
+``B`` contiguous columns; batch ``i`` holds positions ``[i*bptt, (i+1)*bptt)`` of every column, so the
+hidden state after batch ``i`` is the right initial state for batch ``i+1``.
+
+The targets are the stream shifted by one. ``<bos>`` is never a target (it is given, not predicted), so a
+split's predicted tokens are its words plus one ``<eos>`` per sentence: the standard PTB counts (82,430 for
+the test split).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from functools import partial
+from itertools import chain
+from pathlib import Path
+
+import datasets
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from rnnlab.data.errors import DataError
+from rnnlab.data.readers import read_lines
+from rnnlab.data.sources import load_with_fallback, local_files
+from rnnlab.data.vocab import PAD, UNK, Vocabulary
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+BOS = "<bos>"
+EOS = "<eos>"
+SPECIALS = (PAD, UNK, BOS, EOS)
+IGNORE_INDEX = -100  # targets the loss and the perplexity skip: <bos> and the padding of the last column
+
+
+def read_text(path: str | Path, encoding: str = "utf-8") -> list[dict]:
+    """Reads a plain-text file (``.gz`` decompressed): one sentence per line, tokens split on whitespace.
+
+    Empty and whitespace-only lines are skipped.
+
+    Returns:
+        ``[{"tokens": [...]}, ...]``, one per non-empty line.
+    """
+    return [{"tokens": tokens} for _, line in read_lines(path, encoding) if (tokens := line.split())]
+
+
+def stream_columns(stream: Tensor, num_columns: int, pad_id: int, bos_id: int) -> tuple[Tensor, Tensor]:
+    """Lays a token stream out in contiguous columns: inputs and next-token targets.
+
+    The inputs are ``stream[:-1]`` and the targets ``stream[1:]`` with ``<bos>`` replaced by
+    ``IGNORE_INDEX``. Nothing is dropped: the last column is right-padded (inputs with ``pad_id``, targets
+    with ``IGNORE_INDEX``), so every token of the split is predicted exactly once.
+
+    Args:
+        stream: ``(N,)`` the split's ids, ``<bos> w1 ... <eos> <bos> ...``.
+        num_columns: ``B``, the batch size.
+        pad_id: input id of padding.
+        bos_id: id of ``<bos>``.
+
+    Returns:
+        ``inputs`` and ``targets``, each ``(B, L)`` with ``L = ceil((N - 1) / B)``.
+    """
+    inputs, targets = stream[:-1], stream[1:].masked_fill(stream[1:] == bos_id, IGNORE_INDEX)
+    length = math.ceil(inputs.numel() / num_columns)
+    padding = length * num_columns - inputs.numel()
+    inputs = torch.cat([inputs, inputs.new_full((padding,), pad_id)])
+    targets = torch.cat([targets, targets.new_full((padding,), IGNORE_INDEX)])
+    return inputs.view(num_columns, length), targets.view(num_columns, length)
+
+
+class BPTTWindows(Dataset):
+    """Consecutive ``bptt``-long windows of a column layout; item ``i`` is a whole batch.
+
+    Args:
+        inputs: ``(B, L)`` input ids.
+        targets: ``(B, L)`` target ids, ``IGNORE_INDEX`` where nothing is predicted.
+        bptt: window length (the last window may be shorter).
+        pad_id: input id of padding, for the mask.
+    """
+
+    def __init__(self, inputs: Tensor, targets: Tensor, bptt: int, pad_id: int):
+        self.inputs, self.targets, self.bptt, self.pad_id = inputs, targets, bptt, pad_id
+
+    def __len__(self) -> int:
+        return math.ceil(self.inputs.shape[1] / self.bptt)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        window = slice(index * self.bptt, (index + 1) * self.bptt)
+        tokens = self.inputs[:, window]  # (B, T)
+        return {"tokens": tokens, "targets": self.targets[:, window], "mask": tokens != self.pad_id}
+
+
+class LMDataModule(L.LightningDataModule):
+    """Word-level language-modeling data.
+
+    Args:
+        name: dataset name used in messages.
+        subdir: folder of this dataset inside ``data_dir``.
+        files: file name per split (``train``, ``validation``, ``test``); absolute paths are used as given,
+            relative ones are looked up in ``data_dir/subdir``.
+        encoding: text encoding of the files.
+        data_dir: local data root (``paths.data_dir``); None to use the Hub.
+        hub: Hub source ``{path, name, text}`` (a parquet dataset, its config name, the text column), or
+            None for files only.
+        batch_size: training batch size ``B`` (number of stream columns).
+        eval_batch_size: validation/test batch size.
+        bptt: length of the windows that truncated back-propagation through time runs over.
+        min_freq: words rarer than this in train map to ``<unk>``.
+        max_size: keep at most this many vocabulary entries (specials included); None for all.
+        num_workers: DataLoader workers.
+    """
+
+    def __init__(self, name: str, subdir: str, files: dict[str, str], encoding: str = "utf-8",
+                 data_dir: str | None = None, hub: dict | None = None, batch_size: int = 20,
+                 eval_batch_size: int = 10, bptt: int = 35, min_freq: int = 1, max_size: int | None = None,
+                 num_workers: int = 0):
+        super().__init__()
+        missing = set(SPLITS) - set(files)
+        if missing:
+            raise ValueError(f"data.files needs an entry for {sorted(missing)}")
+        if batch_size < 1 or eval_batch_size < 1 or bptt < 1:
+            raise ValueError(f"data.batch_size, data.eval_batch_size and data.bptt must be positive, got "
+                             f"{batch_size}, {eval_batch_size} and {bptt}")
+        self.name, self.subdir, self.files = name, subdir, dict(files)
+        self.encoding, self.data_dir, self.hub = encoding, data_dir, hub
+        self.batch_size, self.eval_batch_size, self.bptt = batch_size, eval_batch_size, bptt
+        self.min_freq, self.max_size, self.num_workers = min_freq, max_size, num_workers
+        self.vocab: Vocabulary | None = None
+        self.streams: dict[str, Tensor] = {}
+
+    # ----------------------------------------------------------------- reading
+    def _read(self, path: Path) -> list[dict]:
+        return read_text(path, self.encoding)
+
+    def _load_hub(self) -> dict[str, list[dict]]:
+        loaded = datasets.load_dataset(self.hub["path"], self.hub.get("name"))
+        column = self.hub.get("text", "text")
+        return {split: [{"tokens": tokens} for line in loaded[split][column] if (tokens := line.split())]
+                for split in SPLITS}
+
+    def read_splits(self) -> dict[str, list[dict]]:
+        """Every split as a list of ``{"tokens"}``; raises ``DataError`` when a file is missing or empty."""
+        if not self.hub and local_files(self.data_dir, self.subdir, self.files) is None:
+            root = Path(self.data_dir or ".").expanduser() / self.subdir
+            absent = {split: str(Path(name) if Path(name).is_absolute() else root / name)
+                      for split, name in self.files.items()
+                      if not (Path(name) if Path(name).is_absolute() else root / name).is_file()}
+            raise DataError(f"{self.name}: file(s) not found: {absent}; give existing paths with "
+                            f"data.files.<split>=... (relative paths are read from {root})")
+        splits = load_with_fallback(self.name, self.data_dir, self.subdir, self.files, self._read,
+                                    self._load_hub if self.hub else None,
+                                    self.hub and f"{self.hub['path']} ({self.hub.get('name')})")
+        for split, sentences in splits.items():
+            if not sentences:
+                raise DataError(f"{self.name}: the {split} split ({self.files[split]}) holds no word; "
+                                f"check data.files.{split}")
+        return splits
+
+    # ----------------------------------------------------------------- setup
+    def setup(self, stage: str | None = None) -> None:
+        """Reads the data, builds the vocabulary from train, and encodes every split as one stream, once."""
+        if self.vocab is not None:
+            return
+        splits = self.read_splits()
+        self.vocab = Vocabulary.build((s["tokens"] for s in splits["train"]), min_freq=self.min_freq,
+                                      specials=SPECIALS, max_size=self.max_size)
+        for split in SPLITS:
+            table = datasets.Dataset.from_list(splits[split])
+            encoded = table.map(partial(_encode, self.vocab), batched=True, remove_columns=table.column_names,
+                                desc=f"encoding {self.name} {split}")
+            stream = torch.tensor(list(chain.from_iterable(encoded["input_ids"])), dtype=torch.long)
+            self.streams[split] = stream
+        unk = self.vocab[UNK]
+        log.info("%s: %d words in the vocabulary; predicted tokens %s; <unk> rate %s", self.name,
+                 len(self.vocab), {s: self.num_targets(s) for s in SPLITS},
+                 {s: round(float((self.streams[s] == unk).float().mean()), 4) for s in SPLITS})
+
+    def num_targets(self, split: str) -> int:
+        """Tokens the model predicts in a split: its words and ``<eos>`` tokens (not ``<bos>``)."""
+        return int((self.streams[split] != self.vocab[BOS]).sum())
+
+    def model_kwargs(self) -> dict:
+        """What the model needs from the data: the vocabulary as a JSON-friendly dict."""
+        return {"vocab": self.vocab.to_dict()}
+
+    # ----------------------------------------------------------------- loaders
+    def windows(self, split: str, batch_size: int) -> BPTTWindows:
+        """The batches of a split; under DDP each process takes its own block of ``batch_size`` columns."""
+        trainer = self.trainer
+        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        inputs, targets = stream_columns(self.streams[split], batch_size * replicas, self.vocab.pad_id,
+                                         self.vocab[BOS])
+        rows = slice(rank * batch_size, (rank + 1) * batch_size)
+        return BPTTWindows(inputs[rows], targets[rows], self.bptt, self.vocab.pad_id)
+
+    def _loader(self, split: str, batch_size: int) -> DataLoader:
+        # batch_size=None: each item already is a batch; order matters, so no shuffling.
+        return DataLoader(self.windows(split, batch_size), batch_size=None, shuffle=False,
+                          num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size)
+
+
+def _encode(vocab: Vocabulary, batch: dict) -> dict:
+    bos, eos = vocab[BOS], vocab[EOS]
+    return {"input_ids": [[bos, *vocab.encode(tokens), eos] for tokens in batch["tokens"]]}

@@ -1,0 +1,261 @@
+"""Word-level language modeling: an RNN LM with truncated BPTT, and the lecture's MLP n-gram LM baseline.
+
+RNN LM (lecture 2): ``p(y1 ... yn) = prod_i p(y_i | <bos>, y_1 ... y_{i-1})``, the hidden state read by a
+softmax output layer. MLP n-gram LM (lecture 1, Bengio et al. 2003): ``x = [emb(y_{i-1}); ...; emb(y_{i-n+1})]``,
+``z = σ(U1 x + b1)``, ``p(y_i | ...) = softmax(U2 z + b2)``. Both read the same contiguous stream of windows
+(``rnnlab.data.lm``) and carry a state across windows: the RNN its hidden state (detached, so gradients stop
+at the window: truncated BPTT), the n-gram model its last ``n-2`` input words. The states restart at the
+start of every training, validation and test epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from rnnlab.data.lm import BOS, EOS, IGNORE_INDEX
+from rnnlab.data.vocab import UNK, Vocabulary
+from rnnlab.embeddings import WordEmbedder
+from rnnlab.heads import MLPHead
+from rnnlab.tasks.base import TaskModule, build_encoder
+
+INIT_RANGE = 0.1  # embeddings uniform in ±0.1 (Zaremba et al. 2014; PyTorch's word_language_model)
+
+
+class Perplexity(MeanMetric):
+    """``exp(total NLL / total predicted tokens)`` over everything seen since the last reset.
+
+    ``update`` takes the NLL (natural log) of each predicted token; sums are kept in float64 and summed
+    across processes, so the value is that of the whole split, never a mean of per-batch perplexities.
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(nan_strategy="error", **kwargs)
+        self.set_dtype(torch.float64)
+
+    def compute(self) -> Tensor:
+        return super().compute().exp()
+
+
+def _embedder(model: dict, vocab: Vocabulary) -> WordEmbedder:
+    embedder = WordEmbedder(len(vocab), model["embedding_dim"], vocab.pad_id, vocab[UNK],
+                            model.get("embedding_dropout", 0.0), model.get("word_dropout", 0.0))
+    with torch.no_grad():
+        embedder.embedding.weight.uniform_(-INIT_RANGE, INIT_RANGE)
+        embedder.embedding.weight[vocab.pad_id].zero_()
+    return embedder
+
+
+def _output_layer(model: dict, input_dim: int, embedder: WordEmbedder, default_activation: str) -> MLPHead:
+    """The softmax layer (optionally after the head's hidden layer), its weights tied to the embeddings on
+    request (Press & Wolf 2017; Inan et al. 2017)."""
+    vocab_size = embedder.embedding.num_embeddings
+    head = MLPHead(input_dim, vocab_size, model.get("head_hidden", 0),
+                   model.get("head_activation", default_activation), model.get("dropout", 0.0))
+    output = head.layers[-1]
+    nn.init.zeros_(output.bias)
+    if model.get("tie_weights", False):
+        if output.in_features != embedder.embedding_dim:
+            raise ValueError(
+                f"model.tie_weights needs the output layer's input size ({output.in_features}: "
+                f"head_hidden, or the encoder's hidden size when head_hidden=0) to equal "
+                f"model.embedding_dim ({embedder.embedding_dim}); set model.head_hidden="
+                f"{embedder.embedding_dim} to project, or make the sizes equal")
+        output.weight = embedder.embedding.weight
+    return head
+
+
+class RNNLanguageModel(nn.Module):
+    """Embeddings -> unidirectional encoder -> (MLP) -> scores over the vocabulary.
+
+    Args:
+        model: the ``model`` config: ``embedding_dim``, ``embedding_dropout``, ``word_dropout``, ``cell``,
+            ``encoder``, ``head_hidden`` (0 for the lecture's output layer on ``h``), ``head_activation``,
+            ``dropout`` (on the encoder output), ``tie_weights``.
+        vocab: the word vocabulary.
+    """
+
+    def __init__(self, model: dict, vocab: Vocabulary):
+        super().__init__()
+        self.embedder = _embedder(model, vocab)
+        self.encoder = build_encoder(model, self.embedder.embedding_dim)
+        if self.encoder.bidirectional or any(direction.reverse for layer in self.encoder.layers
+                                             for direction in layer):
+            raise ValueError("a language model predicts each word from the words before it, so its encoder "
+                             "must read left to right: use a unidirectional model (model=lstm, rnn, cifg, "
+                             "peephole) with model.encoder.bidirectional=false and model.encoder.reverse=false")
+        self.head = _output_layer(model, self.encoder.get_output_dim(), self.embedder, "tanh")
+
+    def forward(self, tokens: Tensor, mask: Tensor, state: list | None = None) -> tuple[Tensor, list]:
+        """``(B, T)`` ids and mask, state from the previous window -> ``(B, T, V)`` scores, new state."""
+        encoded = self.encoder(self.embedder(tokens), mask, state)
+        return self.head(encoded.outputs), encoded.final_states
+
+    @staticmethod
+    def detach_state(state: list) -> list:
+        """The state with its history cut: the next window back-propagates only into itself."""
+        return [[tuple(s.detach() for s in direction) for direction in layer] for layer in state]
+
+
+class NGramMLPLanguageModel(nn.Module):
+    """The MLP n-gram LM: ``p(y_i | y_{i-1} ... y_{i-n+1})`` from the concatenated embeddings.
+
+    Args:
+        model: the ``model`` config: ``order`` (n; 3 is the lecture's 2nd-order Markov chain),
+            ``embedding_dim``, ``embedding_dropout``, ``word_dropout``, ``head_hidden`` (size of ``z``),
+            ``head_activation`` (``sigmoid``: the lecture's σ), ``dropout``, ``tie_weights``.
+        vocab: the word vocabulary.
+    """
+
+    def __init__(self, model: dict, vocab: Vocabulary):
+        super().__init__()
+        self.order = int(model.get("order", 3))
+        if self.order < 2:
+            raise ValueError(f"model.order of an n-gram LM must be >= 2 (n-1 previous words), got {self.order}")
+        if model.get("head_hidden", 0) <= 0:
+            raise ValueError("model.head_hidden of the MLP n-gram LM must be positive: the size of its hidden layer")
+        self.pad_id = vocab.pad_id
+        self.embedder = _embedder(model, vocab)
+        self.head = _output_layer(model, (self.order - 1) * self.embedder.embedding_dim, self.embedder, "sigmoid")
+
+    def forward(self, tokens: Tensor, mask: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(B, T)`` ids, the previous window's last ``n-2`` ids -> ``(B, T, V)`` scores, new state.
+
+        Before the first window the context is padding (a zero vector), as for any unknown history.
+        """
+        if state is None:
+            state = tokens.new_full((tokens.shape[0], self.order - 2), self.pad_id)
+        context = torch.cat([state, tokens], dim=1)  # (B, n-2+T)
+        # Window t holds y_{t-n+2} ... y_t; flipped so the most recent word comes first, as on the slide.
+        windows = context.unfold(1, self.order - 1, 1).flip(-1)  # (B, T, n-1)
+        x = self.embedder(windows).flatten(2)  # (B, T, (n-1)E)
+        return self.head(x), context[:, context.shape[1] - (self.order - 2):]
+
+    @staticmethod
+    def detach_state(state: Tensor) -> Tensor:
+        return state  # word ids: no history to cut
+
+
+ARCHITECTURES = {"rnn": RNNLanguageModel, "ngram_mlp": NGramMLPLanguageModel}
+
+
+class LanguageModelModule(TaskModule):
+    """A word-level LM trained with next-word cross-entropy; evaluated by perplexity over whole splits.
+
+    Args:
+        model: the ``model`` config; ``architecture`` (``rnn`` by default, or ``ngram_mlp``) picks the network
+            (see ``RNNLanguageModel`` and ``NGramMLPLanguageModel`` for the keys each reads).
+        vocab: word vocabulary (``Vocabulary.to_dict()``), from the DataModule.
+        optimizer: see ``TaskModule``.
+        scheduler: see ``TaskModule``.
+    """
+
+    main_metric = "ppl"
+    higher_is_better = False
+
+    def __init__(self, model: dict, vocab: dict, optimizer: dict | None = None, scheduler: dict | None = None):
+        super().__init__(optimizer, scheduler)
+        self.save_hyperparameters()
+        architecture = model.get("architecture", "rnn")
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"model.architecture must be one of {sorted(ARCHITECTURES)}, got {architecture!r}")
+        self.vocab = Vocabulary.from_dict(vocab)
+        self.net = ARCHITECTURES[architecture](model, self.vocab)
+        self.metrics = nn.ModuleDict({stage: Perplexity() for stage in ("val", "test")})
+        self.states: dict[str, Any] = {}  # per stage: the state the next window starts from
+
+    def forward(self, tokens: Tensor, mask: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        """``(B, T)`` ids and mask, optional state -> ``(B, T, V)`` scores and the state after the window."""
+        return self.net(tokens, mask, state)
+
+    def _token_nll(self, stage: str, batch: dict) -> Tensor:
+        """NLL of every predicted token of the window, ``(N,)``; carries the stage's state to the next one."""
+        logits, state = self(batch["tokens"], batch["mask"], self.states.get(stage))  # (B, T, V)
+        self.states[stage] = self.net.detach_state(state)
+        targets = batch["targets"].flatten()
+        # float32 softmax even under bf16 autocast: the perplexity is only as exact as the log-probabilities
+        nll = F.cross_entropy(logits.flatten(0, 1).float(), targets, ignore_index=IGNORE_INDEX, reduction="none")
+        return nll[targets != IGNORE_INDEX]
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss = self._token_nll("train", batch).mean()
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def _evaluate(self, stage: str, batch: dict) -> None:
+        nll = self._token_nll(stage, batch)
+        self.log(f"{stage}/loss", nll.mean(), batch_size=nll.numel())
+        self.metrics[stage].update(nll)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate("val", batch)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate("test", batch)
+
+    def on_train_epoch_start(self) -> None:
+        self.states.pop("train", None)
+
+    def on_validation_epoch_start(self) -> None:
+        self.states.pop("val", None)
+
+    def on_test_epoch_start(self) -> None:
+        self.states.pop("test", None)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_metric("val", self.metrics["val"])
+
+    def on_test_epoch_end(self) -> None:
+        self.log_metric("test", self.metrics["test"])
+
+    @torch.no_grad()
+    def sample(self, prompt: list[str] | str = (), max_length: int = 50, temperature: float = 1.0,
+               top_k: int = 0, seed: int | None = None) -> list[str]:
+        """Continues ``<bos> prompt`` word by word until ``<eos>`` or ``max_length`` new words.
+
+        Args:
+            prompt: words (or a whitespace-separated string) the sentence starts with; unknown ones read as
+                ``<unk>``.
+            max_length: most words generated.
+            temperature: scores are divided by it before the softmax; 0 picks the most likely word.
+            top_k: sample among the ``k`` most likely words only; 0 for all.
+            seed: seed of the sampling generator, for reproducible samples.
+
+        Returns:
+            The generated words (not the prompt), ending with ``<eos>`` when the model stopped.
+        """
+        if temperature < 0 or top_k < 0 or max_length < 0:
+            raise ValueError(f"temperature, top_k and max_length must be >= 0, got {temperature}, {top_k}, "
+                             f"{max_length}")
+        words = prompt.split() if isinstance(prompt, str) else list(prompt)
+        generator = torch.Generator(device=self.device)
+        if seed is not None:
+            generator.manual_seed(seed)
+        was_training = self.training
+        self.eval()
+        eos = self.vocab[EOS]
+        never = torch.tensor([self.vocab.pad_id, self.vocab[BOS]], device=self.device)  # never predicted
+        tokens = torch.tensor([[self.vocab[BOS], *self.vocab.encode(words)]], device=self.device)  # (1, T)
+        state, generated = None, []
+        for _ in range(max_length):
+            logits, state = self(tokens, torch.ones_like(tokens, dtype=torch.bool), state)
+            scores = logits[0, -1]  # (V,)
+            scores[never] = -float("inf")
+            if temperature == 0:
+                next_id = int(scores.argmax())
+            else:
+                scores = scores / temperature
+                if 0 < top_k < scores.numel():
+                    threshold = scores.topk(top_k).values[-1]
+                    scores = scores.masked_fill(scores < threshold, -float("inf"))
+                next_id = int(torch.multinomial(scores.softmax(-1), 1, generator=generator))
+            generated.append(self.vocab.items[next_id])
+            if next_id == eos:
+                break
+            tokens = tokens.new_tensor([[next_id]])
+        self.train(was_training)
+        return generated
