@@ -11,6 +11,7 @@ import lightning as L
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from rnnlab.loggers import finish_wandb
 from rnnlab.tasks.base import count_parameters
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
                                      logger=loggers or False)
-    for logger in trainer.loggers:
-        logger.log_hyperparams({**_plain(cfg), "num_parameters": num_parameters})
+    try:
+        for logger in trainer.loggers:
+            logger.log_hyperparams({**_plain(cfg), "num_parameters": num_parameters})
+        metrics = _fit_and_test(cfg, trainer, module, datamodule)
+    except BaseException:
+        finish_wandb(trainer.loggers, failed=True)
+        raise
+    metrics["num_parameters"] = num_parameters
+    finish_wandb(trainer.loggers, summary=metrics)  # before the next job of a multirun starts its own run
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    log.info("metrics: %s", json.dumps({k: round(v, 4) for k, v in sorted(metrics.items())}))
+    return metrics
 
+
+def _fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule,
+                  datamodule: L.LightningDataModule) -> dict[str, float]:
+    """Fits, then tests the best checkpoint when ``cfg.test``; returns the logged metrics and ``train_seconds``."""
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
@@ -71,7 +86,4 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
         metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()
                         if name.startswith("test/")})
-    metrics["num_parameters"] = num_parameters
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-    log.info("metrics: %s", json.dumps({k: round(v, 4) for k, v in sorted(metrics.items())}))
     return metrics
