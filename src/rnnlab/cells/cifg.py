@@ -45,6 +45,19 @@ class CIFGCell(GatedCell):
         h = self.gate(z_o) * torch.tanh(c)
         return h, (h, c)
 
+    def gate_values(self, x_t: Tensor, state: State) -> dict[str, Tensor]:
+        """One step's gates and new memory, for inspection; the math of ``forward``.
+
+        Returns:
+            ``forget``, ``input`` (= 1 - forget), ``output`` and ``memory`` (the new c), each ``(B, H)``.
+        """
+        h_prev, c_prev = state
+        z = F.linear(x_t, self.weight_ih, self.bias) + F.linear(h_prev, self.weight_hh)  # (B, 3H)
+        z_f, z_g, z_o = z.chunk(3, dim=-1)
+        f = self.gate(z_f)
+        return {"forget": f, "input": 1.0 - f, "output": self.gate(z_o),
+                "memory": f * c_prev + (1.0 - f) * torch.tanh(z_g)}
+
     def fused_kernel(self) -> tuple[str, list[Tensor]] | None:
         if self.gate_name != "sigmoid":
             return None

@@ -45,6 +45,18 @@ class LSTMCell(GatedCell):
         h = self.gate(z_o) * torch.tanh(c)
         return h, (h, c)
 
+    def gate_values(self, x_t: Tensor, state: State) -> dict[str, Tensor]:
+        """One step's gates and new memory, for inspection; the math of ``forward``.
+
+        Returns:
+            ``forget``, ``input``, ``output`` and ``memory`` (the new c), each ``(B, H)``.
+        """
+        h_prev, c_prev = state
+        z = F.linear(x_t, self.weight_ih, self.bias) + F.linear(h_prev, self.weight_hh)  # (B, 4H)
+        z_i, z_f, z_g, z_o = z.chunk(4, dim=-1)
+        f, i = self.gate(z_f), self.gate(z_i)
+        return {"forget": f, "input": i, "output": self.gate(z_o), "memory": f * c_prev + i * torch.tanh(z_g)}
+
     def fused_kernel(self) -> tuple[str, list[Tensor]] | None:
         if self.gate_name != "sigmoid":
             return None

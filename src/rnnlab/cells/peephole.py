@@ -70,6 +70,20 @@ class PeepholeLSTMCell(GatedCell):
         h = o * torch.tanh(c)
         return h, (h, c)
 
+    def gate_values(self, x_t: Tensor, state: State) -> dict[str, Tensor]:
+        """One step's gates and new memory, for inspection; the math of ``forward``.
+
+        Returns:
+            ``forget``, ``input``, ``output`` and ``memory`` (the new c), each ``(B, H)``.
+        """
+        h_prev, c_prev = state
+        z = F.linear(x_t, self.weight_ih, self.bias) + F.linear(h_prev, self.weight_hh)  # (B, 4H)
+        z_i, z_f, z_g, z_o = z.chunk(4, dim=-1)
+        peek_i, peek_f = self._peek(c_prev, self.weight_ci).chunk(2, dim=-1)
+        f, i = self.gate(z_f + peek_f), self.gate(z_i + peek_i)
+        c = f * c_prev + i * torch.tanh(z_g)  # (B, H)
+        return {"forget": f, "input": i, "output": self.gate(z_o + self._peek(c, self.weight_co)), "memory": c}
+
     def fused_kernel(self) -> tuple[str, list[Tensor]] | None:
         """``rnnlab.kernels.peephole``: this math over a whole sequence with a hand-written backward."""
         if self.gate_name != "sigmoid":

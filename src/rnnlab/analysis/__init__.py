@@ -1,0 +1,1 @@
+"""Analysis of sweeps: figures and tables from the runs of a multirun folder."""

@@ -1,0 +1,122 @@
+"""Looking inside the memory: forget, input and output gates and memory cells of a trained gated model.
+
+    python -m rnnlab.diagnostics.memory_heatmap ckpt_path=RUN/checkpoints/last.ckpt \\
+        sentence="EU rejects German call to boycott British lamb ." out=memory.png [units=32] [module=...]
+
+Works with any Lightning checkpoint of a task module whose ``forward(tokens (B, T), mask (B, T))`` reads
+token ids and whose encoder's first layer runs a gated cell (``gate_values``). Words are looked up in the
+module's ``vocab`` when it has one (taggers); otherwise the sentence is a list of token ids (the synthetic
+tasks). The module class is read from the run's ``.hydra/config.yaml`` next to the checkpoint, or given as
+``module=rnnlab.tasks.tagging.TaggingModule``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from hydra.utils import get_class
+from omegaconf import OmegaConf
+
+PANELS = ("forget", "input", "output", "memory")
+
+
+def module_class(ckpt_path: str | Path) -> type[L.LightningModule]:
+    """The task module class of a run's checkpoint, from ``task.module._target_`` in its Hydra config."""
+    for folder in Path(ckpt_path).resolve().parents:
+        config = folder / ".hydra" / "config.yaml"
+        if config.exists():
+            return get_class(OmegaConf.load(config).task.module._target_)
+    raise FileNotFoundError(f"no .hydra/config.yaml above {ckpt_path}; pass module=<class path>")
+
+
+def encode_sentence(module: L.LightningModule, sentence: str) -> tuple[list[str], torch.Tensor]:
+    """Whitespace tokens and their ids ``(1, T)``: through ``module.vocab`` if any, else read as integers."""
+    words = sentence.split()
+    if not words:
+        raise ValueError("the sentence is empty")
+    vocab = getattr(module, "vocab", None)
+    ids = vocab.encode(words) if vocab is not None else [int(w) for w in words]
+    return words, torch.tensor([ids], device=module.device)
+
+
+@torch.no_grad()
+def gate_trace(module: L.LightningModule, sentence: str) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Runs the sentence and steps the first layer's (forward) cell to record its gates.
+
+    Returns:
+        The tokens, and for each of ``PANELS`` a ``(T, H)`` array.
+    """
+    cell = module.encoder.layers[0][0].cell
+    if not hasattr(cell, "gate_values"):
+        raise ValueError(f"the first layer's cell, {type(cell).__name__}, has no gates")
+    words, tokens = encode_sentence(module, sentence)
+    captured = {}
+    hook = module.encoder.register_forward_pre_hook(lambda encoder, args: captured.update(x=args[0]))
+    try:
+        module.eval()
+        module(tokens, torch.ones_like(tokens, dtype=torch.bool))
+    finally:
+        hook.remove()
+    x = captured["x"]  # (1, T, I): what the encoder read
+    state = cell.initial_state(1, x.device, x.dtype)
+    trace: dict[str, list[np.ndarray]] = {name: [] for name in PANELS}
+    for t in range(x.shape[1]):
+        values = cell.gate_values(x[:, t], state)
+        for name in PANELS:
+            trace[name].append(values[name][0].cpu().numpy())
+        _, state = cell(x[:, t], state)
+    return words, {name: np.stack(rows) for name, rows in trace.items()}
+
+
+def plot_memory(words: list[str], trace: dict[str, np.ndarray], path: str | Path, units: int = 32,
+                title: str = "") -> None:
+    """Heatmaps (units x tokens) of the gates (0..1) and the memory (diverging around 0).
+
+    Args:
+        units: how many memory cells to show: those whose memory varies most over the sentence.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = np.argsort(-trace["memory"].std(axis=0))[:units]
+    fig, axes = plt.subplots(len(PANELS), 1, figsize=(max(6.0, 0.45 * len(words) + 2), 2.2 * len(PANELS) + 0.8),
+                             sharex=True)
+    for ax, name in zip(axes, PANELS):
+        values = trace[name][:, shown].T  # (units, T)
+        if name == "memory":
+            bound = float(np.abs(values).max()) or 1.0
+            image = ax.imshow(values, aspect="auto", cmap="RdBu_r", vmin=-bound, vmax=bound)
+        else:
+            image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
+        ax.set_ylabel(f"{name}\n(unit)")
+        fig.colorbar(image, ax=ax, fraction=0.025, pad=0.01)
+    axes[-1].set_xticks(range(len(words)))
+    axes[-1].set_xticklabels(words, rotation=60, ha="right", fontsize=8)
+    axes[0].set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """``key=value`` arguments: ``ckpt_path``, ``sentence``, ``out``; optional ``units``, ``module``."""
+    args = OmegaConf.from_cli(sys.argv[1:] if argv is None else argv)
+    missing = [key for key in ("ckpt_path", "sentence", "out") if key not in args]
+    if missing:
+        raise SystemExit(f"missing arguments: {', '.join(f'{k}=...' for k in missing)}")
+    cls = get_class(args.module) if "module" in args else module_class(args.ckpt_path)
+    module = cls.load_from_checkpoint(args.ckpt_path, map_location="cpu")
+    words, trace = gate_trace(module, str(args.sentence))
+    cell = type(module.encoder.layers[0][0].cell).__name__
+    plot_memory(words, trace, args.out, int(args.get("units", 32)), title=f"{cell}: {Path(args.ckpt_path).name}")
+    return Path(args.out)
+
+
+if __name__ == "__main__":
+    print(main())

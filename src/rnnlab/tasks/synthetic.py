@@ -1,0 +1,103 @@
+"""The synthetic long-range tasks: recall and adding read the sentence representation, copy every step."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanSquaredError, Metric
+from torchmetrics.classification import MulticlassAccuracy
+
+from rnnlab.data.synthetic import IGNORE_INDEX, TASKS
+from rnnlab.heads import MLPHead
+from rnnlab.tasks.base import TaskModule, build_encoder
+
+
+class SyntheticModule(TaskModule):
+    """Inputs -> encoder -> MLP head, on the sentence vector (recall, adding) or on every step (copy).
+
+    Logged beside the metric: ``<stage>/chance``, the metric of a predictor that ignores the input.
+
+    Args:
+        model: the ``model`` config: ``embedding_dim`` (token tasks), ``cell``, ``encoder``, ``head_hidden``,
+            ``head_activation``, ``dropout``, ``embedding_dropout``.
+        task: ``"recall"``, ``"adding"`` or ``"copy"``.
+        num_outputs: classes (recall, copy) or 1 (adding), from the DataModule.
+        chance: chance level of the main metric, from the DataModule.
+        vocab_size: number of input ids for token tasks, from the DataModule; 0 for feature inputs.
+        input_dim: size of each input feature vector (adding), from the DataModule.
+        optimizer: see ``TaskModule``.
+        scheduler: see ``TaskModule``.
+    """
+
+    def __init__(self, model: dict, task: str, num_outputs: int, chance: float, vocab_size: int = 0,
+                 input_dim: int = 0, optimizer: dict | None = None, scheduler: dict | None = None):
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        self.main_metric = "mse" if task == "adding" else "acc"
+        self.higher_is_better = task != "adding"
+        super().__init__(optimizer, scheduler)
+        self.save_hyperparameters()
+        self.task = task
+        self.chance = chance
+        if vocab_size > 0:
+            self.embedder: nn.Module = nn.Sequential(nn.Embedding(vocab_size, model["embedding_dim"]),
+                                                     nn.Dropout(model.get("embedding_dropout", 0.0)))
+            input_dim = model["embedding_dim"]
+        else:
+            self.embedder = nn.Identity()
+        self.encoder = build_encoder(model, input_dim)
+        self.head = MLPHead(self.encoder.get_output_dim(), num_outputs, model.get("head_hidden", 0),
+                            model.get("head_activation", "tanh"), model.get("dropout", 0.0))
+        self.metrics = nn.ModuleDict({stage: self._make_metric(num_outputs) for stage in ("val", "test")})
+
+    def _make_metric(self, num_outputs: int) -> Metric:
+        if self.task == "adding":
+            return MeanSquaredError()
+        return MulticlassAccuracy(num_outputs, average="micro", ignore_index=IGNORE_INDEX)
+
+    def forward(self, inputs: Tensor, mask: Tensor) -> Tensor:
+        """Ids ``(B, T)`` or features ``(B, T, F)`` and mask ``(B, T)`` -> scores.
+
+        Returns:
+            recall ``(B, C)``, adding ``(B,)``, copy ``(B, T, C)``.
+        """
+        encoded = self.encoder(self.embedder(inputs), mask)
+        if self.task == "copy":
+            return self.head(encoded.outputs)
+        scores = self.head(encoded.sentence)
+        return scores.squeeze(-1) if self.task == "adding" else scores
+
+    def _loss(self, batch: dict) -> tuple[Tensor, Tensor]:
+        """``(loss, predictions)``: the loss of a batch and what the metric compares with the targets."""
+        scores = self(batch["inputs"], batch["mask"])
+        targets = batch["targets"]
+        if self.task == "adding":
+            return F.mse_loss(scores, targets), scores
+        loss = F.cross_entropy(scores.flatten(0, -2), targets.flatten(), ignore_index=IGNORE_INDEX)
+        return loss, scores.argmax(-1)
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss, _ = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["targets"]))
+        return loss
+
+    def _evaluate(self, stage: str, batch: dict) -> None:
+        loss, predictions = self._loss(batch)
+        self.log(f"{stage}/loss", loss, batch_size=len(batch["targets"]))
+        self.metrics[stage].update(predictions, batch["targets"])
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate("val", batch)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate("test", batch)
+
+    def _epoch_end(self, stage: str) -> None:
+        self.log_metric(stage, self.metrics[stage])
+        self.log(f"{stage}/chance", self.chance)
+
+    def on_validation_epoch_end(self) -> None:
+        self._epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._epoch_end("test")

@@ -1,0 +1,233 @@
+"""The long-range lab: gate functions, synthetic tasks, gradient flow, memory heatmaps, sweep analysis."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from conftest import compose_train
+from rnnlab.analysis import long_range
+from rnnlab.cells import CIFGCell, ElmanCell, LSTMCell, PeepholeLSTMCell
+from rnnlab.cells.gates import hard_sigmoid
+from rnnlab.data.synthetic import COPY_BLANK, COPY_DELIMITER, COPY_OFFSET, IGNORE_INDEX, SyntheticDataModule
+from rnnlab.diagnostics import gradient_norms
+from rnnlab.diagnostics.memory_heatmap import main as heatmap_main
+from rnnlab.encoders import RNNEncoder
+from rnnlab.pipeline import build, train
+
+GATED = [LSTMCell, CIFGCell, PeepholeLSTMCell]
+SMALL = ["data.num_train=64", "data.num_val=32", "data.num_test=32", "data.batch_size=16",
+         "model.encoder.hidden_size=16", "model.embedding_dim=8"]
+
+
+# ----------------------------------------------------------------- gate functions
+def _gate_gradients(cell_cls: type, gate: str) -> dict[str, torch.Tensor]:
+    """Gradients of a few steps' loss, split into the gate rows and the candidate rows of ``weight_ih``."""
+    torch.manual_seed(0)
+    cell = cell_cls(3, 4, forget_bias=0.0, gate=gate)  # gates open and closed: some paths reach g
+    state = cell.initial_state(2, torch.device("cpu"), torch.float32)
+    for x_t in torch.randn(5, 2, 3):
+        h, state = cell(x_t, state)
+    state[1].sum().backward()
+    rows = cell.weight_ih.grad.view(-1, 4, 3)  # (gates, H, I)
+    candidate = 1 if cell_cls is CIFGCell else 2  # row blocks: CIFG f, g, o; LSTM/peephole i, f, g, o
+    gates = [k for k in range(rows.shape[0]) if k != candidate]
+    return {"gates": rows[gates], "candidate": rows[candidate]}
+
+
+@pytest.mark.parametrize("cell_cls", GATED)
+def test_hard_gate_blocks_the_gradient(cell_cls: type) -> None:
+    grads = _gate_gradients(cell_cls, "hard")
+    assert torch.count_nonzero(grads["gates"]) == 0
+    assert torch.count_nonzero(grads["candidate"]) > 0  # the gradient reaches the rest of the cell
+
+
+@pytest.mark.parametrize("cell_cls", GATED)
+def test_straight_through_gate_passes_the_gradient(cell_cls: type) -> None:
+    assert torch.count_nonzero(_gate_gradients(cell_cls, "straight_through")["gates"]) > 0
+
+
+def test_hard_sigmoid_is_the_clipped_line() -> None:
+    w = torch.linspace(-6, 6, 241)
+    expected = torch.tensor([min(1.0, max(0.0, 0.5 + v / 4)) for v in w.tolist()])
+    assert torch.equal(hard_sigmoid(w), expected)
+
+
+@pytest.mark.parametrize("cell_cls", GATED)
+def test_gate_values_follow_forward(cell_cls: type) -> None:
+    torch.manual_seed(0)
+    cell = cell_cls(3, 4)
+    state = (torch.randn(2, 4), torch.randn(2, 4))
+    x_t = torch.randn(2, 3)
+    values = cell.gate_values(x_t, state)
+    h, (_, c) = cell(x_t, state)
+    torch.testing.assert_close(values["memory"], c)
+    torch.testing.assert_close(values["output"] * torch.tanh(values["memory"]), h)
+    assert all(((v >= 0) & (v <= 1)).all() for k, v in values.items() if k != "memory")
+
+
+# ----------------------------------------------------------------- synthetic tasks
+def _data(task: str, seed: int = 0, distance: int = 12, n: int = 300) -> SyntheticDataModule:
+    data = SyntheticDataModule(task, distance=distance, num_train=n, num_val=n, num_test=n, seed=seed)
+    data.setup()
+    return data
+
+
+@pytest.mark.parametrize("task", ["recall", "adding", "copy"])
+def test_generation_is_deterministic_per_seed(task: str) -> None:
+    first, again, other = _data(task, 3), _data(task, 3), _data(task, 4)
+    for split in ("train", "validation", "test"):
+        a, b, c = (d.datasets[split].tensors for d in (first, again, other))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert not torch.equal(a["inputs"], c["inputs"])
+    assert not torch.equal(first.datasets["train"].tensors["inputs"], first.datasets["test"].tensors["inputs"])
+
+
+def test_recall_label_is_the_key_t_steps_before_the_end() -> None:
+    data = _data("recall", distance=12)
+    tensors = data.datasets["train"].tensors
+    inputs, targets = tensors["inputs"], tensors["targets"]
+    assert inputs.shape == (300, 13)
+    assert torch.equal(targets, inputs[:, -13] - 1)
+    # Distractors are never keys, so replacing them by any other distractor leaves the key, hence the label.
+    assert (inputs[:, 1:] > data.num_classes).all() and (inputs[:, 1:] <= data.vocab_size).all()
+
+
+def test_adding_target_is_the_sum_of_the_marked_values() -> None:
+    tensors = _data("adding", distance=12).datasets["train"].tensors
+    values, markers = tensors["inputs"].unbind(-1)  # each (n, T)
+    assert torch.equal(markers.sum(1), torch.full((300,), 2.0))
+    assert (markers[:, :6].sum(1) == 1).all() and (markers[:, 6:].sum(1) == 1).all()
+    torch.testing.assert_close(tensors["targets"], (values * markers).sum(1))
+    # Changing every unmarked value changes nothing.
+    noisy = torch.where(markers.bool(), values, torch.rand_like(values))
+    torch.testing.assert_close((noisy * markers).sum(1), tensors["targets"])
+
+
+def test_copy_targets_are_the_prefix_after_the_blanks() -> None:
+    data = _data("copy", distance=12)
+    tensors = data.datasets["train"].tensors
+    inputs, targets, k = tensors["inputs"], tensors["targets"], data.copy_length
+    assert inputs.shape == (300, 2 * k + 12)
+    assert torch.equal(targets[:, -k:], inputs[:, :k] - COPY_OFFSET)
+    assert (targets[:, :-k] == IGNORE_INDEX).all()
+    assert (inputs[:, k:k + 11] == COPY_BLANK).all() and (inputs[:, k + 11] == COPY_DELIMITER).all()
+    assert (inputs[:, -k:] == COPY_BLANK).all()
+
+
+def test_chance_levels() -> None:
+    recall, adding, copy = _data("recall", n=4000), _data("adding", n=4000), _data("copy", n=4000)
+    assert recall.chance() == pytest.approx(1 / 8) and copy.chance() == pytest.approx(1 / 16)
+    assert adding.chance() == pytest.approx(1 / 6)
+    # The best input-blind predictors reach them: the most frequent key, the mean sum 1.
+    keys = recall.datasets["train"].tensors["targets"]
+    assert np.bincount(keys.numpy()).max() / len(keys) == pytest.approx(1 / 8, abs=0.02)
+    sums = adding.datasets["train"].tensors["targets"]
+    assert float(((sums - 1.0) ** 2).mean()) == pytest.approx(1 / 6, abs=0.01)
+
+
+# ----------------------------------------------------------------- end to end and gradient flow
+@pytest.mark.parametrize("task,model", [("recall", "lstm"), ("adding", "rnn"), ("copy", "peephole")])
+def test_fast_dev_run(task: str, model: str, tmp_path: Path) -> None:
+    cfg = compose_train([f"task={task}", f"model={model}", "debug=fast", "callbacks=gradient_flow",
+                         "data.distance=6", *SMALL], tmp_path)
+    metrics = train(cfg)
+    name = "mse" if task == "adding" else "acc"
+    assert f"test/{name}" in metrics
+    assert metrics["test/chance"] == pytest.approx({"recall": 1 / 8, "adding": 1 / 6, "copy": 1 / 16}[task])
+    records = json.loads((tmp_path / "gradient_flow.json").read_text())
+    steps = {"recall": 7, "adding": 6, "copy": 16}[task]
+    assert [r["epoch"] for r in records] == [0, 1]
+    assert all(len(r["curves"]["layer0"]) == steps for r in records)
+    assert (tmp_path / "gradient_flow.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("cell,gate", [("elman", "sigmoid"), ("cifg", "hard"), ("peephole", "straight_through"),
+                                       ("lstm", "hard_sigmoid")])
+def test_long_range_experiment_runs_every_cell(cell: str, gate: str, tmp_path: Path) -> None:
+    cfg = compose_train(["experiment=long_range", f"cell={cell}", f"gate={gate}", "debug=fast", "data.distance=5",
+                         *SMALL], tmp_path)
+    assert cfg.model.name == cell and cfg.task.name == "recall"
+    assert 0.0 <= train(cfg)["test/acc"] <= 1.0
+
+
+def test_gradient_norms_per_layer_and_direction(tmp_path: Path) -> None:
+    cfg = compose_train(["task=recall", "model=birnn", "model.encoder.num_layers=2", "data.distance=9", *SMALL],
+                        tmp_path)
+    datamodule, module = build(cfg)
+    batch = next(iter(datamodule.val_dataloader()))
+    curves = gradient_norms(module, batch)
+    assert sorted(curves) == ["layer0", "layer0/backward", "layer1", "layer1/backward"]
+    assert all(len(norms) == 10 for norms in curves.values())
+    assert all(layer.implementation == "auto" for d in module.encoder.layers for layer in d)  # restored
+    # The loss reads the forward RNN's last state and the backward RNN's state at the first token.
+    assert curves["layer1"][-1] > 0 and curves["layer1/backward"][0] > 0
+
+
+def test_gradient_norms_equal_autograd_through_the_loop() -> None:
+    torch.manual_seed(0)
+
+    class Probe(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = RNNEncoder(ElmanCell, 3, 5)
+
+        def _loss(self, batch: dict) -> tuple[torch.Tensor, None]:
+            return self.encoder(batch["x"], batch["mask"]).sentence.pow(2).sum(), None
+
+    probe, x = Probe(), torch.randn(2, 6, 3)
+    curves = gradient_norms(probe, {"x": x, "mask": torch.ones(2, 6, dtype=torch.bool)})
+    cell, h, hs = probe.encoder.layers[0][0].cell, torch.zeros(2, 5), []
+    for t in range(6):
+        h, _ = cell(x[:, t], (h,))
+        hs.append(h)
+    grads = torch.autograd.grad(h.pow(2).sum(), hs)
+    torch.testing.assert_close(torch.tensor(curves["layer0"]), torch.stack([g.norm() for g in grads]))
+    assert curves["layer0"][0] < curves["layer0"][-1]
+
+
+def test_gradient_norms_on_the_tagger(data_dir: Path, tmp_path: Path) -> None:
+    cfg = compose_train(["task=ner", "model=bilstm", f"paths.data_dir={data_dir}"], tmp_path)
+    datamodule, module = build(cfg)
+    batch = next(iter(datamodule.val_dataloader()))
+    curves = gradient_norms(module, batch)
+    assert len(curves["layer0"]) == batch["tokens"].shape[1] and min(curves["layer0/backward"]) >= 0
+
+
+def test_memory_heatmap_writes_a_png(data_dir: Path, tmp_path: Path) -> None:
+    cfg = compose_train(["task=ner", "model=lstm", "debug=fast", f"paths.data_dir={data_dir}"], tmp_path)
+    datamodule, module = build(cfg)
+    trainer = L.Trainer(fast_dev_run=True, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=datamodule)
+    ckpt = tmp_path / "tagger.ckpt"
+    trainer.save_checkpoint(ckpt)
+    out = heatmap_main([f"ckpt_path={ckpt}", "sentence=EU rejects German call to Blackburn",
+                        f"out={tmp_path / 'memory.png'}", "module=rnnlab.tasks.tagging.TaggingModule", "units=8"])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ----------------------------------------------------------------- sweep analysis
+def test_analysis_reads_runs_and_writes_figures(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    for job, (model, distance, seed, acc) in enumerate([("rnn", 5, 1, 1.0), ("rnn", 50, 1, 0.13),
+                                                        ("lstm", 5, 1, 1.0), ("lstm", 50, 1, 0.97),
+                                                        ("lstm", 50, 2, 0.99)]):
+        folder = sweep / f"{job}_model={model},data.distance={distance}"
+        (folder / ".hydra").mkdir(parents=True)
+        (folder / ".hydra" / "config.yaml").write_text(
+            "\n".join(f"{k}: {json.dumps(v)}" for k, v in {
+                "task": {"mode": "max"}, "seed": seed, "data": {"distance": distance},
+                "model": {"name": model, "cell": {"gate": "sigmoid"} if model == "lstm" else {}}}.items()))
+        (folder / "metrics.json").write_text(json.dumps({"test/acc": acc, "test/chance": 0.125,
+                                                         "train_seconds": 1.0}))
+        (folder / "gradient_flow.json").write_text(json.dumps([{"epoch": 0, "curves": {"layer0": [0.1] * 6}}]))
+    table = long_range.main([str(sweep), "--out", str(tmp_path / "out")])
+    assert "| rnn | 1.000 ± 0.000 | 0.130 ± 0.000 | 5 | 50 |" in table
+    assert "| lstm | 1.000 ± 0.000 | 0.980 ± 0.014 | 50 | never |" in table
+    assert (tmp_path / "out" / "long_range_accuracy.png").exists()
+    assert (tmp_path / "out" / "long_range_gradient_flow.png").exists()
