@@ -1,0 +1,257 @@
+"""Translation: data rules, the decoder's two paths, greedy and beam search, scores, and training end to end."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import SHARED_DATA, compose_train
+from rnnlab.cells import ElmanCell, LSTMCell, PeepholeLSTMCell
+from rnnlab.data.errors import DataError
+from rnnlab.data.translation import BOS, EOS, TranslationDataModule
+from rnnlab.decoding import Bridge, RNNDecoder, beam_search, greedy_search
+from rnnlab.encoders import RNNEncoder
+from rnnlab.pipeline import build, train
+from rnnlab.tasks.translation import corpus_scores
+
+GERMAN = ["Ein Hund läuft.", "Zwei Männer spielen Fußball.", "Eine Frau liest ein Buch.",
+          "Ein Kind isst einen Apfel.", "Ein Mann fährt Fahrrad."]
+ENGLISH = ["A dog is running.", "Two men are playing soccer.", "A woman is reading a book.",
+           "A child is eating an apple.", "A man is riding a bike."]
+SPLIT_STEMS = {"train": "train", "validation": "val", "test": "test_2016_flickr"}
+
+
+def write_multi30k(root: Path, de: list[str] = GERMAN, en: list[str] = ENGLISH,
+                   train_en: list[str] | None = None) -> Path:
+    """Writes a Multi30k-style folder ``root/multi30k`` (gzipped, line-aligned) and returns ``root``."""
+    folder = root / "multi30k"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem in SPLIT_STEMS.values():
+        sides = {"de": de, "en": train_en if stem == "train" and train_en is not None else en}
+        for lang, lines in sides.items():
+            with gzip.open(folder / f"{stem}.{lang}.gz", "wt", encoding="utf-8") as handle:
+                handle.write("".join(line + "\n" for line in lines))
+    return root
+
+
+def datamodule(root: Path, **options) -> TranslationDataModule:
+    return TranslationDataModule("multi30k", "multi30k", SPLIT_STEMS, suffix=".gz", data_dir=str(root), **options)
+
+
+# ----------------------------------------------------------------- data
+def test_data_pairs_tokenises_and_marks_sentences(tmp_path: Path) -> None:
+    dm = datamodule(write_multi30k(tmp_path), batch_size=2)
+    dm.setup("fit")
+    assert BOS in dm.target_vocab and EOS in dm.target_vocab and BOS not in dm.source_vocab
+    row = dm.datasets["train"][0]
+    assert dm.source_vocab.decode(row["source_ids"]) == ["Ein", "Hund", "läuft", ".", EOS]
+    assert dm.target_vocab.decode(row["target_ids"]) == [BOS, "A", "dog", "is", "running", ".", EOS]
+    batch = next(iter(dm.val_dataloader()))
+    assert batch["source"].shape == batch["source_mask"].shape
+    assert sorted(batch["references"]) == sorted(ENGLISH)  # raw text, for scoring
+    assert [ENGLISH[i] for i in batch["index"]] == batch["references"]
+
+
+def test_direction_is_configurable(tmp_path: Path) -> None:
+    dm = datamodule(write_multi30k(tmp_path), source_lang="en", target_lang="de")
+    dm.setup("fit")
+    assert "Hund" in dm.target_vocab and "dog" in dm.source_vocab
+    assert dm.model_kwargs()["target_lang"] == "de"
+
+
+def test_misaligned_files_name_both_files_and_counts(tmp_path: Path) -> None:
+    root = write_multi30k(tmp_path, train_en=ENGLISH[:3])
+    with pytest.raises(DataError) as error:
+        datamodule(root).setup("fit")
+    message = str(error.value)
+    assert "train.de.gz has 5 lines" in message and "train.en.gz has 3" in message
+
+
+def test_empty_lines_dropped_from_train_kept_in_evaluation(tmp_path: Path) -> None:
+    root = write_multi30k(tmp_path, de=[*GERMAN, "Ein leeres Ziel.", ""], en=[*ENGLISH, "", "An empty source."])
+    dm = datamodule(root)
+    dm.setup("fit")
+    assert len(dm.datasets["train"]) == 5
+    assert len(dm.datasets["test"]) == 7
+    empty_source = dm.datasets["test"][6]
+    assert dm.source_vocab.decode(empty_source["source_ids"]) == [EOS]
+    assert dm.target_vocab.decode(dm.datasets["test"][5]["target_ids"]) == [BOS, EOS]
+
+
+def test_undecodable_file_names_the_file_and_the_option(tmp_path: Path) -> None:
+    root = write_multi30k(tmp_path)
+    with gzip.open(root / "multi30k" / "val.de.gz", "wb") as handle:
+        handle.write("Ein Hund läuft.\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"val\.de\.gz:1: cannot decode the file as utf-8.*encoding="):
+        datamodule(root).setup("fit")
+
+
+def test_hub_source_reads_one_column_per_language(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Hub path, with ``load_dataset`` answered locally by a dataset of the Hub copy's schema."""
+    import datasets
+
+    split = datasets.Dataset.from_dict({"en": ENGLISH, "de": GERMAN})
+    asked = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda path: asked.append(path) or datasets.DatasetDict(
+        {"train": split, "validation": split, "test": split}))
+    dm = datamodule(tmp_path / "empty", hub={"path": "bentrevett/multi30k"})
+    dm.setup("fit")
+    assert asked == ["bentrevett/multi30k"] and len(dm.datasets["test"]) == 5
+
+
+def test_missing_data_and_unreachable_hub_say_where_to_look(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    def unreachable(path: str) -> None:
+        raise ConnectionError(f"Couldn't reach '{path}' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    with pytest.raises(DataError) as error:
+        datamodule(tmp_path, hub={"path": "bentrevett/multi30k"}).setup("fit")
+    message = str(error.value)
+    assert str(tmp_path / "multi30k") in message and "train.de.gz" in message
+    assert "bentrevett/multi30k" in message and "ConnectionError" in message and "RNNLAB_DATA_DIR" in message
+
+
+# ----------------------------------------------------------------- decoder
+@pytest.mark.parametrize("cell", [LSTMCell, ElmanCell, PeepholeLSTMCell])
+def test_step_by_step_equals_teacher_forcing(cell: type) -> None:
+    """Generation (one cell step at a time) computes what training (the fused sequence path) computes."""
+    torch.manual_seed(0)
+    decoder = RNNDecoder(partial(cell), vocab_size=12, embedding_dim=8, hidden_size=16, num_layers=2,
+                         dropout=0.3).eval()
+    states = [tuple(torch.randn(4, 16) * 0.5 for _ in range(decoder.num_states)) for _ in range(2)]
+    inputs = torch.randint(1, 12, (4, 6))
+    mask = torch.ones(4, 6, dtype=torch.bool)
+    mask[1, 3:] = False
+    expected = torch.log_softmax(decoder.scores(decoder(inputs, mask, states)), dim=-1)  # (B, T, V)
+    stepped, running = [], states
+    for t in range(6):
+        log_probs, running = decoder.step(inputs[:, t], running)
+        stepped.append(log_probs)
+    torch.testing.assert_close(torch.stack(stepped, dim=1)[mask], expected[mask], atol=1e-5, rtol=1e-5)
+
+
+def random_decoder(seed: int = 0, vocab_size: int = 10) -> tuple[RNNDecoder, list]:
+    torch.manual_seed(seed)
+    decoder = RNNDecoder(partial(LSTMCell), vocab_size, embedding_dim=8, hidden_size=16, num_layers=2).eval()
+    states = [(torch.randn(6, 16), torch.randn(6, 16)) for _ in range(2)]
+    return decoder, states
+
+
+@pytest.mark.parametrize("seed", [0, 1, 5])  # seeds whose outputs mix <eos> stops and the length limit
+def test_beam_size_one_is_greedy(seed: int) -> None:
+    decoder, states = random_decoder(seed)
+    greedy = greedy_search(decoder.step, states, bos=1, eos=2, max_length=12)
+    assert greedy == beam_search(decoder.step, states, bos=1, eos=2, max_length=12, beam_size=1)
+    assert {0, 12} < {len(ids) for ids in greedy}
+
+
+def sequence_log_prob(decoder: RNNDecoder, states: list, ids: list[int], bos: int, eos: int) -> float:
+    total, token = 0.0, torch.tensor([bos])
+    for word in [*ids, eos]:
+        log_probs, states = decoder.step(token, states)
+        total += log_probs[0, word].item()
+        token = torch.tensor([word])
+    return total
+
+
+def test_wide_beam_finds_outputs_at_least_as_probable_as_greedy() -> None:
+    decoder, states = random_decoder(1)
+    greedy = greedy_search(decoder.step, states, 1, 2, max_length=8)
+    beam = beam_search(decoder.step, states, 1, 2, max_length=8, beam_size=6, length_penalty=0.0)
+    for row, (g, b) in enumerate(zip(greedy, beam)):
+        one = [tuple(s[row:row + 1] for s in state) for state in states]
+        assert sequence_log_prob(decoder, one, b, 1, 2) >= sequence_log_prob(decoder, one, g, 1, 2) - 1e-5
+
+
+def rig(decoder: RNNDecoder, word: int) -> RNNDecoder:
+    """Makes the decoder always prefer ``word``."""
+    with torch.no_grad():
+        decoder.output.weight.zero_()
+        decoder.output.bias.zero_()
+        decoder.output.bias[word] = 10.0
+    return decoder
+
+
+@pytest.mark.parametrize("search", [greedy_search, partial(beam_search, beam_size=3)])
+def test_eos_stops_generation_and_max_length_caps_it(search) -> None:
+    decoder, states = random_decoder()
+    assert search(rig(decoder, 2).step, states, 1, 2, max_length=7) == [[]] * 6
+    assert search(rig(decoder, 5).step, states, 1, 2, max_length=7) == [[5] * 7] * 6
+
+
+def test_bridge_identity_and_linear() -> None:
+    lstm = partial(LSTMCell)
+    unidirectional = RNNEncoder(lstm, 8, 16, num_layers=2)
+    assert Bridge(unidirectional, 2, 16, 2).kind == "identity"
+    birnn = RNNEncoder(lstm, 8, 16, num_layers=2, bidirectional=True)
+    bridge = Bridge(birnn, num_layers=1, hidden_size=32, num_states=1)  # BiLSTM 2x2x16 -> one Elman layer
+    assert bridge.kind == "linear"
+    encoded = birnn(torch.randn(3, 5, 8), torch.ones(3, 5, dtype=torch.bool))
+    states = bridge(encoded.final_states)
+    assert len(states) == 1 and len(states[0]) == 1 and states[0][0].shape == (3, 32)
+    with pytest.raises(ValueError, match="bridge=identity needs"):
+        Bridge(birnn, 2, 16, 2, kind="identity")
+
+
+# ----------------------------------------------------------------- scores
+def test_bleu_and_chrf_of_references_against_themselves_are_100() -> None:
+    assert corpus_scores(ENGLISH, ENGLISH) == pytest.approx({"bleu": 100.0, "chrf": 100.0})
+    assert corpus_scores([e.lower() for e in ENGLISH], ENGLISH, lowercase=True)["bleu"] == pytest.approx(100.0)
+    assert corpus_scores(["A cat is running."], ["A dog is running."])["bleu"] < 100.0
+
+
+# ----------------------------------------------------------------- end to end
+@pytest.mark.parametrize("encoder", [
+    ["model=lstm", "model.encoder.num_layers=2"],
+    ["model=bilstm", "model.encoder.num_layers=2", "model/cell@model.decoder.cell=elman"],
+])
+def test_train_fast_dev_run(encoder: list[str], tmp_path: Path) -> None:
+    root = write_multi30k(tmp_path / "data")
+    cfg = compose_train(["task=translation", *encoder, "debug=fast", f"paths.data_dir={root}", "data.min_freq=1",
+                         "model.encoder.hidden_size=16", "model.embedding_dim=8", "task.decoding.strategy=beam",
+                         "task.decoding.max_length=10"], tmp_path / "run")
+    metrics = train(cfg)
+    for name in ("test/bleu", "test/chrf", "val/bleu", "val/bleu_best"):
+        assert 0.0 <= metrics[name] <= 100.0
+    assert metrics["test/ppl"] > 1.0
+    saved = json.loads((tmp_path / "run" / "vocab.json").read_text())
+    assert BOS in saved["target_vocab"]["items"] and saved["target_lang"] == "en"
+
+
+def test_training_memorises_the_fixture(tmp_path: Path) -> None:
+    """A few dozen epochs on five pairs: the decoded, detokenised test output equals the raw references."""
+    root = write_multi30k(tmp_path / "data")
+    cfg = compose_train(["task=translation", "model=lstm", f"paths.data_dir={root}", "data.min_freq=1",
+                         "model.encoder.hidden_size=32", "model.embedding_dim=16", "model.dropout=0",
+                         "model.embedding_dropout=0", "model.word_dropout=0", "task.optimizer.lr=0.03",
+                         "trainer.max_epochs=60", "callbacks.early_stopping.patience=100", "~logger",
+                         "task.module.bleu_every_n_epochs=20", "task.module.bleu_max_sentences=3"],
+                        tmp_path / "run")
+    metrics = train(cfg)
+    assert metrics["test/bleu"] == pytest.approx(100.0) and metrics["test/chrf"] == pytest.approx(100.0)
+    assert metrics["val/bleu_best"] == pytest.approx(100.0)
+
+
+def test_experiment_composes_and_smoke_runs(tmp_path: Path) -> None:
+    root = write_multi30k(tmp_path / "data")
+    cfg = compose_train(["experiment=mt_multi30k", "debug=fast", f"paths.data_dir={root}", "data.min_freq=1",
+                         "data.target_min_freq=1", "task.decoding.max_length=5"], tmp_path / "run")
+    assert cfg.task.name == "translation" and cfg.model.encoder.bidirectional
+    assert train(cfg)["test/bleu"] >= 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED_DATA / "multi30k").is_dir(), reason="no local Multi30k copy")
+def test_real_multi30k_reads_and_builds(tmp_path: Path) -> None:
+    cfg = compose_train(["task=translation", "model=lstm", f"paths.data_dir={SHARED_DATA}"], tmp_path)
+    dm, module = build(cfg)
+    assert {split: len(d) for split, d in dm.datasets.items()} == {"train": 29000, "validation": 1014, "test": 1000}
+    assert 5000 < len(dm.target_vocab) < 8000 and module.bridge.kind == "identity"
