@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.errors import MissingConfigException
 
 from conftest import CONF, ROOT, compose_train
@@ -55,6 +56,9 @@ def test_training_learns_and_checkpoints(data_dir: Path, tmp_path: Path) -> None
     assert list((tmp_path / "checkpoints").glob("epoch*.ckpt")) and (tmp_path / "checkpoints" / "last.ckpt").exists()
     assert (tmp_path / "csv" / "metrics.csv").read_text().count("\n") > 2
     assert (tmp_path / "metrics.json").exists()
+    # Checkpoints hold plain data only, so torch's safe loader (weights_only=True) reads them.
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["hyper_parameters"]["tags"]["items"][0] == "O"
 
 
 def test_unknown_cell_lists_the_choices(tmp_path: Path) -> None:
