@@ -97,7 +97,8 @@ class Encoder(nn.Module):
         return self.encoder(x, mask).outputs
 
 
-def time_training_step(model: nn.Module, x: Tensor, mask: Tensor, warmup: int, repeats: int) -> float:
+def time_training_step(model: nn.Module, x: Tensor, mask: Tensor, warmup: int, repeats: int,
+                       clock: Callable[[], float] = time.perf_counter) -> float:
     """Median milliseconds of forward + backward in training mode, after ``warmup`` untimed runs."""
     model.train()
     synchronize = torch.cuda.synchronize if x.is_cuda else (lambda: None)
@@ -106,11 +107,11 @@ def time_training_step(model: nn.Module, x: Tensor, mask: Tensor, warmup: int, r
         model.zero_grad(set_to_none=True)
         x.grad = None
         synchronize()
-        start = time.perf_counter()
+        start = clock()
         model(x, mask).sum().backward()
         synchronize()
         if run >= warmup:
-            times.append(time.perf_counter() - start)
+            times.append(clock() - start)
     return 1000 * statistics.median(times)
 
 
@@ -154,6 +155,9 @@ def main() -> None:
     parser.add_argument("--implementation", default="auto", choices=["auto", "reference"])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                        help="wall: elapsed time; cpu: this process's CPU time, summed over threads (steadier "
+                             "on a shared machine; with --threads 1 it is the single-core time)")
     parser.add_argument("--ner-epoch", action="store_true", help="also time one NER tagger epoch per cell")
     args = parser.parse_args()
     if args.quick:
@@ -163,8 +167,10 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
 
-    print(f"{machine_info(device)}; implementation={args.implementation}, median of {args.repeats} runs "
-          f"after {args.warmup} warm-up; forward + backward, training mode; no compilation involved.\n")
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    print(f"{machine_info(device)}; implementation={args.implementation}, {args.clock} clock, median of "
+          f"{args.repeats} runs after {args.warmup} warm-up; forward + backward, training mode; "
+          "no compilation involved.\n")
     print("| shape | model | ms | × nn.LSTM |")
     print("|---|---|---:|---:|")
     for shape_name in args.shapes.split(","):
@@ -175,7 +181,7 @@ def main() -> None:
             models[name] = Encoder(CELLS[name], shape, args.implementation)
         baseline = None
         for name, model in models.items():
-            ms = time_training_step(model.to(device), x, mask, args.warmup, args.repeats)
+            ms = time_training_step(model.to(device), x, mask, args.warmup, args.repeats, clock)
             baseline = baseline or ms
             print(f"| {shape_name} {shape.batch}×{shape.steps}×{shape.inputs}→{shape.hidden}"
                   f"{' ×' + str(shape.layers) + ' layers' if shape.layers > 1 else ''}"
