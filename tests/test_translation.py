@@ -120,20 +120,21 @@ def test_missing_data_and_unreachable_hub_say_where_to_look(tmp_path: Path,
 
 
 # ----------------------------------------------------------------- decoder
-@pytest.mark.parametrize("cell", [LSTMCell, ElmanCell, PeepholeLSTMCell])
-def test_step_by_step_equals_teacher_forcing(cell: type) -> None:
+@pytest.mark.parametrize("cell,context_size", [(LSTMCell, 0), (ElmanCell, 0), (PeepholeLSTMCell, 0), (LSTMCell, 5)])
+def test_step_by_step_equals_teacher_forcing(cell: type, context_size: int) -> None:
     """Generation (one cell step at a time) computes what training (the fused sequence path) computes."""
     torch.manual_seed(0)
     decoder = RNNDecoder(partial(cell), vocab_size=12, embedding_dim=8, hidden_size=16, num_layers=2,
-                         dropout=0.3).eval()
+                         dropout=0.3, context_size=context_size).eval()
     states = [tuple(torch.randn(4, 16) * 0.5 for _ in range(decoder.num_states)) for _ in range(2)]
+    memory = (torch.randn(4, context_size),) if context_size else ()
     inputs = torch.randint(1, 12, (4, 6))
     mask = torch.ones(4, 6, dtype=torch.bool)
     mask[1, 3:] = False
-    expected = torch.log_softmax(decoder.scores(decoder(inputs, mask, states)), dim=-1)  # (B, T, V)
+    expected = torch.log_softmax(decoder.scores(decoder(inputs, mask, states, *memory)), dim=-1)  # (B, T, V)
     stepped, running = [], states
     for t in range(6):
-        log_probs, running = decoder.step(inputs[:, t], running)
+        log_probs, running = decoder.step(inputs[:, t], running, *memory)
         stepped.append(log_probs)
     torch.testing.assert_close(torch.stack(stepped, dim=1)[mask], expected[mask], atol=1e-5, rtol=1e-5)
 
@@ -143,6 +144,15 @@ def random_decoder(seed: int = 0, vocab_size: int = 10) -> tuple[RNNDecoder, lis
     decoder = RNNDecoder(partial(LSTMCell), vocab_size, embedding_dim=8, hidden_size=16, num_layers=2).eval()
     states = [(torch.randn(6, 16), torch.randn(6, 16)) for _ in range(2)]
     return decoder, states
+
+
+def test_beam_size_one_is_greedy_with_a_context() -> None:
+    torch.manual_seed(3)
+    decoder = RNNDecoder(partial(LSTMCell), 10, embedding_dim=8, hidden_size=16, context_size=4).eval()
+    states, memory = [(torch.randn(6, 16), torch.randn(6, 16))], (torch.randn(6, 4) * 3,)
+    greedy = greedy_search(decoder.step, states, 1, 2, max_length=9, memory=memory)
+    assert greedy == beam_search(decoder.step, states, 1, 2, max_length=9, beam_size=1, memory=memory)
+    assert len({tuple(ids) for ids in greedy}) > 1  # the context steers each sentence
 
 
 @pytest.mark.parametrize("seed", [0, 1, 5])  # seeds whose outputs mix <eos> stops and the length limit
@@ -211,7 +221,8 @@ def test_bleu_and_chrf_of_references_against_themselves_are_100() -> None:
 # ----------------------------------------------------------------- end to end
 @pytest.mark.parametrize("encoder", [
     ["model=lstm", "model.encoder.num_layers=2"],
-    ["model=bilstm", "model.encoder.num_layers=2", "model/cell@model.decoder.cell=elman"],
+    ["model=bilstm", "model.encoder.num_layers=2", "model/cell@model.decoder.cell=elman",
+     "model.decoder.feed_context=true"],
 ])
 def test_train_fast_dev_run(encoder: list[str], tmp_path: Path) -> None:
     root = write_multi30k(tmp_path / "data")

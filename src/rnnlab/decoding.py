@@ -77,6 +77,10 @@ class Bridge(nn.Module):
 class RNNDecoder(nn.Module):
     """Conditional LM: target embeddings -> a unidirectional RNN stack -> scores over the target vocabulary.
 
+    The source reaches the decoder through its initial states. With ``context_size > 0`` the first layer also
+    reads a fixed source vector (the sentence representation) beside each word, as in Cho et al. (2014), so the
+    source need not survive in the state over the whole output.
+
     Args:
         cell: builds a cell from ``(input_size, hidden_size)``.
         vocab_size: target vocabulary size.
@@ -86,13 +90,16 @@ class RNNDecoder(nn.Module):
         pad_id: target padding id.
         dropout: on word vectors, between layers and before the output layer.
         implementation: ``RecurrentLayer`` implementation used in teacher-forced training.
+        context_size: size of the source vector read at every step; 0 for none.
     """
 
     def __init__(self, cell: CellFactory, vocab_size: int, embedding_dim: int, hidden_size: int,
-                 num_layers: int = 1, pad_id: int = 0, dropout: float = 0.0, implementation: str = "auto"):
+                 num_layers: int = 1, pad_id: int = 0, dropout: float = 0.0, implementation: str = "auto",
+                 context_size: int = 0):
         super().__init__()
+        self.context_size = context_size
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
-        self.rnn = RNNEncoder(cell, embedding_dim, hidden_size, num_layers, dropout=dropout,
+        self.rnn = RNNEncoder(cell, embedding_dim + context_size, hidden_size, num_layers, dropout=dropout,
                               implementation=implementation)
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(hidden_size, vocab_size)
@@ -109,35 +116,47 @@ class RNNDecoder(nn.Module):
     def num_states(self) -> int:
         return self.rnn.layers[0][0].cell.num_states
 
-    def forward(self, inputs: Tensor, mask: Tensor, states: States) -> Tensor:
+    def _inputs(self, tokens: Tensor, context: Tensor | None) -> Tensor:
+        """Word vectors ``(..., E)``, with the context beside them: ``(..., E + C)``."""
+        x = self.dropout(self.embedding(tokens))
+        if self.context_size == 0:
+            return x
+        if context is None:
+            raise ValueError(f"this decoder reads a context of size {self.context_size} at every step; pass it")
+        if x.dim() == 3:
+            context = context.unsqueeze(1).expand(-1, x.shape[1], -1)  # (B, T, C)
+        return torch.cat([x, context], dim=-1)
+
+    def forward(self, inputs: Tensor, mask: Tensor, states: States, context: Tensor | None = None) -> Tensor:
         """Teacher forcing: hidden states after reading each input token.
 
         Args:
             inputs: ``(B, T)`` target ids ``<bos> y_1 .. y_n``, right-padded.
             mask: ``(B, T)`` bool, True at real tokens.
             states: initial state of each layer (from the bridge).
+            context: ``(B, C)`` source vector, when ``context_size > 0``.
 
         Returns:
             ``(B, T, H)`` top-layer outputs, zero at padding; ``self.scores`` turns them into logits.
         """
-        x = self.dropout(self.embedding(inputs))  # (B, T, E)
-        return self.rnn(x, mask, [[state] for state in states]).outputs
+        return self.rnn(self._inputs(inputs, context), mask, [[state] for state in states]).outputs
 
     def scores(self, hidden: Tensor) -> Tensor:
         """``(..., H)`` hidden states -> ``(..., V)`` unnormalised next-word scores."""
         return self.output(self.dropout(hidden))
 
-    def step(self, tokens: Tensor, states: States) -> tuple[Tensor, States]:
+    def step(self, tokens: Tensor, states: States, context: Tensor | None = None) -> tuple[Tensor, States]:
         """One generation step: the same function as ``forward`` at one position.
 
         Args:
             tokens: ``(N,)`` the previous word of each hypothesis.
             states: the state of each layer, tensors ``(N, H)``.
+            context: ``(N, C)`` source vector of each hypothesis, when ``context_size > 0``.
 
         Returns:
             ``(N, V)`` log-probabilities of the next word, and the new states.
         """
-        x = self.dropout(self.embedding(tokens))  # (N, E)
+        x = self._inputs(tokens, context)  # (N, E + C)
         new_states = []
         for k, layer in enumerate(self.rnn.layers):
             if k > 0:
@@ -147,7 +166,8 @@ class RNNDecoder(nn.Module):
         return F.log_softmax(self.scores(x), dim=-1), new_states
 
 
-Step = Callable[[Tensor, States], tuple[Tensor, States]]
+# (tokens, states, *memory) -> (log-probabilities, states)
+Step = Callable[..., tuple[Tensor, States]]
 
 
 def _select(states: States, index: Tensor) -> States:
@@ -155,7 +175,8 @@ def _select(states: States, index: Tensor) -> States:
 
 
 @torch.no_grad()
-def greedy_search(step: Step, states: States, bos: int, eos: int, max_length: int) -> list[list[int]]:
+def greedy_search(step: Step, states: States, bos: int, eos: int, max_length: int,
+                  memory: tuple[Tensor, ...] = ()) -> list[list[int]]:
     """Picks the most probable word at each step until ``<eos>`` or ``max_length`` words.
 
     Args:
@@ -164,6 +185,7 @@ def greedy_search(step: Step, states: States, bos: int, eos: int, max_length: in
         bos: id fed first.
         eos: id that ends a hypothesis (not part of the output).
         max_length: most words per output, ``<eos>`` excluded.
+        memory: per-sentence tensors ``(B, ...)`` passed to every ``step`` after the states (e.g. the context).
 
     Returns:
         ``B`` lists of word ids, without ``<bos>``/``<eos>``.
@@ -173,7 +195,7 @@ def greedy_search(step: Step, states: States, bos: int, eos: int, max_length: in
     done = torch.zeros(batch, dtype=torch.bool, device=tokens.device)
     outputs: list[Tensor] = []
     for _ in range(max_length):
-        log_probs, states = step(tokens, states)  # (B, V)
+        log_probs, states = step(tokens, states, *memory)  # (B, V)
         tokens = log_probs.argmax(dim=-1)
         done = done | (tokens == eos)
         if bool(done.all()):
@@ -185,7 +207,7 @@ def greedy_search(step: Step, states: States, bos: int, eos: int, max_length: in
 
 @torch.no_grad()
 def beam_search(step: Step, states: States, bos: int, eos: int, max_length: int, beam_size: int = 5,
-                length_penalty: float = 1.0) -> list[list[int]]:
+                length_penalty: float = 1.0, memory: tuple[Tensor, ...] = ()) -> list[list[int]]:
     """Batched beam search: keeps the ``beam_size`` best prefixes of each sentence.
 
     At each step every live prefix is extended by every word; of the ``2K`` best extensions of a sentence,
@@ -203,6 +225,8 @@ def beam_search(step: Step, states: States, bos: int, eos: int, max_length: int,
         max_length: most words per output, ``<eos>`` excluded.
         beam_size: ``K``, hypotheses kept per sentence.
         length_penalty: exponent of the length normalisation.
+        memory: per-sentence tensors ``(B, ...)`` passed to every ``step`` after the states; the beams of a
+            sentence share them, so they are repeated once and never reordered.
 
     Returns:
         ``B`` lists of word ids, without ``<bos>``/``<eos>``.
@@ -212,7 +236,9 @@ def beam_search(step: Step, states: States, bos: int, eos: int, max_length: int,
     k = beam_size
     batch = states[0][0].shape[0]
     device = states[0][0].device
-    states = _select(states, torch.arange(batch, device=device).repeat_interleave(k))  # (B*K, H)
+    beam_rows = torch.arange(batch, device=device).repeat_interleave(k)  # (B*K,)
+    states = _select(states, beam_rows)  # (B*K, H)
+    memory = tuple(m.index_select(0, beam_rows) for m in memory)
     tokens = torch.full((batch * k,), bos, dtype=torch.long, device=device)
     scores = torch.full((batch, k), -math.inf, device=device)
     scores[:, 0] = 0.0  # all beams start identical: keep one, or the K best would be K copies
@@ -221,7 +247,7 @@ def beam_search(step: Step, states: States, bos: int, eos: int, max_length: int,
     done = [False] * batch
     offsets = torch.arange(batch, device=device).unsqueeze(1) * k  # (B, 1)
     for t in range(max_length + 1):
-        log_probs, states = step(tokens, states)  # (B*K, V)
+        log_probs, states = step(tokens, states, *memory)  # (B*K, V)
         vocab = log_probs.shape[-1]
         if t == max_length:  # out of room: every prefix ends here
             log_probs = torch.full_like(log_probs, -math.inf).index_fill(1, torch.tensor([eos], device=device), 0.0)
@@ -249,10 +275,10 @@ def beam_search(step: Step, states: States, bos: int, eos: int, max_length: int,
 
 
 def decode(step: Step, states: States, bos: int, eos: int, strategy: str = "greedy", max_length: int = 100,
-           beam_size: int = 5, length_penalty: float = 1.0) -> list[list[int]]:
+           beam_size: int = 5, length_penalty: float = 1.0, memory: tuple[Tensor, ...] = ()) -> list[list[int]]:
     """Runs the configured search (``task.decoding``); see ``greedy_search`` and ``beam_search``."""
     if strategy == "greedy":
-        return greedy_search(step, states, bos, eos, max_length)
+        return greedy_search(step, states, bos, eos, max_length, memory)
     if strategy == "beam":
-        return beam_search(step, states, bos, eos, max_length, beam_size, length_penalty)
+        return beam_search(step, states, bos, eos, max_length, beam_size, length_penalty, memory)
     raise ValueError(f"task.decoding.strategy must be one of {STRATEGIES}, got {strategy!r}")

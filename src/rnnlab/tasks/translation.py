@@ -83,6 +83,8 @@ class TranslationModule(TaskModule):
             ``cell``, ``encoder`` (the source side) and ``decoder``: ``cell`` (None: the encoder's),
             ``hidden_size`` / ``num_layers`` (None: the encoder's), ``embedding_dim`` (None: the model's),
             ``dropout`` (None: ``model.dropout``), ``bridge`` (see ``rnnlab.decoding.Bridge``),
+            ``feed_context`` (also read the encoder's sentence representation at every step, Cho et al.
+            2014; false: the lecture's model, where the source enters only through the initial states),
             ``implementation``.
         source_vocab: source vocabulary (``Vocabulary.to_dict()``), from the DataModule.
         target_vocab: target vocabulary with ``<bos>`` and ``<eos>``, from the DataModule.
@@ -128,7 +130,8 @@ class TranslationModule(TaskModule):
             options.get("hidden_size") or self.encoder.hidden_size,
             options.get("num_layers") or self.encoder.num_layers, self.target_vocab.pad_id,
             model.get("dropout", 0.0) if options.get("dropout") is None else options["dropout"],
-            options.get("implementation", "auto"))
+            options.get("implementation", "auto"),
+            self.encoder.get_output_dim() if options.get("feed_context") else 0)
         self.bridge = Bridge(self.encoder, self.decoder.num_layers, self.decoder.hidden_size,
                              self.decoder.num_states, options.get("bridge", "auto"))
         self.nll = torch.nn.ModuleDict({stage: TokenNLL() for stage in ("val", "test")})
@@ -136,15 +139,17 @@ class TranslationModule(TaskModule):
         self._outputs: list[tuple[int, str, str]] = []  # (index, hypothesis, reference) of this epoch
 
     # ----------------------------------------------------------------- model
-    def encode(self, source: Tensor, source_mask: Tensor) -> States:
-        """``(B, S)`` source ids and mask -> the decoder's initial state of each layer."""
+    def encode(self, source: Tensor, source_mask: Tensor) -> tuple[States, tuple[Tensor, ...]]:
+        """``(B, S)`` source ids and mask -> the decoder's initial state of each layer, and what the decoder
+        reads at every step (the ``(B, D)`` sentence representation with ``feed_context``, else nothing)."""
         encoded = self.encoder(self.embedder(source), source_mask)
-        return self.bridge(encoded.final_states)
+        memory = (encoded.sentence,) if self.decoder.context_size else ()
+        return self.bridge(encoded.final_states), memory
 
     def forward(self, source: Tensor, source_mask: Tensor, target: Tensor, target_mask: Tensor) -> Tensor:
         """Teacher-forced hidden states: ``(B, T + 1, H)`` after reading ``<bos> y_1 .. y_T``."""
-        states = self.encode(source, source_mask)
-        return self.decoder(target[:, :-1], target_mask[:, 1:], states)
+        states, memory = self.encode(source, source_mask)
+        return self.decoder(target[:, :-1], target_mask[:, 1:], states, *memory)
 
     def _nll(self, batch: dict) -> tuple[Tensor, Tensor]:
         """Summed token NLL and the number of predicted tokens."""
@@ -160,7 +165,8 @@ class TranslationModule(TaskModule):
         """Target ids (no ``<bos>``/``<eos>``) for a ``(B, S)`` source batch, with ``task.decoding`` options
         updated by ``overrides``."""
         options = {**self.decoding, **overrides}
-        return decode(self.decoder.step, self.encode(source, source_mask), self.bos, self.eos, **options)
+        states, memory = self.encode(source, source_mask)
+        return decode(self.decoder.step, states, self.bos, self.eos, memory=memory, **options)
 
     def detokenise(self, ids: list[int]) -> str:
         return self.detokenizer.detokenize(self.target_vocab.decode(ids))
