@@ -169,6 +169,15 @@ def test_gradient_norms_per_layer_and_direction(tmp_path: Path) -> None:
     assert curves["layer1"][-1] > 0 and curves["layer1/backward"][0] > 0
 
 
+def test_gradient_norms_of_a_reverse_encoder_are_in_sentence_order(tmp_path: Path) -> None:
+    cfg = compose_train(["task=recall", "model=rnn", "model.encoder.reverse=true", "data.distance=9", *SMALL],
+                        tmp_path)
+    datamodule, module = build(cfg)
+    curves = gradient_norms(module, next(iter(datamodule.val_dataloader())))
+    assert list(curves) == ["layer0/backward"]
+    assert curves["layer0/backward"][0] > curves["layer0/backward"][-1]  # position 0 is read last
+
+
 def test_gradient_norms_equal_autograd_through_the_loop() -> None:
     torch.manual_seed(0)
 

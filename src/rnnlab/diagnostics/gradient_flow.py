@@ -27,9 +27,9 @@ from rnnlab.encoders import RNNEncoder
 log = logging.getLogger(__name__)
 
 
-def curve_name(layer: int, direction: int) -> str:
-    """``"layer0"`` for a unidirectional encoder's first layer; ``"layer0/backward"`` for a reverse one."""
-    return f"layer{layer}" + ("/backward" if direction == 1 else "")
+def curve_name(layer: int, reverse: bool) -> str:
+    """``"layer0"`` for the first layer read left to right; ``"layer0/backward"`` read right to left."""
+    return f"layer{layer}" + ("/backward" if reverse else "")
 
 
 @contextmanager
@@ -42,8 +42,8 @@ def recorded_states(encoder: RNNEncoder) -> Iterator[dict[str, list[Tensor]]]:
     states: dict[str, list[Tensor]] = {}
     saved: list[tuple] = []
     for k, directions in enumerate(encoder.layers):
-        for d, layer in enumerate(directions):
-            steps = states.setdefault(curve_name(k, d), [])
+        for layer in directions:
+            steps = states.setdefault(curve_name(k, layer.reverse), [])
             hook = layer.cell.register_forward_hook(lambda cell, args, out, steps=steps: steps.append(out[0]))
             saved.append((layer, layer.implementation, hook))
             layer.implementation = "reference"

@@ -111,10 +111,12 @@ def main(argv: list[str] | None = None) -> Path:
     if missing:
         raise SystemExit(f"missing arguments: {', '.join(f'{k}=...' for k in missing)}")
     cls = get_class(args.module) if "module" in args else module_class(args.ckpt_path)
-    module = cls.load_from_checkpoint(args.ckpt_path, map_location="cpu")
+    # A run's own checkpoint may hold OmegaConf nodes, which the weights-only unpickler refuses.
+    module = cls.load_from_checkpoint(args.ckpt_path, map_location="cpu", weights_only=False)
     words, trace = gate_trace(module, str(args.sentence))
     cell = type(module.encoder.layers[0][0].cell).__name__
-    plot_memory(words, trace, args.out, int(args.get("units", 32)), title=f"{cell}: {Path(args.ckpt_path).name}")
+    run = Path(args.ckpt_path).resolve().parent.parent.name
+    plot_memory(words, trace, args.out, int(args.get("units", 32)), title=f"{cell}, first layer, forward ({run})")
     return Path(args.out)
 
 
