@@ -33,6 +33,11 @@ def _slots(steps: int, reverse: bool) -> tuple[slice, slice]:
     return (slice(1, steps + 1), slice(0, steps)) if reverse else (slice(0, steps), slice(1, steps + 1))
 
 
+def _real_tokens(steps: int, lengths: Tensor) -> Tensor:
+    """``(T, B, 1)`` mask of real tokens in the time-major layout."""
+    return (torch.arange(steps, device=lengths.device).unsqueeze(1) < lengths).unsqueeze(-1)
+
+
 class PeepholeLSTMFunction(torch.autograd.Function):
     """Autograd function; use ``peephole_lstm_sequence``."""
 
@@ -49,11 +54,12 @@ class PeepholeLSTMFunction(torch.autograd.Function):
         init = lengths if reverse else torch.zeros_like(lengths)  # (B,) slot of each initial state
         hs[init, rows] = h0
         cs[init, rows] = c0
+        # Some rows sit out some steps: buffers those steps leave unwritten must hold zeros, not garbage.
         padded = batch_sizes[0] != batch_sizes[-1] or batch_sizes[0] != batch
         # (T, B, 4H) every input projection in one matmul; each step then turns its rows into the activations
         # i, f, g, o in place.
         gates = torch.addmm(bias, x.reshape(-1, x.shape[2]), w_ih.t()).view(steps, batch, 4 * h)
-        tanh_cs = torch.empty_like(gates[..., :h])  # (T, B, H) tanh(c(t)), kept for the backward pass
+        tanh_cs = (x.new_zeros if padded else x.new_empty)(steps, batch, h)  # (T, B, H) tanh(c(t)) for backward
         w_hh_t, w_ci_t, w_co_t = w_hh.t(), w_ci.t(), w_co.t()
         w_ci_2 = w_ci if full else w_ci.view(2, h)  # diagonal peepholes as (2, H) for broadcasting
         order = range(steps - 1, -1, -1) if reverse else range(steps)
@@ -82,7 +88,7 @@ class PeepholeLSTMFunction(torch.autograd.Function):
         h_n, c_n = hs[final, rows], cs[final, rows]
         out = hs[new_slots]  # (T, B, H)
         if reverse:  # initial states sit in padding slots; a forward run leaves those zero
-            out = out * (torch.arange(steps, device=x.device).unsqueeze(1) < lengths).unsqueeze(-1)
+            out = out * _real_tokens(steps, lengths)
         ctx.save_for_backward(x, gates, tanh_cs, hs, cs, w_ih, w_hh, w_ci, w_co, lengths)
         ctx.batch_sizes, ctx.reverse, ctx.padded = batch_sizes, reverse, padded
         return out, h_n, c_n
@@ -106,7 +112,7 @@ class PeepholeLSTMFunction(torch.autograd.Function):
         d_cs = gates.new_zeros(steps + 1, batch, h)
         if grad_out is not None:
             if reverse:
-                grad_out = grad_out * (torch.arange(steps, device=gates.device).unsqueeze(1) < lengths).unsqueeze(-1)
+                grad_out = grad_out * _real_tokens(steps, lengths)  # the masked outputs pass nothing back
             d_hs[new_slots] += grad_out
         if grad_h_n is not None:
             d_hs.index_put_((final, rows), grad_h_n, accumulate=True)
