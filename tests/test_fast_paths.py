@@ -207,3 +207,16 @@ def test_auto_never_runs_the_step_loop(cell: str, monkeypatch: pytest.MonkeyPatc
         for direction in layer:
             monkeypatch.setattr(direction.cell, "forward", None)
     encoder(torch.randn(3, 5, INPUT), make_mask([5, 1, 3])).outputs.sum().backward()
+
+
+@pytest.mark.parametrize("cell", FAST_CELLS)
+def test_fast_paths_run_under_autocast(cell: str) -> None:
+    """bf16 autocast on CPU: every fast path runs, forward and backward, and stays close to float32."""
+    torch.manual_seed(0)
+    encoder = RNNEncoder(CELLS[cell], INPUT, HIDDEN, 2, True)
+    x = torch.randn(3, 5, INPUT)
+    mask = make_mask([5, 2, 4])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = encoder(x, mask).outputs
+    outputs.float().sum().backward()
+    assert (outputs.float() - encoder(x, mask).outputs).abs().max() < 0.05
