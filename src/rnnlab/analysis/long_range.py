@@ -4,7 +4,8 @@
 
 Reads every run's ``metrics.json``, ``.hydra/config.yaml`` and, when present, ``gradient_flow.json``; draws
 the test metric against the distance per variant (mean and standard deviation over seeds, chance level
-dashed) and the gradient norm against the step; writes a Markdown table with, per variant, the longest
+dashed) and the gradient norm against the step (``--grad-distance 50 200``: one figure per distance);
+writes a Markdown table with, per variant, the longest
 distance solved and the shortest distance at chance.
 """
 
@@ -185,14 +186,16 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("sweep_dir", help="a multirun folder (its jobs may sit at any depth below it)")
     parser.add_argument("--out", default=None, help="folder for the figures and table (default: sweep_dir)")
     parser.add_argument("--prefix", default="long_range", help="file name prefix")
-    parser.add_argument("--grad-distance", type=int, default=None,
-                        help="distance of the gradient-flow figure (default: the longest recorded)")
+    parser.add_argument("--grad-distance", type=int, nargs="*", default=[None],
+                        help="distances of the gradient-flow figures (default: the longest recorded)")
     args = parser.parse_args(argv)
     runs = load_runs(args.sweep_dir)
     out = Path(args.out or args.sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot_metric(runs, out / f"{args.prefix}_accuracy.png")
-    plot_gradient_flow(runs, out / f"{args.prefix}_gradient_flow.png", args.grad_distance)
+    for distance in args.grad_distance:
+        suffix = "" if distance is None else f"_T{distance}"
+        plot_gradient_flow(runs, out / f"{args.prefix}_gradient_flow{suffix}.png", distance)
     table = markdown_table(runs)
     (out / f"{args.prefix}_table.md").write_text(table + "\n")
     return table

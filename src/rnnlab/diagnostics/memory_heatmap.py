@@ -94,6 +94,7 @@ def plot_memory(words: list[str], trace: dict[str, np.ndarray], path: str | Path
             image = ax.imshow(values, aspect="auto", cmap="RdBu_r", vmin=-bound, vmax=bound)
         else:
             image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
+        ax.set_yticks(range(len(shown)), [str(unit) for unit in shown], fontsize=6)
         ax.set_ylabel(f"{name}\n(unit)")
         fig.colorbar(image, ax=ax, fraction=0.025, pad=0.01)
     axes[-1].set_xticks(range(len(words)))
