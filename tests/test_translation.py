@@ -255,7 +255,7 @@ def test_experiment_composes_and_smoke_runs(tmp_path: Path) -> None:
     root = write_multi30k(tmp_path / "data")
     cfg = compose_train(["experiment=mt_multi30k", "debug=fast", f"paths.data_dir={root}", "data.min_freq=1",
                          "data.target_min_freq=1", "task.decoding.max_length=5"], tmp_path / "run")
-    assert cfg.task.name == "translation" and cfg.model.encoder.bidirectional
+    assert cfg.task.name == "translation" and cfg.model.decoder.feed_context
     assert train(cfg)["test/bleu"] >= 0.0
 
 
