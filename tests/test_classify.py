@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import SHARED_DATA, compose_train
+from conftest import CONF, SHARED_DATA, compose_train
 from rnnlab.data.classification import ClassificationDataModule, read_labelled, split_examples
 from rnnlab.data.errors import DataError
 from rnnlab.encoders.cnn import CNNEncoder
@@ -59,6 +59,14 @@ def test_train_fast_dev_run(model: str, tmp_path: Path) -> None:
     assert 0.0 <= metrics["test/acc"] <= 1.0 and 0.0 <= metrics["test/macro_f1"] <= 1.0
     assert "val/acc_best" in metrics and "val/macro_f1" in metrics
     assert json.loads((tmp_path / "vocab.json").read_text())["labels"]["items"] == ["0", "1"]
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("sst*.yaml")))
+def test_experiment_recipes_run(experiment: str, tmp_path: Path) -> None:
+    data_dir = write_sst(write_sst(tmp_path / "data"), "sst5", "stsa.fine")
+    cfg = compose_train([f"experiment={experiment}", "debug=fast", f"paths.data_dir={data_dir}"], tmp_path)
+    assert cfg.task.name == experiment.split("_")[0]
+    assert 0.0 <= train(cfg)["test/acc"] <= 1.0
 
 
 def test_classify_on_mr_learns_the_fixture(tmp_path: Path) -> None:
