@@ -112,8 +112,7 @@ def main(argv: list[str] | None = None) -> Path:
     if missing:
         raise SystemExit(f"missing arguments: {', '.join(f'{k}=...' for k in missing)}")
     cls = get_class(args.module) if "module" in args else module_class(args.ckpt_path)
-    # A run's own checkpoint may hold OmegaConf nodes, which the weights-only unpickler refuses.
-    module = cls.load_from_checkpoint(args.ckpt_path, map_location="cpu", weights_only=False)
+    module = cls.load_from_checkpoint(args.ckpt_path, map_location="cpu", weights_only=True)
     words, trace = gate_trace(module, str(args.sentence))
     cell = type(module.encoder.layers[0][0].cell).__name__
     run = Path(args.ckpt_path).resolve().parent.parent.name
