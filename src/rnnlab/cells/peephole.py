@@ -24,14 +24,16 @@ class PeepholeLSTMCell(GatedCell):
     ``weight_co`` (output gate, reading c(n)).
 
     Args:
-        peephole: ``"full"`` (default, the lecture's slide: a full matrix, ``weight_ci`` ``(2H, H)``,
-            ``weight_co`` ``(H, H)``) or ``"diagonal"`` (Gers & Schmidhuber 2000: one weight per memory cell,
-            ``weight_ci`` ``(2H,)``, ``weight_co`` ``(H,)``).
+        peephole: ``"diagonal"`` (default; Gers & Schmidhuber 2000: one weight per memory cell,
+            ``weight_ci`` ``(2H,)``, ``weight_co`` ``(H,)``) or ``"full"`` (the lecture's slide ``U [x; h; c]``:
+            a full matrix, ``weight_ci`` ``(2H, H)``, ``weight_co`` ``(H, H)``). Diagonal is the default because
+            the full matrix adds 3H² weights per layer and direction and ~1.8x an LSTM's training time at
+            H=650 (docs/benchmarks.md), which makes cell comparisons uneven.
         peephole_init: initial peephole weights; 0 starts as an exact LSTM.
     """
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0, gate: str = "sigmoid",
-                 peephole: str = "full", peephole_init: float = 0.0):
+                 peephole: str = "diagonal", peephole_init: float = 0.0):
         super().__init__(input_size, hidden_size, forget_bias, gate)
         if peephole not in ("full", "diagonal"):
             raise ValueError(f"peephole must be 'full' or 'diagonal', got {peephole!r}")
