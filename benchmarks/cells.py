@@ -18,6 +18,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -132,17 +133,29 @@ def machine_info(device: torch.device) -> str:
     return info
 
 
-def time_ner_epoch(cell: str) -> float | None:
-    """Seconds of one NER tagger training epoch with ``cell``, or None where the tagging task is not there.
+def time_ner_epoch(cell: str, data_dir: str) -> float:
+    """Seconds of one training epoch of the default NER tagger (``task=ner model=bilstm``) with ``cell``.
 
-    Calls ``rnnlab.tasks.tagging.time_one_epoch(cell=...)`` when that hook exists.
+    The tagger is built as ``train.py`` builds it (CoNLL-2003 from ``data_dir``); validation is skipped so
+    the time is the training loop's alone: batching, embeddings, encoder, head, loss, backward, optimiser.
     """
-    try:
-        from rnnlab.tasks import tagging
-    except ImportError:
-        return None
-    hook = getattr(tagging, "time_one_epoch", None)
-    return None if hook is None else float(hook(cell=cell))
+    import lightning as L
+    from hydra import compose, initialize_config_dir
+
+    from rnnlab.pipeline import build
+
+    name, _, variant = cell.partition("-")
+    overrides = ["task=ner", "model=bilstm", f"model/cell={name}", f"paths.data_dir={data_dir}",
+                 "paths.output_dir=."] + ([f"model.cell.peephole={variant}"] if variant else [])
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    datamodule, module = build(cfg)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_val_batches=0, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        use_distributed_sampler=False, gradient_clip_val=cfg.trainer.gradient_clip_val)
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -159,6 +172,8 @@ def main() -> None:
                         help="wall: elapsed time; cpu: this process's CPU time, summed over threads (steadier "
                              "on a shared machine; with --threads 1 it is the single-core time)")
     parser.add_argument("--ner-epoch", action="store_true", help="also time one NER tagger epoch per cell")
+    parser.add_argument("--data-dir", default=os.environ.get("RNNLAB_DATA_DIR", "../shared/data"),
+                        help="data root holding conll2003/, for --ner-epoch")
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.warmup = 3, 1
@@ -187,12 +202,9 @@ def main() -> None:
                   f"{' ×' + str(shape.layers) + ' layers' if shape.layers > 1 else ''}"
                   f"{' bi' if shape.bidirectional else ''} | {name} | {ms:.1f} | {ms / baseline:.2f} |", flush=True)
     if args.ner_epoch:
+        print("\n| NER tagger (BiRNN 200, CoNLL-2003 train) | one epoch, s |\n|---|---:|")
         for name in args.cells.split(","):
-            seconds = time_ner_epoch(name)
-            if seconds is None:
-                print("\nNER epoch: skipped (rnnlab.tasks.tagging.time_one_epoch not available)")
-                break
-            print(f"NER epoch, {name}: {seconds:.1f} s")
+            print(f"| {name} | {time_ner_epoch(name, args.data_dir):.1f} |", flush=True)
 
 
 if __name__ == "__main__":
