@@ -1,12 +1,18 @@
-"""Logger factories that need a decision at run time, and the end of a W&B run between sweep jobs."""
+"""Logger factories that need a decision at run time, the end of a W&B run between sweep jobs, and the record
+of an Optuna study."""
 
 from __future__ import annotations
 
+import csv
 import netrc
 import os
 from pathlib import Path
 
+import lightning.pytorch.loggers
+from hydra.experimental.callback import Callback
 from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from omegaconf import DictConfig
 
 
 def wandb_has_key() -> bool:
@@ -63,3 +69,41 @@ def finish_wandb(loggers: list[Logger], summary: dict[str, float] | None = None,
     if summary:
         wandb.run.summary.update(summary)
     wandb.finish(exit_code=1 if failed else 0)
+
+
+class OptunaTrialsCallback(Callback):
+    """Hydra callback for Optuna sweeps: prepares the sweep folder and saves the study's trials as CSV.
+
+    The sweeper opens its sqlite storage (``<sweep dir>/optuna.db``) before any job creates the sweep
+    folder, so the folder is made first; at the end every trial (parameters, value, state, duration) goes to
+    ``<sweep dir>/trials.csv``, next to Hydra's ``optimization_results.yaml`` (the best trial).
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweeper = config.hydra.sweeper
+        if not sweeper.get("storage") or not sweeper.get("study_name"):
+            return
+        import optuna
+
+        study = optuna.load_study(study_name=sweeper.study_name, storage=sweeper.storage)
+        study.trials_dataframe().to_csv(Path(config.hydra.sweep.dir) / "trials.csv", index=False)
+
+
+class CSVLogger(lightning.pytorch.loggers.CSVLogger):
+    """Lightning's ``CSVLogger`` that keeps the columns of an existing ``metrics.csv`` when it appends.
+
+    Under ``ddp_spawn`` fit and test run in fresh processes, each with a fresh copy of the logger; Lightning's
+    writer would then rewrite the file with the test columns only and fail on the rows that fit wrote.
+    """
+
+    @property
+    def experiment(self):
+        experiment = super().experiment
+        if (isinstance(experiment, ExperimentWriter) and not experiment.metrics_keys
+                and os.path.isfile(experiment.metrics_file_path)):
+            with open(experiment.metrics_file_path, newline="") as handle:
+                experiment.metrics_keys = next(csv.reader(handle), [])
+        return experiment
