@@ -70,7 +70,13 @@ def test_empty_split_is_a_clear_error(tmp_path: Path) -> None:
         conll_datamodule(root).setup()
 
 
-def test_missing_data_and_no_hub_says_where_it_looked(tmp_path: Path) -> None:
+def test_missing_data_and_no_hub_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    def unreachable(path: str):  # what load_dataset raises without a network, without its retries
+        raise ConnectionError(f"Couldn't reach '{path}' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
     module = conll_datamodule(tmp_path, hub={"path": "lhoestq/conll2003", "tokens": "tokens", "tags": "ner_tags"})
     with pytest.raises(DataError) as error:
         module.setup()
