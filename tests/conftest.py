@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+# Hugging Face libraries read these once, at import: set them before anything imports them, so no test
+# waits on the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
