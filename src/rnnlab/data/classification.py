@@ -23,14 +23,12 @@ from functools import partial
 from pathlib import Path
 
 import datasets
-import lightning as L
 import torch
-from torch.utils.data import DataLoader
 
 from rnnlab.data.batching import pad_sequences
+from rnnlab.data.bucketed import BucketedDataModule
 from rnnlab.data.errors import DataError
 from rnnlab.data.readers import read_lines
-from rnnlab.data.sampling import BucketBatchSampler
 from rnnlab.data.sources import load_with_fallback
 from rnnlab.data.vocab import Vocabulary
 
@@ -146,7 +144,7 @@ def split_examples(examples: list[dict], seed: int = 0, dev_fraction: float = 0.
     return {split: [examples[i] for i in sorted(indices)] for split, indices in parts.items()}
 
 
-class ClassificationDataModule(L.LightningDataModule):
+class ClassificationDataModule(BucketedDataModule):
     """Sentences with one label each.
 
     Which splits come from where: when ``files`` names ``train``, ``validation`` and ``test`` (null entries
@@ -190,7 +188,7 @@ class ClassificationDataModule(L.LightningDataModule):
                  test_fraction: float = 0.1, num_folds: int | None = None, fold: int = 0, batch_size: int = 32,
                  eval_batch_size: int = 256, min_freq: int = 1, lowercase: bool = False, num_workers: int = 0,
                  seed: int = 0):
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, num_workers, seed)
         if format not in FORMATS:
             raise ValueError(f"data.format must be one of {FORMATS}, got {format!r}")
         self.files = {key: str(value) for key, value in files.items() if value is not None}
@@ -208,12 +206,9 @@ class ClassificationDataModule(L.LightningDataModule):
         self.data_dir, self.hub = data_dir, hub
         self.split_options = {"seed": split_seed, "dev_fraction": dev_fraction, "test_fraction": test_fraction,
                               "num_folds": num_folds, "fold": fold}
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.min_freq, self.lowercase = min_freq, lowercase
-        self.num_workers, self.seed = num_workers, seed
         self.vocab: Vocabulary | None = None
         self.labels: Vocabulary | None = None
-        self.datasets: dict[str, datasets.Dataset] = {}
 
     # ----------------------------------------------------------------- reading
     def _load_hub(self) -> dict[str, list[dict]]:
@@ -282,24 +277,8 @@ class ClassificationDataModule(L.LightningDataModule):
         """What the model needs from the data: vocabularies as JSON-friendly dicts."""
         return {"vocab": self.vocab.to_dict(), "labels": self.labels.to_dict()}
 
-    # ----------------------------------------------------------------- loaders
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        trainer = self.trainer
-        sampler = BucketBatchSampler(self.datasets[split]["length"],
-                                     self.batch_size if shuffle else self.eval_batch_size, shuffle=shuffle,
-                                     seed=self.seed, num_replicas=trainer.world_size if trainer else 1,
-                                     rank=trainer.global_rank if trainer else 0)
-        return DataLoader(self.datasets[split], batch_sampler=sampler,
-                          collate_fn=partial(_collate, self.vocab.pad_id), num_workers=self.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+    def collate_fn(self):
+        return partial(_collate, self.vocab.pad_id)
 
 
 def _encode(vocab: Vocabulary, labels: Vocabulary, tokenize, batch: dict) -> dict:

@@ -8,13 +8,11 @@ from functools import partial
 from pathlib import Path
 
 import datasets
-import lightning as L
-from torch.utils.data import DataLoader
 
 from rnnlab.data.batching import pad_sequences
+from rnnlab.data.bucketed import BucketedDataModule
 from rnnlab.data.errors import DataError
 from rnnlab.data.readers import read_conll, read_conllu
-from rnnlab.data.sampling import BucketBatchSampler
 from rnnlab.data.sources import load_with_fallback
 from rnnlab.data.vocab import Vocabulary
 
@@ -24,7 +22,7 @@ SPLITS = ("train", "validation", "test")
 IGNORE_INDEX = -100  # targets at padding; ignored by the loss and the metrics
 
 
-class TaggingDataModule(L.LightningDataModule):
+class TaggingDataModule(BucketedDataModule):
     """Sentences with one tag per token.
 
     Args:
@@ -51,7 +49,7 @@ class TaggingDataModule(L.LightningDataModule):
                  data_dir: str | None = None, hub: dict | None = None, batch_size: int = 32,
                  eval_batch_size: int = 128, min_freq: int = 1, lowercase: bool = False,
                  num_workers: int = 0, seed: int = 0):
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, num_workers, seed)
         if format not in ("conll", "conllu"):
             raise ValueError(f"data.format must be 'conll' or 'conllu', got {format!r}")
         missing = set(SPLITS) - set(files)
@@ -60,12 +58,9 @@ class TaggingDataModule(L.LightningDataModule):
         self.name, self.subdir, self.files = name, subdir, dict(files)
         self.format, self.token_column, self.tag_column = format, token_column, tag_column
         self.encoding, self.data_dir, self.hub = encoding, data_dir, hub
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.min_freq, self.lowercase = min_freq, lowercase
-        self.num_workers, self.seed = num_workers, seed
         self.vocab: Vocabulary | None = None
         self.tags: Vocabulary | None = None
-        self.datasets: dict[str, datasets.Dataset] = {}
         self.unseen_tag_counts: dict[str, Counter] = {}
 
     # ----------------------------------------------------------------- reading
@@ -118,7 +113,7 @@ class TaggingDataModule(L.LightningDataModule):
             self.datasets[split] = table.map(partial(_encode, self.vocab, self.tags, self._normalise),
                                              batched=True, remove_columns=table.column_names,
                                              desc=f"encoding {self.name} {split}")
-        sampler = self._batch_sampler("train", shuffle=True)
+        sampler = self.batch_sampler("train", shuffle=True)
         log.info("%s: %d words, %d tags; %s sentences; padding with length buckets: %.1f%%",
                  self.name, len(self.vocab), len(self.tags),
                  {s: len(d) for s, d in self.datasets.items()}, 100 * sampler.padding_fraction())
@@ -130,27 +125,8 @@ class TaggingDataModule(L.LightningDataModule):
         """What the model needs from the data: vocabularies as JSON-friendly dicts."""
         return {"vocab": self.vocab.to_dict(), "tags": self.tags.to_dict()}
 
-    # ----------------------------------------------------------------- loaders
-    def _batch_sampler(self, split: str, shuffle: bool) -> BucketBatchSampler:
-        trainer = self.trainer
-        return BucketBatchSampler(self.datasets[split]["length"],
-                                  self.batch_size if shuffle else self.eval_batch_size, shuffle=shuffle,
-                                  seed=self.seed,
-                                  num_replicas=trainer.world_size if trainer else 1,
-                                  rank=trainer.global_rank if trainer else 0)
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.datasets[split], batch_sampler=self._batch_sampler(split, shuffle),
-                          collate_fn=partial(_collate, self.vocab.pad_id), num_workers=self.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+    def collate_fn(self):
+        return partial(_collate, self.vocab.pad_id)
 
 
 def _encode(vocab: Vocabulary, tags: Vocabulary, normalise, batch: dict) -> dict:

@@ -16,14 +16,12 @@ from functools import partial
 from pathlib import Path
 
 import datasets
-import lightning as L
 from sacremoses import MosesTokenizer
-from torch.utils.data import DataLoader
 
 from rnnlab.data.batching import pad_sequences
+from rnnlab.data.bucketed import BucketedDataModule
 from rnnlab.data.errors import DataError
 from rnnlab.data.readers import read_lines
-from rnnlab.data.sampling import BucketBatchSampler
 from rnnlab.data.sources import load_with_fallback, local_files
 from rnnlab.data.vocab import PAD, UNK, Vocabulary
 
@@ -36,7 +34,7 @@ SOURCE_SPECIALS = (PAD, UNK, EOS)
 TARGET_SPECIALS = (PAD, UNK, BOS, EOS)
 
 
-class TranslationDataModule(L.LightningDataModule):
+class TranslationDataModule(BucketedDataModule):
     """Sentence pairs for a conditional language model.
 
     Source ids end with ``<eos>`` (no source is empty, and the encoder sees where the sentence ends); target
@@ -74,7 +72,7 @@ class TranslationDataModule(L.LightningDataModule):
                  hub: dict | None = None, batch_size: int = 64, eval_batch_size: int = 256, min_freq: int = 1,
                  target_min_freq: int | None = None, max_vocab: int | None = None, lowercase: bool = False,
                  max_train_length: int | None = None, num_workers: int = 0, seed: int = 0):
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, num_workers, seed)
         missing = set(SPLITS) - set(files)
         if missing:
             raise ValueError(f"data.files needs an entry for {sorted(missing)}")
@@ -83,14 +81,11 @@ class TranslationDataModule(L.LightningDataModule):
         self.name, self.subdir, self.files, self.suffix = name, subdir, dict(files), suffix
         self.source_lang, self.target_lang = source_lang, target_lang
         self.encoding, self.data_dir, self.hub = encoding, data_dir, hub
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.min_freq, self.max_vocab, self.lowercase = min_freq, max_vocab, lowercase
         self.target_min_freq = min_freq if target_min_freq is None else target_min_freq
         self.max_train_length = max_train_length
-        self.num_workers, self.seed = num_workers, seed
         self.source_vocab: Vocabulary | None = None
         self.target_vocab: Vocabulary | None = None
-        self.datasets: dict[str, datasets.Dataset] = {}
 
     # ----------------------------------------------------------------- reading
     def _file_names(self) -> dict[str, str]:
@@ -165,7 +160,7 @@ class TranslationDataModule(L.LightningDataModule):
             self.datasets[split] = table.map(encode, batched=True, with_indices=True,
                                              remove_columns=["source", "source_tokens", "target_tokens"],
                                              desc=f"encoding {self.name} {split}")
-        sampler = self._batch_sampler("train", shuffle=True)
+        sampler = self.batch_sampler("train", shuffle=True)
         log.info("%s %s->%s: vocabularies %d / %d; %s pairs; padding with length buckets: %.1f%%", self.name,
                  self.source_lang, self.target_lang, len(self.source_vocab), len(self.target_vocab),
                  {s: len(d) for s, d in self.datasets.items()}, 100 * sampler.padding_fraction())
@@ -175,28 +170,8 @@ class TranslationDataModule(L.LightningDataModule):
         return {"source_vocab": self.source_vocab.to_dict(), "target_vocab": self.target_vocab.to_dict(),
                 "target_lang": self.target_lang, "lowercase": self.lowercase}
 
-    # ----------------------------------------------------------------- loaders
-    def _batch_sampler(self, split: str, shuffle: bool) -> BucketBatchSampler:
-        trainer = self.trainer
-        return BucketBatchSampler(self.datasets[split]["length"],
-                                  self.batch_size if shuffle else self.eval_batch_size, shuffle=shuffle,
-                                  seed=self.seed,
-                                  num_replicas=trainer.world_size if trainer else 1,
-                                  rank=trainer.global_rank if trainer else 0)
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.datasets[split], batch_sampler=self._batch_sampler(split, shuffle),
-                          collate_fn=partial(_collate, self.source_vocab.pad_id, self.target_vocab.pad_id),
-                          num_workers=self.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+    def collate_fn(self):
+        return partial(_collate, self.source_vocab.pad_id, self.target_vocab.pad_id)
 
 
 def _tokenise(source_tokenizer: MosesTokenizer, target_tokenizer: MosesTokenizer, lowercase: bool,

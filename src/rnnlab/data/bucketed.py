@@ -1,0 +1,57 @@
+"""The loaders every sentence-level DataModule shares: length-bucketed batches, sharded by rank."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Callable
+
+import datasets
+import lightning as L
+from torch.utils.data import DataLoader
+
+from rnnlab.data.sampling import BucketBatchSampler
+
+
+class BucketedDataModule(L.LightningDataModule):
+    """Base of the DataModules whose examples are sentences of varying length.
+
+    Subclasses fill ``self.datasets`` (split name -> HF ``Dataset`` with a ``length`` column) in ``setup``
+    and say how rows become a batch in ``collate_fn``.
+
+    Args:
+        batch_size: training batch size.
+        eval_batch_size: validation/test batch size.
+        num_workers: DataLoader workers.
+        seed: seed of the batch order.
+    """
+
+    def __init__(self, batch_size: int, eval_batch_size: int, num_workers: int = 0, seed: int = 0):
+        super().__init__()
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.num_workers, self.seed = num_workers, seed
+        self.datasets: dict[str, datasets.Dataset] = {}
+
+    @abstractmethod
+    def collate_fn(self) -> Callable[[list[dict]], dict]:
+        """Rows of ``self.datasets`` -> a padded batch; picklable (module-level function or partial)."""
+
+    def batch_sampler(self, split: str, shuffle: bool) -> BucketBatchSampler:
+        """Batches of similar lengths; under DDP each rank takes its own share (``trainer`` says which)."""
+        trainer = self.trainer
+        return BucketBatchSampler(self.datasets[split]["length"],
+                                  self.batch_size if shuffle else self.eval_batch_size, shuffle=shuffle,
+                                  seed=self.seed, num_replicas=trainer.world_size if trainer else 1,
+                                  rank=trainer.global_rank if trainer else 0)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(self.datasets[split], batch_sampler=self.batch_sampler(split, shuffle),
+                          collate_fn=self.collate_fn(), num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
