@@ -186,7 +186,7 @@ def test_gradient_norms_equal_autograd_through_the_loop() -> None:
             super().__init__()
             self.encoder = RNNEncoder(ElmanCell, 3, 5)
 
-        def _loss(self, batch: dict) -> tuple[torch.Tensor, None]:
+        def compute_loss(self, batch: dict) -> tuple[torch.Tensor, None]:
             return self.encoder(batch["x"], batch["mask"]).sentence.pow(2).sum(), None
 
     probe, x = Probe(), torch.randn(2, 6, 3)

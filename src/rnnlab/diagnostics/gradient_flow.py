@@ -7,7 +7,7 @@ above and through the recurrence. It shrinks geometrically with the distance to 
 The fused kernels keep the intermediate states inside one call, so the measurement runs the per-step loop
 (``implementation="reference"``, tested equal to the kernels) and records each step's ``h(t)`` with a
 forward hook on the cell. Works on any ``TaskModule`` with an ``RNNEncoder`` at ``module.encoder`` and a
-``_loss(batch) -> (loss, outputs)`` method.
+``compute_loss(batch) -> (loss, predictions)`` method.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def gradient_norms(module: L.LightningModule, batch: dict) -> dict[str, list[flo
     """``||d loss / d h(t)||`` (Frobenius over batch and units) for each step t, in eval mode.
 
     Args:
-        module: a task module with ``encoder`` (an ``RNNEncoder``) and ``_loss(batch)``.
+        module: a task module with ``encoder`` (an ``RNNEncoder``) and ``compute_loss(batch)``.
         batch: a batch as its dataloaders yield it, on the module's device.
 
     Returns:
@@ -72,7 +72,7 @@ def gradient_norms(module: L.LightningModule, batch: dict) -> dict[str, list[flo
     module.eval()  # no dropout: the same batch gives the same curve
     try:
         with torch.enable_grad(), recorded_states(module.encoder) as states:
-            loss, _ = module._loss(batch)
+            loss, _ = module.compute_loss(batch)
             names = list(states)
             flat = [h for name in names for h in states[name]]
             # A step nothing downstream reads (none in practice) gets no gradient: count it as zero.

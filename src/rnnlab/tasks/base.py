@@ -67,3 +67,47 @@ class TaskModule(L.LightningModule):
             self.log(f"val/{self.main_metric}_best", self.best.compute())
         return values
 
+
+
+class SupervisedTask(TaskModule):
+    """A task whose metric compares predictions with ``batch[target_key]``: the train/eval steps, once.
+
+    Subclasses implement ``compute_loss`` and build ``self.metrics``, a ``ModuleDict`` with ``val`` and
+    ``test`` metrics.
+    """
+
+    target_key = "targets"
+
+    def compute_loss(self, batch: dict) -> tuple[Tensor, Tensor]:
+        """``(loss, predictions)`` of a batch; predictions are what the metrics compare with the targets."""
+        raise NotImplementedError
+
+    def batch_size(self, batch: dict) -> int:
+        """How many targets the batch's mean loss averages over (weights the epoch average of the loss)."""
+        return len(batch[self.target_key])
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss, _ = self.compute_loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=self.batch_size(batch))
+        return loss
+
+    def _evaluate(self, stage: str, batch: dict) -> None:
+        loss, predictions = self.compute_loss(batch)
+        self.log(f"{stage}/loss", loss, batch_size=self.batch_size(batch))
+        self.metrics[stage].update(predictions, batch[self.target_key])
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate("val", batch)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate("test", batch)
+
+    def end_epoch(self, stage: str) -> None:
+        """Logs the stage's epoch metrics; subclasses may log more."""
+        self.log_metric(stage, self.metrics[stage])
+
+    def on_validation_epoch_end(self) -> None:
+        self.end_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.end_epoch("test")

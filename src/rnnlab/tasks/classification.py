@@ -18,7 +18,7 @@ from rnnlab.data.vocab import Vocabulary
 from rnnlab.embeddings import WordEmbedder
 from rnnlab.encoders import EncoderOutput
 from rnnlab.heads import MLPHead
-from rnnlab.tasks.base import TaskModule, build_encoder
+from rnnlab.tasks.base import SupervisedTask, build_encoder
 
 
 def build_sentence_encoder(model: dict, input_size: int) -> nn.Module:
@@ -28,7 +28,7 @@ def build_sentence_encoder(model: dict, input_size: int) -> nn.Module:
     return instantiate(model["encoder"])(input_size=input_size)
 
 
-class ClassificationModule(TaskModule):
+class ClassificationModule(SupervisedTask):
     """A sentence classifier trained with cross-entropy; accuracy and macro-F1 per epoch.
 
     Args:
@@ -44,6 +44,7 @@ class ClassificationModule(TaskModule):
 
     main_metric = "acc"
     higher_is_better = True
+    target_key = "labels"
 
     def __init__(self, model: dict, vocab: dict, labels: dict, optimizer: dict | None = None,
                  scheduler: dict | None = None):
@@ -69,28 +70,6 @@ class ClassificationModule(TaskModule):
         sentence = encoded.sentence if isinstance(encoded, EncoderOutput) else encoded  # (B, D)
         return self.head(sentence)
 
-    def _loss(self, batch: dict) -> tuple[Tensor, Tensor]:
+    def compute_loss(self, batch: dict) -> tuple[Tensor, Tensor]:
         logits = self(batch["tokens"], batch["mask"])  # (B, C)
-        return F.cross_entropy(logits, batch["labels"]), logits
-
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        loss, _ = self._loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
-        return loss
-
-    def _evaluate(self, stage: str, batch: dict) -> None:
-        loss, logits = self._loss(batch)
-        self.log(f"{stage}/loss", loss, batch_size=len(batch["labels"]))
-        self.metrics[stage].update(logits.argmax(-1), batch["labels"])
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate("val", batch)
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate("test", batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_metric("val", self.metrics["val"])
-
-    def on_test_epoch_end(self) -> None:
-        self.log_metric("test", self.metrics["test"])
+        return F.cross_entropy(logits, batch["labels"]), logits.argmax(-1)

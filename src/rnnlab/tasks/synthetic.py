@@ -9,10 +9,10 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from rnnlab.data.synthetic import IGNORE_INDEX, TASKS
 from rnnlab.heads import MLPHead
-from rnnlab.tasks.base import TaskModule, build_encoder
+from rnnlab.tasks.base import SupervisedTask, build_encoder
 
 
-class SyntheticModule(TaskModule):
+class SyntheticModule(SupervisedTask):
     """Inputs -> encoder -> MLP head, on the sentence vector (recall, adding) or on every step (copy).
 
     Logged beside the metric: ``<stage>/chance``, the metric of a predictor that ignores the input.
@@ -25,8 +25,8 @@ class SyntheticModule(TaskModule):
         chance: chance level of the main metric, from the DataModule.
         vocab_size: number of input ids for token tasks, from the DataModule; 0 for feature inputs.
         input_dim: size of each input feature vector (adding), from the DataModule.
-        optimizer: see ``TaskModule``.
-        scheduler: see ``TaskModule``.
+        optimizer: see ``rnnlab.tasks.base.TaskModule``.
+        scheduler: see ``rnnlab.tasks.base.TaskModule``.
     """
 
     def __init__(self, model: dict, task: str, num_outputs: int, chance: float, vocab_size: int = 0,
@@ -67,7 +67,7 @@ class SyntheticModule(TaskModule):
         scores = self.head(encoded.sentence)
         return scores.squeeze(-1) if self.task == "adding" else scores
 
-    def _loss(self, batch: dict) -> tuple[Tensor, Tensor]:
+    def compute_loss(self, batch: dict) -> tuple[Tensor, Tensor]:
         """``(loss, predictions)``: the loss of a batch and what the metric compares with the targets."""
         scores = self(batch["inputs"], batch["mask"])
         targets = batch["targets"]
@@ -76,28 +76,6 @@ class SyntheticModule(TaskModule):
         loss = F.cross_entropy(scores.flatten(0, -2), targets.flatten(), ignore_index=IGNORE_INDEX)
         return loss, scores.argmax(-1)
 
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        loss, _ = self._loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["targets"]))
-        return loss
-
-    def _evaluate(self, stage: str, batch: dict) -> None:
-        loss, predictions = self._loss(batch)
-        self.log(f"{stage}/loss", loss, batch_size=len(batch["targets"]))
-        self.metrics[stage].update(predictions, batch["targets"])
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate("val", batch)
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate("test", batch)
-
-    def _epoch_end(self, stage: str) -> None:
-        self.log_metric(stage, self.metrics[stage])
+    def end_epoch(self, stage: str) -> None:
+        super().end_epoch(stage)
         self.log(f"{stage}/chance", self.chance)
-
-    def on_validation_epoch_end(self) -> None:
-        self._epoch_end("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._epoch_end("test")

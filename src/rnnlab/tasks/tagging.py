@@ -12,12 +12,12 @@ from rnnlab.data.vocab import Vocabulary
 from rnnlab.embeddings import WordEmbedder
 from rnnlab.heads import MLPHead
 from rnnlab.metrics import SpanF1
-from rnnlab.tasks.base import TaskModule, build_encoder
+from rnnlab.tasks.base import SupervisedTask, build_encoder
 
 METRICS = ("accuracy", "span_f1")
 
 
-class TaggingModule(TaskModule):
+class TaggingModule(SupervisedTask):
     """A tagger trained with token-level cross-entropy over real (unmasked) tokens.
 
     Args:
@@ -31,6 +31,7 @@ class TaggingModule(TaskModule):
     """
 
     higher_is_better = True
+    target_key = "tags"
 
     def __init__(self, model: dict, vocab: dict, tags: dict, metric: str = "accuracy",
                  optimizer: dict | None = None, scheduler: dict | None = None):
@@ -59,29 +60,10 @@ class TaggingModule(TaskModule):
         encoded = self.encoder(self.embedder(tokens), mask)
         return self.head(encoded.outputs)
 
-    def _loss(self, batch: dict) -> tuple[Tensor, Tensor]:
+    def compute_loss(self, batch: dict) -> tuple[Tensor, Tensor]:
         logits = self(batch["tokens"], batch["mask"])  # (B, T, C)
         loss = F.cross_entropy(logits.flatten(0, 1), batch["tags"].flatten(), ignore_index=IGNORE_INDEX)
-        return loss, logits
+        return loss, logits.argmax(-1)
 
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        loss, _ = self._loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=int(batch["mask"].sum()))
-        return loss
-
-    def _evaluate(self, stage: str, batch: dict) -> None:
-        loss, logits = self._loss(batch)
-        self.log(f"{stage}/loss", loss, batch_size=int(batch["mask"].sum()))
-        self.metrics[stage].update(logits.argmax(-1), batch["tags"])
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate("val", batch)
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate("test", batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_metric("val", self.metrics["val"])
-
-    def on_test_epoch_end(self) -> None:
-        self.log_metric("test", self.metrics["test"])
+    def batch_size(self, batch: dict) -> int:
+        return int(batch["mask"].sum())  # the loss is a mean over real tokens
