@@ -15,8 +15,9 @@ from conftest import SHARED_DATA, compose_train
 from rnnlab.data.errors import DataError
 from rnnlab.data.lm import BOS, EOS, IGNORE_INDEX, SPECIALS, LMDataModule, read_text, stream_columns
 from rnnlab.generate import main as generate_main
+from rnnlab.metrics import Perplexity
 from rnnlab.pipeline import build, train
-from rnnlab.tasks.lm import LanguageModelModule, Perplexity
+from rnnlab.tasks.lm import LanguageModelModule
 
 PTB_LIKE = " the cat sat on the mat \n the dog ate the cat \n a dog sat on a mat \n"
 WORDS = ["the", "cat", "sat", "on", "mat", "dog", "ate", "a"]
@@ -258,7 +259,7 @@ def test_generate_command_loads_a_checkpoint(tmp_path: Path, capsys: pytest.Capt
 @pytest.mark.parametrize("overrides", [
     ["experiment=lm_ptb", *SMALL],
     ["experiment=lm_ptb_ngram", "model.embedding_dim=8", "model.head_hidden=8"],
-    ["task=lm", "model=cifg", *SMALL, "model.embedding_dim=8", "+model.tie_weights=true", "model.encoder.num_layers=2"],
+    ["task=lm", "model=cifg", *SMALL, "model.embedding_dim=8", "model.tie_weights=true", "model.encoder.num_layers=2"],
 ])
 def test_fast_dev_run(overrides: list[str], tmp_path: Path) -> None:
     cfg = compose_train([*overrides, "debug=fast", f"paths.data_dir={write_ptb(tmp_path / 'data')}"], tmp_path)

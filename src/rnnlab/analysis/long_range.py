@@ -89,7 +89,7 @@ def markdown_table(runs: list[Run]) -> str:
     table = summarise(runs)
     metric, chance = runs[0].metric, runs[0].chance
     distances = sorted({r.distance for r in runs})
-    lines = [f"| variant | " + " | ".join(f"T={d}" for d in distances) + " | solved up to | at chance from |",
+    lines = ["| variant | " + " | ".join(f"T={d}" for d in distances) + " | solved up to | at chance from |",
              "|---" * (len(distances) + 3) + "|"]
     for name, by_distance in table.items():
         cells, means = [], {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MinMetric, Metric
@@ -58,9 +57,11 @@ class TaskModule(L.LightningModule):
     def log_metric(self, stage: str, metric: Metric) -> dict[str, Tensor]:
         """Computes, logs and resets an epoch metric; tracks the best validation value."""
         values = metric.compute()
-        if not isinstance(values, dict):
-            values = {self.main_metric: values}
         metric.reset()
+        return self.log_values(stage, values if isinstance(values, dict) else {self.main_metric: values})
+
+    def log_values(self, stage: str, values: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Logs epoch values as ``<stage>/<name>``; tracks the best validation value of ``main_metric``."""
         self.log_dict({f"{stage}/{name}": value for name, value in values.items()})
         if stage == "val":
             self.best(values[self.main_metric])

@@ -15,30 +15,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
 
 from rnnlab.data.lm import BOS, EOS, IGNORE_INDEX
 from rnnlab.data.vocab import UNK, Vocabulary
 from rnnlab.embeddings import WordEmbedder
 from rnnlab.heads import MLPHead
+from rnnlab.metrics import Perplexity
 from rnnlab.tasks.base import TaskModule, build_encoder
 
 INIT_RANGE = 0.1  # embeddings uniform in ±0.1 (Zaremba et al. 2014; PyTorch's word_language_model)
-
-
-class Perplexity(MeanMetric):
-    """``exp(total NLL / total predicted tokens)`` over everything seen since the last reset.
-
-    ``update`` takes the NLL (natural log) of each predicted token; sums are kept in float64 and summed
-    across processes, so the value is that of the whole split, never a mean of per-batch perplexities.
-    """
-
-    def __init__(self, **kwargs: Any):
-        super().__init__(nan_strategy="error", **kwargs)
-        self.set_dtype(torch.float64)
-
-    def compute(self) -> Tensor:
-        return super().compute().exp()
 
 
 def _embedder(model: dict, vocab: Vocabulary) -> WordEmbedder:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import sacrebleu
@@ -12,12 +11,13 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from sacremoses import MosesDetokenizer
 from torch import Tensor
-from torchmetrics import MaxMetric, Metric
+from torchmetrics import MaxMetric
 
 from rnnlab.data.translation import BOS, EOS
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.decoding import STRATEGIES, Bridge, RNNDecoder, States, decode
 from rnnlab.embeddings import WordEmbedder
+from rnnlab.metrics import Perplexity
 from rnnlab.tasks.base import TaskModule, build_encoder
 
 DECODING_DEFAULTS = {"strategy": "greedy", "beam_size": 5, "length_penalty": 1.0, "max_length": 100}
@@ -39,25 +39,6 @@ def corpus_scores(hypotheses: list[str], references: list[str], lowercase: bool 
     bleu = sacrebleu.corpus_bleu(hypotheses, [references])
     chrf = sacrebleu.corpus_chrf(hypotheses, [references])
     return {"bleu": bleu.score, "chrf": chrf.score}
-
-
-class TokenNLL(Metric):
-    """Summed negative log-likelihood over target tokens: ``loss`` (mean per token) and ``ppl`` = exp(loss)."""
-
-    full_state_update = False
-
-    def __init__(self):
-        super().__init__()
-        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, nll_sum: Tensor, count: Tensor | int) -> None:
-        self.total += nll_sum.detach().double()
-        self.count += int(count)
-
-    def compute(self) -> dict[str, Tensor]:
-        loss = (self.total / self.count.clamp(min=1)).float()
-        return {"loss": loss, "ppl": loss.exp()}
 
 
 def _gather(items: list) -> list:
@@ -134,7 +115,7 @@ class TranslationModule(TaskModule):
             self.encoder.get_output_dim() if options.get("feed_context") else 0)
         self.bridge = Bridge(self.encoder, self.decoder.num_layers, self.decoder.hidden_size,
                              self.decoder.num_states, options.get("bridge", "auto"))
-        self.nll = torch.nn.ModuleDict({stage: TokenNLL() for stage in ("val", "test")})
+        self.ppl = torch.nn.ModuleDict({stage: Perplexity() for stage in ("val", "test")})
         self.bleu_best = MaxMetric()
         self._outputs: list[tuple[int, str, str]] = []  # (index, hypothesis, reference) of this epoch
 
@@ -184,7 +165,7 @@ class TranslationModule(TaskModule):
 
     def _evaluate(self, stage: str, batch: dict, decode_rows: Tensor | None) -> None:
         nll, count = self._nll(batch)
-        self.nll[stage].update(nll, count)
+        self.ppl[stage].update(nll / count, weight=count)
         if decode_rows is None or not bool(decode_rows.any()):
             return
         rows = decode_rows.nonzero().squeeze(1)
@@ -217,10 +198,15 @@ class TranslationModule(TaskModule):
         super().on_train_start()
         self.bleu_best.reset()
 
+    def _log_perplexity(self, stage: str) -> None:
+        ppl = self.ppl[stage].compute()
+        self.ppl[stage].reset()
+        self.log_values(stage, {"loss": ppl.log().float(), "ppl": ppl.float()})
+
     def on_validation_epoch_end(self) -> None:
-        self.log_metric("val", self.nll["val"])
+        self._log_perplexity("val")
         self._log_scores("val")
 
     def on_test_epoch_end(self) -> None:
-        self.log_metric("test", self.nll["test"])
+        self._log_perplexity("test")
         self._log_scores("test")
