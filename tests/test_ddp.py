@@ -56,9 +56,10 @@ def test_bucket_sampler_shards_every_batch_across_ranks(shuffle: bool, size: int
     whole = list(BucketBatchSampler(lengths, batch_size=2, shuffle=shuffle, seed=3))
     shards = [list(BucketBatchSampler(lengths, batch_size=2, shuffle=shuffle, seed=3, num_replicas=2, rank=rank))
               for rank in range(2)]
-    assert len(shards[0]) == len(shards[1]) == -(-len(whole) // 2)  # every rank steps equally often
     assert {tuple(b) for b in whole} == {tuple(b) for shard in shards for b in shard}  # nothing lost
-    if len(whole) % 2 == 0:  # no padding batch needed: the shards are disjoint
+    if shuffle:  # training: every rank steps equally often, a batch repeated where the count is odd
+        assert len(shards[0]) == len(shards[1]) == -(-len(whole) // 2)
+    if not shuffle or len(whole) % 2 == 0:  # evaluation, or no repeat needed: the shards are disjoint
         assert not {tuple(b) for b in shards[0]} & {tuple(b) for b in shards[1]}
 
 

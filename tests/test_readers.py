@@ -111,6 +111,10 @@ def test_bucket_sampler_covers_every_example_once_and_shards_by_rank() -> None:
     assert len(shards[0]) == len(shards[1])
     assert not {tuple(b) for b in shards[0]} & {tuple(b) for b in shards[1]}
     assert BucketBatchSampler(lengths, 8, seed=3).padding_fraction() < 0.2
+    # Evaluation shards (13 batches over 2 ranks) cover every sentence exactly once.
+    shards = [BucketBatchSampler(lengths, 8, shuffle=False, num_replicas=2, rank=r) for r in (0, 1)]
+    assert [len(shard) for shard in shards] == [7, 6]
+    assert sorted(i for shard in shards for batch in shard for i in batch) == list(range(101))
 
 
 def test_hub_parquet_source_maps_class_labels_to_tags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

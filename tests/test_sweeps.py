@@ -59,7 +59,7 @@ def test_birnn_depth_sweeps_eight_distinct_encoders() -> None:
 @pytest.mark.parametrize("search", ["ner_optuna", "lm_optuna"])
 def test_optuna_searches_compose_with_the_task_direction(search: str) -> None:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"+hparams_search={search}"], return_hydra_config=True)
+        cfg = compose("train", overrides=[f"hparams_search={search}"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper.direction == {"max": "maximize", "min": "minimize"}[cfg.task.mode]
     assert sweeper.storage.startswith("sqlite:///") and sweeper.study_name == search
@@ -161,7 +161,7 @@ def test_cells_multirun_two_cells_two_seeds_gives_table_figures_and_wandb_runs(d
 
 def test_optuna_search_runs_two_trials_and_records_the_study(data_dir: Path, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "optuna"
-    result = run_multirun(["+hparams_search=ner_optuna", "hydra.sweeper.n_trials=2", "debug=smoke",
+    result = run_multirun(["hparams_search=ner_optuna", "hydra.sweeper.n_trials=2", "debug=smoke",
                            f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep_dir}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = pd.read_csv(sweep_dir / "trials.csv")

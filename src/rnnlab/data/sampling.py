@@ -14,7 +14,8 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     Each epoch shuffles the indices, sorts them by length within pools of ``pool_factor * batch_size``,
     cuts the pools into batches and shuffles the batches. With ``num_replicas > 1`` each rank takes every
-    ``num_replicas``-th batch (the batch count is padded to a multiple so every rank steps equally often).
+    ``num_replicas``-th batch; in training the batch count is padded to a multiple so every rank steps
+    equally often, in evaluation shards may differ by one batch so that no sentence counts twice.
 
     Args:
         lengths: length of every example.
@@ -59,14 +60,18 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._all_batches()
-        if self.num_replicas > 1:
+        if self.num_replicas > 1 and self.shuffle:
+            # Training: every rank takes as many steps, so the last batches are repeated to even the count.
             total = math.ceil(len(batches) / self.num_replicas) * self.num_replicas
-            batches = (batches + batches[:total - len(batches)])[self.rank::self.num_replicas]
-        return iter(batches)
+            batches = batches + batches[:total - len(batches)]
+        # Evaluation: uneven shards, so no sentence is counted twice in a metric.
+        return iter(batches[self.rank::self.num_replicas])
 
     def __len__(self) -> int:
-        count = math.ceil(len(self.lengths) / self.batch_size) if not self.shuffle else len(self._all_batches())
-        return math.ceil(count / self.num_replicas)
+        count = len(self._all_batches())
+        if self.shuffle:
+            return math.ceil(count / self.num_replicas)
+        return len(range(self.rank, count, self.num_replicas))
 
     def padding_fraction(self) -> float:
         """Share of padded positions over one epoch of batches (the waste that bucketing avoids)."""

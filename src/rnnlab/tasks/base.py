@@ -94,7 +94,7 @@ class SupervisedTask(TaskModule):
 
     def _evaluate(self, stage: str, batch: dict) -> None:
         loss, predictions = self.compute_loss(batch)
-        self.log(f"{stage}/loss", loss, batch_size=self.batch_size(batch))
+        self.log(f"{stage}/loss", loss, batch_size=self.batch_size(batch), sync_dist=True)
         self.metrics[stage].update(predictions, batch[self.target_key])
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
