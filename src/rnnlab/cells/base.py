@@ -91,6 +91,23 @@ class GatedCell(RecurrentCell):
         self.gate_name = gate
         self.gate = get_gate_function(gate)
 
+    @abstractmethod
+    def gate_values(self, x_t: Tensor, state: State) -> dict[str, Tensor]:
+        """One step's gates and new memory.
+
+        Args:
+            x_t: input at step t, ``(B, I)``.
+            state: ``(h(t-1), c(t-1))``, each ``(B, H)``.
+
+        Returns:
+            ``forget``, ``input``, ``output`` (the gates) and ``memory`` (the new c), each ``(B, H)``.
+        """
+
+    def forward(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+        gates = self.gate_values(x_t, state)
+        h = gates["output"] * torch.tanh(gates["memory"])  # h(n) = o(n) × tanh(c(n))
+        return h, (h, gates["memory"])
+
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, forget_bias={self.forget_bias}, "
                 f"gate={self.gate_name!r}")

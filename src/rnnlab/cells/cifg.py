@@ -36,17 +36,8 @@ class CIFGCell(GatedCell):
         with torch.no_grad():
             self.bias[:self.hidden_size].fill_(self.forget_bias)
 
-    def forward(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
-        h_prev, c_prev = state
-        z = F.linear(x_t, self.weight_ih, self.bias) + F.linear(h_prev, self.weight_hh)  # (B, 3H)
-        z_f, z_g, z_o = z.chunk(3, dim=-1)
-        f = self.gate(z_f)
-        c = f * c_prev + (1.0 - f) * torch.tanh(z_g)  # (B, H)
-        h = self.gate(z_o) * torch.tanh(c)
-        return h, (h, c)
-
     def gate_values(self, x_t: Tensor, state: State) -> dict[str, Tensor]:
-        """One step's gates and new memory, for inspection; the math of ``forward``.
+        """One step of the equations above: the gates and the new memory (``forward`` adds h = o × tanh(c)).
 
         Returns:
             ``forget``, ``input`` (= 1 - forget), ``output`` and ``memory`` (the new c), each ``(B, H)``.

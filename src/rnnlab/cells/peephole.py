@@ -62,18 +62,8 @@ class PeepholeLSTMCell(GatedCell):
             return F.linear(c, weight)
         return c.repeat(1, weight.shape[0] // self.hidden_size) * weight
 
-    def forward(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
-        h_prev, c_prev = state
-        z = F.linear(x_t, self.weight_ih, self.bias) + F.linear(h_prev, self.weight_hh)  # (B, 4H)
-        z_i, z_f, z_g, z_o = z.chunk(4, dim=-1)
-        peek_i, peek_f = self._peek(c_prev, self.weight_ci).chunk(2, dim=-1)
-        c = self.gate(z_f + peek_f) * c_prev + self.gate(z_i + peek_i) * torch.tanh(z_g)  # (B, H)
-        o = self.gate(z_o + self._peek(c, self.weight_co))
-        h = o * torch.tanh(c)
-        return h, (h, c)
-
     def gate_values(self, x_t: Tensor, state: State) -> dict[str, Tensor]:
-        """One step's gates and new memory, for inspection; the math of ``forward``.
+        """One step of the equations above: the gates and the new memory (``forward`` adds h = o × tanh(c)).
 
         Returns:
             ``forget``, ``input``, ``output`` and ``memory`` (the new c), each ``(B, H)``.
