@@ -66,7 +66,7 @@ def test_malformed_conllu_line_names_file_and_line(tmp_path: Path) -> None:
 
 def test_empty_split_is_a_clear_error(tmp_path: Path) -> None:
     root = write_conll(tmp_path, dev="-DOCSTART- -X- -X- O\n\n")
-    with pytest.raises(DataError, match=r"validation split \(eng\.testa\) holds no sentence"):
+    with pytest.raises(DataError, match=r"validation split \(eng\.testa\) holds no example"):
         conll_datamodule(root).setup()
 
 

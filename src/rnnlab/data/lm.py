@@ -155,14 +155,9 @@ class LMDataModule(L.LightningDataModule):
                       if not (Path(name) if Path(name).is_absolute() else root / name).is_file()}
             raise DataError(f"{self.name}: file(s) not found: {absent}; give existing paths with "
                             f"data.files.<split>=... (relative paths are read from {root})")
-        splits = load_with_fallback(self.name, self.data_dir, self.subdir, self.files, self._read,
-                                    self._load_hub if self.hub else None,
-                                    self.hub and f"{self.hub['path']} ({self.hub.get('name')})")
-        for split, sentences in splits.items():
-            if not sentences:
-                raise DataError(f"{self.name}: the {split} split ({self.files[split]}) holds no word; "
-                                f"check data.files.{split}")
-        return splits
+        return load_with_fallback(self.name, self.data_dir, self.subdir, self.files, self._read,
+                                  self._load_hub if self.hub else None,
+                                  self.hub and f"{self.hub['path']} ({self.hub.get('name')})")
 
     # ----------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:

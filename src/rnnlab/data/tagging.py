@@ -81,14 +81,9 @@ class TaggingDataModule(BucketedDataModule):
 
     def read_splits(self) -> dict[str, list[dict]]:
         """Every split as a list of ``{"tokens", "tags"}``; raises ``DataError`` when a split is empty."""
-        splits = load_with_fallback(self.name, self.data_dir, self.subdir, self.files, self._read,
-                                    self._load_hub if self.hub else None, self.hub and (
-                                        self.hub.get("path") or ", ".join(self.hub["urls"].values())))
-        for split, examples in splits.items():
-            if not examples:
-                raise DataError(f"{self.name}: the {split} split ({self.files[split]}) holds no sentence; "
-                                f"check data.files.{split}")
-        return splits
+        return load_with_fallback(self.name, self.data_dir, self.subdir, self.files, self._read,
+                                  self._load_hub if self.hub else None, self.hub and (
+                                      self.hub.get("path") or ", ".join(self.hub["urls"].values())))
 
     # ----------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
