@@ -11,7 +11,6 @@ import datasets
 
 from rnnlab.data.batching import pad_sequences
 from rnnlab.data.bucketed import BucketedDataModule
-from rnnlab.data.errors import DataError
 from rnnlab.data.readers import read_conll, read_conllu
 from rnnlab.data.sources import load_with_fallback
 from rnnlab.data.vocab import Vocabulary
