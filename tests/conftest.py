@@ -21,25 +21,25 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 CONLL_TRAIN = """-DOCSTART- -X- -X- O
 
-EU NNP B-NP I-ORG
-rejects VBZ B-VP O
-German JJ B-NP I-MISC
+UNESCO NNP B-NP I-ORG
+praises VBZ B-VP O
+Danish JJ B-NP I-MISC
 call NN I-NP O
 . . O O
 
-Peter NNP B-NP I-PER
-Blackburn NNP I-NP I-PER
+Anna NNP B-NP I-PER
+Korhonen NNP I-NP I-PER
 lives VBZ B-VP O
 in IN B-PP O
 London NNP B-NP I-LOC
 . . O O
 
 The DT B-NP O
-European NNP I-NP I-ORG
-Commission NNP I-NP I-ORG
+World NNP I-NP I-ORG
+Bank NNP I-NP I-ORG
 said VBD B-VP O
 on IN B-PP O
-Thursday NNP B-NP O
+Monday NNP B-NP O
 """
 
 CONLLU_TRAIN = """# sent_id = 1

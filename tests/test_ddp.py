@@ -13,20 +13,20 @@ from rnnlab.data.sampling import BucketBatchSampler
 from rnnlab.pipeline import build, train
 
 # Four sentences: with one sentence per evaluation batch each of the 2 ranks gets 2 batches, none repeated.
-SENTENCES = """EU NNP B-NP I-ORG
-rejects VBZ B-VP O
-German JJ B-NP I-MISC
+SENTENCES = """UNESCO NNP B-NP I-ORG
+praises VBZ B-VP O
+Danish JJ B-NP I-MISC
 call NN I-NP O
 
-Peter NNP B-NP I-PER
-Blackburn NNP I-NP I-PER
+Anna NNP B-NP I-PER
+Korhonen NNP I-NP I-PER
 lives VBZ B-VP O
 in IN B-PP O
 London NNP B-NP I-LOC
 
 The DT B-NP O
-European NNP I-NP I-ORG
-Commission NNP I-NP I-ORG
+World NNP I-NP I-ORG
+Bank NNP I-NP I-ORG
 said VBD B-VP O
 
 Germany NNP B-NP I-LOC

@@ -215,7 +215,7 @@ def test_memory_heatmap_writes_a_png(data_dir: Path, tmp_path: Path) -> None:
     trainer.fit(module, datamodule=datamodule)
     ckpt = tmp_path / "tagger.ckpt"
     trainer.save_checkpoint(ckpt)
-    out = heatmap_main([f"ckpt_path={ckpt}", "sentence=EU rejects German call to Blackburn",
+    out = heatmap_main([f"ckpt_path={ckpt}", "sentence=UNESCO praises Danish plan to Korhonen",
                         f"out={tmp_path / 'memory.png'}", "module=rnnlab.tasks.tagging.TaggingModule", "units=8"])
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -38,7 +38,7 @@ def test_conll_reader_accepts_crlf_and_whitespace_only_separators(tmp_path: Path
 
 def test_malformed_conll_line_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.conll"
-    path.write_text("EU NNP B-NP I-ORG\nrejects VBZ\n")
+    path.write_text("UNESCO NNP B-NP I-ORG\npraises VBZ\n")
     with pytest.raises(DataError, match=r"bad\.conll:2: expected 4 .* columns, found 2"):
         read_conll(path, 0, 3)
 

@@ -94,7 +94,7 @@ def test_malformed_file_exits_nonzero_naming_file_and_line(tmp_path: Path) -> No
     folder = tmp_path / "data" / "conll2003"
     folder.mkdir(parents=True)
     for name in ("eng.train", "eng.testa", "eng.testb"):
-        (folder / name).write_text("EU NNP B-NP I-ORG\nrejects\n")
+        (folder / name).write_text("UNESCO NNP B-NP I-ORG\npraises\n")
     result = run_train(["debug=fast", f"paths.data_dir={tmp_path / 'data'}"], tmp_path)
     assert result.returncode != 0
     assert "eng.train:2: expected 4 whitespace-separated columns, found 1" in result.stderr

@@ -1,7 +1,7 @@
 """Looking inside the memory: forget, input and output gates and memory cells of a trained gated model.
 
     python -m rnnlab.diagnostics.memory_heatmap ckpt_path=RUN/checkpoints/last.ckpt \\
-        sentence="EU rejects German call to boycott British lamb ." out=memory.png [units=32] [module=...]
+        sentence="Anna Korhonen flew from Oslo to Nairobi for the World Bank ." out=memory.png [units=32] [module=...]
 
 Works with any Lightning checkpoint of a task module whose ``forward(tokens (B, T), mask (B, T))`` reads
 token ids and whose encoder's first layer runs a gated cell (``gate_values``). Words are looked up in the
