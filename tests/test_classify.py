@@ -89,6 +89,7 @@ def classifier(model: list[str]) -> ClassificationModule:
 @pytest.mark.parametrize("model", [["model=bilstm"], ["model=bilstm", "model/cell=peephole"],
                                    ["model=birnn", "model.encoder.num_layers=2"], ["model=lstm"],
                                    ["model=bilstm", "model/cell=cifg", "model.encoder.style=independent"],
+                                   ["model=bilstm", "model.pooling=max"],
                                    ["model=cnn"]])
 def test_sentence_logits_do_not_depend_on_padding(model: list[str]) -> None:
     """A sentence alone gives the same logits as in a batch with longer sentences (eval mode)."""
@@ -268,3 +269,14 @@ def test_real_sst2_and_mr_counts() -> None:
         mr = mr_datamodule(SHARED_DATA)
         mr.setup()
         assert sum(len(d) for d in mr.datasets.values()) == 10662
+
+
+def test_max_pooling_takes_the_max_over_real_tokens_only() -> None:
+    torch.manual_seed(0)
+    module = classifier(["model=bilstm", "model.pooling=max", "model.encoder.hidden_size=5"]).eval()
+    tokens, mask = torch.tensor([[2, 3, 4, 0]]), torch.tensor([[True, True, True, False]])
+    with torch.no_grad():
+        outputs = module.encoder(module.embedder(tokens), mask).outputs  # (1, 4, 10)
+        torch.testing.assert_close(module(tokens, mask), module.head(outputs[:, :3].amax(1)))
+    with pytest.raises(ValueError, match="model.pooling must be one of"):
+        classifier(["model=bilstm", "model.pooling=mean"])

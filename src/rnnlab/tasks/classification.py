@@ -20,6 +20,8 @@ from rnnlab.encoders import EncoderOutput
 from rnnlab.heads import MLPHead
 from rnnlab.tasks.base import SupervisedTask, build_encoder
 
+POOLINGS = ("final", "max")
+
 
 def build_sentence_encoder(model: dict, input_size: int) -> nn.Module:
     """A recurrent encoder when the model config has a ``cell``, else ``model.encoder`` alone (the CNN)."""
@@ -35,7 +37,8 @@ class ClassificationModule(SupervisedTask):
         model: the ``model`` config: ``embedding_dim``, ``embedding_dropout``, ``word_dropout``, ``encoder``
             (and ``cell`` for a recurrent one), ``head_hidden`` (0: output weights only, as in Kim's CNN),
             ``head_activation`` (``sigmoid`` is the lecture's σ), ``dropout`` (on the sentence vector and the
-            hidden layer).
+            hidden layer), ``pooling`` (recurrent encoders: ``"final"`` states, the lecture's ``z(1)``, or
+            ``"max"`` over time of the outputs, as in Conneau et al. 2017's BiLSTM-max).
         vocab: word vocabulary (``Vocabulary.to_dict()``), from the DataModule.
         labels: class vocabulary, from the DataModule.
         optimizer: see ``TaskModule``.
@@ -56,6 +59,9 @@ class ClassificationModule(SupervisedTask):
                                      self.vocab[self.vocab.unk], model.get("embedding_dropout", 0.0),
                                      model.get("word_dropout", 0.0))
         self.encoder = build_sentence_encoder(model, self.embedder.embedding_dim)
+        self.pooling = model.get("pooling", "final")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"model.pooling must be one of {POOLINGS}, got {self.pooling!r}")
         self.head = MLPHead(self.encoder.get_output_dim(), len(self.labels), model.get("head_hidden", 0),
                             model.get("head_activation", "tanh"), model.get("dropout", 0.0))
         classes = len(self.labels)
@@ -67,8 +73,11 @@ class ClassificationModule(SupervisedTask):
     def forward(self, tokens: Tensor, mask: Tensor) -> Tensor:
         """``(B, T)`` word ids and mask -> ``(B, C)`` class scores."""
         encoded = self.encoder(self.embedder(tokens), mask)
-        sentence = encoded.sentence if isinstance(encoded, EncoderOutput) else encoded  # (B, D)
-        return self.head(sentence)
+        if not isinstance(encoded, EncoderOutput):  # the CNN pools by itself
+            return self.head(encoded)  # (B, D) -> (B, C)
+        if self.pooling == "max":  # padding never wins the max
+            return self.head(encoded.outputs.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1))
+        return self.head(encoded.sentence)
 
     def compute_loss(self, batch: dict) -> tuple[Tensor, Tensor]:
         logits = self(batch["tokens"], batch["mask"])  # (B, C)
