@@ -41,7 +41,7 @@ class WordEmbedder(nn.Module):
         if pretrained_vectors and len(words) != vocab_size:
             raise ValueError(f"pretrained vectors need the {vocab_size} vocabulary words, got {len(words)}")
         self.pretrained_vectors = pretrained_vectors
-        self.words = list(words)
+        self.words = list(words) if pretrained_vectors else []
         self.embedding.weight.requires_grad_(not freeze)
 
     @classmethod
