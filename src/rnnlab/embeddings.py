@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import Tensor, nn
+
+from rnnlab.data.vocab import Vocabulary
+from rnnlab.pretrained import read_vectors
 
 
 class WordEmbedder(nn.Module):
@@ -17,10 +22,14 @@ class WordEmbedder(nn.Module):
         dropout: dropout on the vectors.
         word_dropout: training-time probability of replacing a real word by ``<unk>``, so the model learns a
             useful unknown-word vector for the rare and unseen words of test data.
+        pretrained_vectors: optional vectors file (see ``rnnlab.pretrained``), read by ``load_pretrained``.
+        words: the vocabulary in id order; needed with ``pretrained_vectors``.
+        freeze: keep the vectors fixed during training.
     """
 
     def __init__(self, vocab_size: int, embedding_dim: int, pad_id: int, unk_id: int, dropout: float = 0.0,
-                 word_dropout: float = 0.0):
+                 word_dropout: float = 0.0, pretrained_vectors: str | None = None, words: Sequence[str] = (),
+                 freeze: bool = False):
         super().__init__()
         if not 0.0 <= word_dropout < 1.0:
             raise ValueError(f"word_dropout must be in [0, 1), got {word_dropout}")
@@ -29,6 +38,31 @@ class WordEmbedder(nn.Module):
         self.unk_id = unk_id
         self.pad_id = pad_id
         self.word_dropout = word_dropout
+        if pretrained_vectors and len(words) != vocab_size:
+            raise ValueError(f"pretrained vectors need the {vocab_size} vocabulary words, got {len(words)}")
+        self.pretrained_vectors = pretrained_vectors
+        self.words = list(words) if pretrained_vectors else []
+        self.embedding.weight.requires_grad_(not freeze)
+
+    @classmethod
+    def from_config(cls, model: dict, vocab: Vocabulary) -> "WordEmbedder":
+        """From a ``model`` config: ``embedding_dim``, ``embedding_dropout``, ``word_dropout``,
+        ``pretrained_vectors`` (a file path or null) and ``freeze_embeddings``."""
+        return cls(len(vocab), model["embedding_dim"], vocab.pad_id, vocab[vocab.unk],
+                   model.get("embedding_dropout", 0.0), model.get("word_dropout", 0.0),
+                   model.get("pretrained_vectors"), vocab.items, model.get("freeze_embeddings", False))
+
+    def load_pretrained(self) -> int:
+        """Overwrites the vectors of the words found in ``pretrained_vectors``; returns how many were found.
+
+        Called by the task at the start of a fresh training run, never when weights come from a checkpoint.
+        """
+        if not self.pretrained_vectors:
+            return 0
+        ids, vectors = read_vectors(self.pretrained_vectors, self.words, self.embedding_dim)
+        with torch.no_grad():
+            self.embedding.weight[ids] = vectors.to(self.embedding.weight)
+        return len(ids)
 
     @property
     def embedding_dim(self) -> int:

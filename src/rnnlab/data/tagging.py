@@ -38,7 +38,10 @@ class TaggingDataModule(BucketedDataModule):
         batch_size: training batch size.
         eval_batch_size: validation/test batch size.
         min_freq: words rarer than this in train map to ``<unk>``.
-        lowercase: lowercase words before lookup.
+        lowercase: lowercase words before lookup (characters always keep the original spelling).
+        max_word_length: characters kept per word for character-level features (batch key ``chars``); 0 for
+            none. Longer words keep their first and last ``max_word_length / 2`` characters. The
+            ``model/chars`` options set it.
         num_workers: DataLoader workers.
         seed: seed of the batch order.
     """
@@ -47,18 +50,21 @@ class TaggingDataModule(BucketedDataModule):
                  token_column: int = 0, tag_column: int = -1, encoding: str = "utf-8",
                  data_dir: str | None = None, hub: dict | None = None, batch_size: int = 32,
                  eval_batch_size: int = 128, min_freq: int = 1, lowercase: bool = False,
-                 num_workers: int = 0, seed: int = 0):
+                 max_word_length: int = 0, num_workers: int = 0, seed: int = 0):
         super().__init__(batch_size, eval_batch_size, num_workers, seed)
         if format not in ("conll", "conllu"):
             raise ValueError(f"data.format must be 'conll' or 'conllu', got {format!r}")
         missing = set(SPLITS) - set(files)
         if missing:
             raise ValueError(f"data.files needs an entry for {sorted(missing)}")
+        if max_word_length < 0:
+            raise ValueError(f"data.max_word_length must be >= 0, got {max_word_length}")
         self.name, self.subdir, self.files = name, subdir, dict(files)
         self.format, self.token_column, self.tag_column = format, token_column, tag_column
         self.encoding, self.data_dir, self.hub = encoding, data_dir, hub
-        self.min_freq, self.lowercase = min_freq, lowercase
+        self.min_freq, self.lowercase, self.max_word_length = min_freq, lowercase, max_word_length
         self.vocab: Vocabulary | None = None
+        self.chars: Vocabulary | None = None
         self.tags: Vocabulary | None = None
         self.unseen_tag_counts: dict[str, Counter] = {}
 
@@ -92,6 +98,8 @@ class TaggingDataModule(BucketedDataModule):
         splits = self.read_splits()
         words = [[self._normalise(w) for w in ex["tokens"]] for ex in splits["train"]]
         self.vocab = Vocabulary.build(words, min_freq=self.min_freq)
+        if self.max_word_length:
+            self.chars = Vocabulary.build(w for ex in splits["train"] for w in ex["tokens"])
         train_tags = Vocabulary.build((ex["tags"] for ex in splits["train"]), specials=())
         # Tags absent from train cannot be learned, but gold spans of them must still count as misses.
         unseen = {split: Counter(t for ex in splits[split] for t in ex["tags"] if t not in train_tags)
@@ -104,32 +112,50 @@ class TaggingDataModule(BucketedDataModule):
         self.tags = Vocabulary([*train_tags.items, *extra], unk=None)
         for split in SPLITS:
             table = datasets.Dataset.from_list(splits[split])
-            self.datasets[split] = table.map(partial(_encode, self.vocab, self.tags, self._normalise),
+            encode = partial(_encode, self.vocab, self.tags, self._normalise, self.chars, self.max_word_length)
+            self.datasets[split] = table.map(encode,
                                              batched=True, remove_columns=table.column_names,
                                              desc=f"encoding {self.name} {split}")
         sampler = self.batch_sampler("train", shuffle=True)
-        log.info("%s: %d words, %d tags; %s sentences; padding with length buckets: %.1f%%",
-                 self.name, len(self.vocab), len(self.tags),
+        log.info("%s: %d words, %d characters, %d tags; %s sentences; padding with length buckets: %.1f%%",
+                 self.name, len(self.vocab), len(self.chars or ()), len(self.tags),
                  {s: len(d) for s, d in self.datasets.items()}, 100 * sampler.padding_fraction())
 
     def _normalise(self, word: str) -> str:
         return word.lower() if self.lowercase else word
 
     def model_kwargs(self) -> dict:
-        """What the model needs from the data: vocabularies as JSON-friendly dicts."""
-        return {"vocab": self.vocab.to_dict(), "tags": self.tags.to_dict()}
+        """What the model needs from the data: vocabularies as JSON-friendly dicts (``chars`` when built)."""
+        kwargs = {"vocab": self.vocab.to_dict(), "tags": self.tags.to_dict()}
+        if self.chars is not None:
+            kwargs["chars"] = self.chars.to_dict()
+        return kwargs
 
     def collate_fn(self):
-        return partial(_collate, self.vocab.pad_id)
+        return partial(_collate, self.vocab.pad_id, self.chars.pad_id if self.chars else None)
 
 
-def _encode(vocab: Vocabulary, tags: Vocabulary, normalise, batch: dict) -> dict:
-    return {"input_ids": [vocab.encode(normalise(w) for w in tokens) for tokens in batch["tokens"]],
-            "tag_ids": [tags.encode(sentence) for sentence in batch["tags"]],
-            "length": [len(tokens) for tokens in batch["tokens"]]}
+def _encode(vocab: Vocabulary, tags: Vocabulary, normalise, chars: Vocabulary | None, max_word_length: int,
+            batch: dict) -> dict:
+    encoded = {"input_ids": [vocab.encode(normalise(w) for w in tokens) for tokens in batch["tokens"]],
+               "tag_ids": [tags.encode(sentence) for sentence in batch["tags"]],
+               "length": [len(tokens) for tokens in batch["tokens"]]}
+    if chars is not None:
+        encoded["char_ids"] = [[chars.encode(_clip(w, max_word_length)) for w in tokens] for tokens in batch["tokens"]]
+    return encoded
 
 
-def _collate(pad_id: int, rows: list[dict]) -> dict:
+def _clip(word: str, length: int) -> str:
+    """The word, or its first and last ``length / 2`` characters: prefixes and suffixes (-ing, -ly) both tell."""
+    return word if len(word) <= length else word[:length - length // 2] + word[len(word) - length // 2:]
+
+
+def _collate(pad_id: int, char_pad_id: int | None, rows: list[dict]) -> dict:
     tokens, mask = pad_sequences([row["input_ids"] for row in rows], pad_id)  # (B, T)
     tags, _ = pad_sequences([row["tag_ids"] for row in rows], IGNORE_INDEX)
-    return {"tokens": tokens, "tags": tags, "mask": mask}
+    batch = {"tokens": tokens, "tags": tags, "mask": mask}
+    if char_pad_id is not None:
+        words, _ = pad_sequences([word for row in rows for word in row["char_ids"]], char_pad_id)  # (W, L)
+        batch["chars"] = words.new_full((*mask.shape, words.shape[1]), char_pad_id)  # (B, T, L)
+        batch["chars"][mask] = words  # the real words, in row order
+    return batch

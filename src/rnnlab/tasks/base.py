@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MinMetric, Metric
 
+from rnnlab.embeddings import WordEmbedder
 from rnnlab.encoders import RNNEncoder
 
 
@@ -16,6 +17,13 @@ def build_encoder(model: dict, input_size: int) -> RNNEncoder:
     """The encoder of a ``model`` config: ``model.encoder`` (a partial) given ``model.cell`` (a partial)."""
     cell = instantiate(model["cell"])  # a cell factory: (input_size, hidden_size) -> cell
     return instantiate(model["encoder"])(cell=cell, input_size=input_size)
+
+
+def build_sentence_encoder(model: dict, input_size: int) -> nn.Module:
+    """A recurrent encoder when the config has a ``cell``, else ``model.encoder`` alone (the CNN)."""
+    if model.get("cell") is not None:
+        return build_encoder(model, input_size)
+    return instantiate(model["encoder"])(input_size=input_size)
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -31,7 +39,7 @@ class TaskModule(L.LightningModule):
     Args:
         optimizer: a partial optimiser config (``_target_`` + ``_partial_: true``) taking the parameters.
         scheduler: optional partial scheduler config taking the optimiser; ``ReduceLROnPlateau`` watches
-            ``val/<main_metric>``.
+            ``val/<main_metric>`` (give it ``mode: max`` where higher is better) and skips epochs without it.
     """
 
     main_metric = "loss"
@@ -49,7 +57,16 @@ class TaskModule(L.LightningModule):
             return optimizer
         scheduler = instantiate(self.scheduler_config)(optimizer)
         return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "monitor": f"val/{self.main_metric}", "interval": "epoch"}}
+                "lr_scheduler": {"scheduler": scheduler, "monitor": f"val/{self.main_metric}", "interval": "epoch",
+                                 "strict": False}}  # runs without validation (timing runs) keep the last rate
+
+    def on_fit_start(self) -> None:
+        # Pretrained word vectors are read for a fresh run only: a resumed run, like a loaded checkpoint,
+        # takes its weights from the checkpoint (restored before this hook) and never needs the file.
+        if self.trainer.ckpt_path is None:
+            for module in self.modules():
+                if isinstance(module, WordEmbedder):
+                    module.load_pretrained()
 
     def on_train_start(self) -> None:
         self.best.reset()  # the sanity-check validation must not count as a best result
@@ -87,8 +104,12 @@ class SupervisedTask(TaskModule):
         """How many targets the batch's mean loss averages over (weights the epoch average of the loss)."""
         return len(batch[self.target_key])
 
+    def training_loss(self, batch: dict) -> Tensor:
+        """The loss alone; subclasses whose predictions are costly (Viterbi) skip them here."""
+        return self.compute_loss(batch)[0]
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        loss, _ = self.compute_loss(batch)
+        loss = self.training_loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=self.batch_size(batch))
         return loss
 

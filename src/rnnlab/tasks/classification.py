@@ -9,7 +9,6 @@ module runs the CNN baseline (Kim 2014), whose encoder returns the pooled senten
 from __future__ import annotations
 
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
@@ -18,16 +17,9 @@ from rnnlab.data.vocab import Vocabulary
 from rnnlab.embeddings import WordEmbedder
 from rnnlab.encoders import EncoderOutput
 from rnnlab.heads import MLPHead
-from rnnlab.tasks.base import SupervisedTask, build_encoder
+from rnnlab.tasks.base import SupervisedTask, build_sentence_encoder
 
 POOLINGS = ("final", "max")
-
-
-def build_sentence_encoder(model: dict, input_size: int) -> nn.Module:
-    """A recurrent encoder when the model config has a ``cell``, else ``model.encoder`` alone (the CNN)."""
-    if model.get("cell") is not None:
-        return build_encoder(model, input_size)
-    return instantiate(model["encoder"])(input_size=input_size)
 
 
 class ClassificationModule(SupervisedTask):
@@ -38,7 +30,8 @@ class ClassificationModule(SupervisedTask):
             (and ``cell`` for a recurrent one), ``head_hidden`` (0: output weights only, as in Kim's CNN),
             ``head_activation`` (``sigmoid`` is the lecture's σ), ``dropout`` (on the sentence vector and the
             hidden layer), ``pooling`` (recurrent encoders: ``"final"`` states, the lecture's ``z(1)``, or
-            ``"max"`` over time of the outputs, as in Conneau et al. 2017's BiLSTM-max).
+            ``"max"`` over time of the outputs, as in Conneau et al. 2017's BiLSTM-max),
+            ``pretrained_vectors`` and ``freeze_embeddings`` (see ``WordEmbedder.from_config``).
         vocab: word vocabulary (``Vocabulary.to_dict()``), from the DataModule.
         labels: class vocabulary, from the DataModule.
         optimizer: see ``TaskModule``.
@@ -55,9 +48,7 @@ class ClassificationModule(SupervisedTask):
         self.save_hyperparameters()
         self.vocab = Vocabulary.from_dict(vocab)
         self.labels = Vocabulary.from_dict(labels)
-        self.embedder = WordEmbedder(len(self.vocab), model["embedding_dim"], self.vocab.pad_id,
-                                     self.vocab[self.vocab.unk], model.get("embedding_dropout", 0.0),
-                                     model.get("word_dropout", 0.0))
+        self.embedder = WordEmbedder.from_config(model, self.vocab)
         self.encoder = build_sentence_encoder(model, self.embedder.embedding_dim)
         self.pooling = model.get("pooling", "final")
         if self.pooling not in POOLINGS:

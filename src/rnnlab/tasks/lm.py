@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab.data.lm import BOS, EOS, IGNORE_INDEX
-from rnnlab.data.vocab import UNK, Vocabulary
+from rnnlab.data.vocab import Vocabulary
 from rnnlab.embeddings import WordEmbedder
 from rnnlab.heads import MLPHead
 from rnnlab.metrics import Perplexity
@@ -27,8 +27,7 @@ INIT_RANGE = 0.1  # embeddings uniform in ±0.1 (Zaremba et al. 2014; PyTorch's 
 
 
 def _embedder(model: dict, vocab: Vocabulary) -> WordEmbedder:
-    embedder = WordEmbedder(len(vocab), model["embedding_dim"], vocab.pad_id, vocab[UNK],
-                            model.get("embedding_dropout", 0.0), model.get("word_dropout", 0.0))
+    embedder = WordEmbedder.from_config(model, vocab)
     with torch.no_grad():
         embedder.embedding.weight.uniform_(-INIT_RANGE, INIT_RANGE)
         embedder.embedding.weight[vocab.pad_id].zero_()

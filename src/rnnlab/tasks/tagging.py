@@ -1,16 +1,18 @@
-"""Sequence tagging (POS, NER): embeddings -> encoder -> a shared MLP per token -> softmax."""
+"""Sequence tagging (POS, NER): word (⊕ character) features -> encoder -> a shared MLP per token -> softmax or CRF."""
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
+from rnnlab.chars import CharEncoder
 from rnnlab.data.tagging import IGNORE_INDEX
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.embeddings import WordEmbedder
-from rnnlab.heads import MLPHead
+from rnnlab.heads import CRF, MLPHead
 from rnnlab.metrics import SpanF1
 from rnnlab.tasks.base import SupervisedTask, build_encoder
 
@@ -18,13 +20,16 @@ METRICS = ("accuracy", "span_f1")
 
 
 class TaggingModule(SupervisedTask):
-    """A tagger trained with token-level cross-entropy over real (unmasked) tokens.
+    """A tagger: token-level cross-entropy over real (unmasked) tokens, or a linear-chain CRF on top.
 
     Args:
-        model: the ``model`` config: ``embedding_dim``, ``embedding_dropout``, ``word_dropout``, ``cell``,
-            ``encoder``, ``head_hidden``, ``head_activation``, ``dropout``.
+        model: the ``model`` config: ``embedding_dim``, ``embedding_dropout``, ``word_dropout``,
+            ``pretrained_vectors``, ``freeze_embeddings``, ``chars`` (null, or a character encoder: see
+            ``CharEncoder.from_config``), ``cell``, ``encoder``, ``head_hidden``, ``head_activation``,
+            ``dropout``, ``crf`` (the MLP's scores feed a CRF instead of a per-token softmax).
         vocab: word vocabulary (``Vocabulary.to_dict()``), from the DataModule.
         tags: tag vocabulary, from the DataModule.
+        chars: character vocabulary, from the DataModule; required when ``model.chars`` is set.
         metric: ``"accuracy"`` (token accuracy, POS) or ``"span_f1"`` (entity-level F1, NER).
         optimizer: see ``TaskModule``.
         scheduler: see ``TaskModule``.
@@ -33,21 +38,26 @@ class TaggingModule(SupervisedTask):
     higher_is_better = True
     target_key = "tags"
 
-    def __init__(self, model: dict, vocab: dict, tags: dict, metric: str = "accuracy",
+    def __init__(self, model: dict, vocab: dict, tags: dict, chars: dict | None = None, metric: str = "accuracy",
                  optimizer: dict | None = None, scheduler: dict | None = None):
         if metric not in METRICS:
             raise ValueError(f"task.module.metric must be one of {METRICS}, got {metric!r}")
+        if model.get("chars") and chars is None:
+            raise ValueError("model.chars needs a character vocabulary: set data.max_word_length > 0 "
+                             "(the model/chars options do)")
         self.main_metric = "f1" if metric == "span_f1" else "acc"
         super().__init__(optimizer, scheduler)
         self.save_hyperparameters()
         self.vocab = Vocabulary.from_dict(vocab)
         self.tags = Vocabulary.from_dict(tags)
-        self.embedder = WordEmbedder(len(self.vocab), model["embedding_dim"], self.vocab.pad_id,
-                                     self.vocab[self.vocab.unk], model.get("embedding_dropout", 0.0),
-                                     model.get("word_dropout", 0.0))
-        self.encoder = build_encoder(model, self.embedder.embedding_dim)
+        self.embedder = WordEmbedder.from_config(model, self.vocab)
+        self.char_encoder = (CharEncoder.from_config(model["chars"], Vocabulary.from_dict(chars))
+                             if model.get("chars") else None)
+        input_size = self.embedder.embedding_dim + (self.char_encoder.get_output_dim() if self.char_encoder else 0)
+        self.encoder = build_encoder(model, input_size)
         self.head = MLPHead(self.encoder.get_output_dim(), len(self.tags), model.get("head_hidden", 0),
                             model.get("head_activation", "tanh"), model.get("dropout", 0.0))
+        self.crf = CRF(len(self.tags)) if model.get("crf", False) else None
         self.metrics = nn.ModuleDict({stage: self._make_metric(metric) for stage in ("val", "test")})
 
     def _make_metric(self, metric: str) -> Metric:
@@ -55,15 +65,43 @@ class TaggingModule(SupervisedTask):
             return SpanF1(self.tags.items, ignore_index=IGNORE_INDEX)
         return MulticlassAccuracy(len(self.tags), average="micro", ignore_index=IGNORE_INDEX)
 
-    def forward(self, tokens: Tensor, mask: Tensor) -> Tensor:
-        """``(B, T)`` word ids and mask -> ``(B, T, C)`` tag scores."""
-        encoded = self.encoder(self.embedder(tokens), mask)
-        return self.head(encoded.outputs)
+    def forward(self, tokens: Tensor, mask: Tensor, chars: Tensor | None = None) -> Tensor:
+        """``(B, T)`` word ids and mask (and ``(B, T, L)`` character ids with ``model.chars``) -> ``(B, T, C)``
+        tag scores: the softmax's logits, or the CRF's emission scores."""
+        words = self.embedder(tokens)  # (B, T, E)
+        if self.char_encoder is not None:
+            words = torch.cat([words, self.char_encoder(chars, mask)], dim=-1)  # (B, T, E + D)
+        return self.head(self.encoder(words, mask).outputs)
+
+    def _scores(self, batch: dict) -> Tensor:
+        return self(batch["tokens"], batch["mask"], batch.get("chars"))
+
+    def _loss(self, scores: Tensor, batch: dict) -> Tensor:
+        """Mean per real token: the CRF's sentence NLLs are summed and divided by the token count, so both
+        heads train at the same learning rates."""
+        if self.crf is None:
+            return F.cross_entropy(scores.flatten(0, 1), batch["tags"].flatten(), ignore_index=IGNORE_INDEX)
+        return self.crf.nll(scores, batch["tags"], batch["mask"]).sum() / batch["mask"].sum()
+
+    def _decode(self, scores: Tensor, mask: Tensor) -> Tensor:
+        if self.crf is None:
+            return scores.argmax(-1)
+        return self.crf.viterbi(scores, mask)
+
+    @torch.no_grad()
+    def decode(self, batch: dict) -> Tensor:
+        """``(B, T)`` predicted tag ids of a collated batch: per-token argmax, or Viterbi with the CRF.
+
+        Values at padding are meaningless. Runs the model as it is (call ``eval()`` first for predictions).
+        """
+        return self._decode(self._scores(batch), batch["mask"])
 
     def compute_loss(self, batch: dict) -> tuple[Tensor, Tensor]:
-        logits = self(batch["tokens"], batch["mask"])  # (B, T, C)
-        loss = F.cross_entropy(logits.flatten(0, 1), batch["tags"].flatten(), ignore_index=IGNORE_INDEX)
-        return loss, logits.argmax(-1)
+        scores = self._scores(batch)  # (B, T, C)
+        return self._loss(scores, batch), self._decode(scores, batch["mask"])
+
+    def training_loss(self, batch: dict) -> Tensor:
+        return self._loss(self._scores(batch), batch)  # no decoding while training
 
     def batch_size(self, batch: dict) -> int:
         return int(batch["mask"].sum())  # the loss is a mean over real tokens
