@@ -1,0 +1,133 @@
+"""Exact resumption after SIGKILL and SIGTERM, reproducible runs, and the faults a user sees as one message."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import CONLL_TRAIN, ROOT, write_conll
+
+# 8 sentences in batches of 2: 4 steps an epoch; dropout on, so the random generators matter too.
+TINY = ["task=ner", "model=bilstm", "data.batch_size=2", "model.embedding_dim=8", "model.encoder.hidden_size=8",
+        "model.head_hidden=8", "trainer.deterministic=true", "seed=7", "callbacks.early_stopping.patience=100"]
+
+HOOKS = '''
+import os
+import lightning as L
+import torch
+
+
+class SignalAt(L.Callback):
+    """Sends ``signum`` to this process at the end of global step ``step``."""
+
+    def __init__(self, step, signum):
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+class NanAt(L.Callback):
+    """Fills the first parameter with nan before global step ``step``: a diverged model."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, *args):
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                next(pl_module.parameters()).fill_(float("nan"))
+'''
+
+
+def hook(name: str, **options) -> list[str]:
+    """Overrides adding the test callback ``name`` of ``HOOKS``."""
+    return [f"+callbacks.hook._target_=hooks.{name}", *(f"+callbacks.hook.{k}={v}" for k, v in options.items())]
+
+
+def run_train(args: list[str], run_dir: Path) -> subprocess.CompletedProcess:
+    """``train.py`` in a subprocess that can import the test callbacks of ``HOOKS``."""
+    (run_dir.parent / "hooks.py").write_text(HOOKS)
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(run_dir.parent)])}
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={run_dir}"],
+                          cwd=run_dir.parent, env=env, capture_output=True, text=True, timeout=300)
+
+
+def metrics(run_dir: Path) -> dict[str, float]:
+    values = json.loads((run_dir / "metrics.json").read_text())
+    values.pop("train_seconds")
+    return values
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> Path:
+    return write_conll(tmp_path / "data", train=CONLL_TRAIN + "\n" + CONLL_TRAIN.replace("-DOCSTART- -X- -X- O", "")
+                       + "\nParis NNP B-NP I-LOC\n\nOslo NNP B-NP I-LOC\n")
+
+
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny_data: Path, tmp_path: Path) -> None:
+    args = [*TINY, f"paths.data_dir={tiny_data}", "trainer.max_epochs=3",
+            "callbacks.last_checkpoint.every_n_train_steps=3"]
+    whole = run_train(args, tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    run = tmp_path / "resumed"
+    killed = run_train([*args, *hook("SignalAt", step=7, signum=signal.SIGKILL)], run)  # epoch 1, after step 6's checkpoint
+    assert killed.returncode == -signal.SIGKILL and not (run / "metrics.json").exists()
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
+    resumed = run_train([*args, "ckpt_path=last"], run)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    assert metrics(run) == metrics(tmp_path / "whole")
+    expected, actual = weights(tmp_path / "whole" / "checkpoints" / "last.ckpt"), weights(run / "checkpoints" / "last.ckpt")
+    assert expected.keys() == actual.keys() and all(torch.equal(expected[k], actual[k]) for k in expected)
+    # The CSV logger went on in the same folder.
+    assert (run / "csv" / "metrics.csv").read_text().count("val/f1") >= 1
+
+
+def test_sigterm_saves_a_checkpoint_that_resumes(tiny_data: Path, tmp_path: Path) -> None:
+    args = [*TINY, f"paths.data_dir={tiny_data}", "trainer.max_epochs=2"]
+    run = tmp_path / "run"
+    stopped = run_train([*args, *hook("SignalAt", step=2, signum=signal.SIGTERM)], run)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert "error: stopped by SIGTERM at global step 2 (epoch 0)" in stopped.stderr
+    assert f"hydra.run.dir={run} ckpt_path=last" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    resumed = run_train([*args, "ckpt_path=last"], run)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert metrics(run)["num_parameters"] > 0
+
+
+def test_same_seed_gives_identical_runs(tiny_data: Path, tmp_path: Path) -> None:
+    args = [*TINY, f"paths.data_dir={tiny_data}", "trainer.max_epochs=2"]
+    first, second = run_train(args, tmp_path / "a"), run_train(args, tmp_path / "b")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr[-3000:]
+    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+
+
+def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = run_train([*TINY, f"paths.data_dir={tiny_data}", "trainer.max_epochs=3",
+                        "callbacks.last_checkpoint.every_n_train_steps=1", *hook("NanAt", step=2)], run)
+    assert result.returncode == 1, result.stderr[-3000:]
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: the training loss is nan at global step 3 (epoch 0, batch 2)")
+    assert "task.optimizer.lr" in message and "Traceback" not in result.stderr
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert f"last checkpoint, {run / 'checkpoints' / 'last.ckpt'}" in message
+    parameters = {k: v for k, v in saved["state_dict"].items() if not k.startswith("best.")}  # best: -inf at first
+    assert parameters and all(torch.isfinite(value).all() for value in parameters.values())
