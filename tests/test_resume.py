@@ -53,13 +53,13 @@ def hook(name: str, **options) -> list[str]:
     return [f"+callbacks.hook._target_=hooks.{name}", *(f"+callbacks.hook.{k}={v}" for k, v in options.items())]
 
 
-def run_train(args: list[str], run_dir: Path) -> subprocess.CompletedProcess:
-    """``train.py`` in a subprocess that can import the test callbacks of ``HOOKS``."""
-    (run_dir.parent / "hooks.py").write_text(HOOKS)
+def run_train(args: list[str], run_dir: Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``train.py`` in a subprocess (in ``cwd``, by default the run's parent) that can import ``HOOKS``."""
+    cwd = cwd or run_dir.parent
+    (cwd / "hooks.py").write_text(HOOKS)
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(run_dir.parent)])}
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={run_dir}"],
-                          cwd=run_dir.parent, env=env, capture_output=True, text=True, timeout=300)
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(cwd)])}
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={run_dir}"], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def metrics(run_dir: Path) -> dict[str, float]:
@@ -131,3 +131,32 @@ def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tiny_d
     assert f"last checkpoint, {run / 'checkpoints' / 'last.ckpt'}" in message
     parameters = {k: v for k, v in saved["state_dict"].items() if not k.startswith("best.")}  # best: -inf at first
     assert parameters and all(torch.isfinite(value).all() for value in parameters.values())
+
+
+@pytest.mark.parametrize("option", ["hydra.run.dir", "paths.output_dir"])
+def test_unwritable_output_directory_is_one_clear_error(option: str, tiny_data: Path, tmp_path: Path) -> None:
+    (tmp_path / "a_file").write_text("")
+    target = tmp_path / "a_file" / "run"  # under a regular file: not creatable, not even by root
+    args = [*TINY, f"paths.data_dir={tiny_data}", "trainer.max_epochs=1"]
+    result = run_train([*args, f"paths.output_dir={target}"], tmp_path / "run") if option == "paths.output_dir" \
+        else run_train(args, target, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: cannot create the output directory {target} (Not a directory); set {option}=... to a writable folder")
+    assert "Traceback" not in result.stderr
+
+
+def test_resuming_without_a_checkpoint_says_where_it_looked(tiny_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = run_train([*TINY, f"paths.data_dir={tiny_data}", "ckpt_path=last"], run)
+    assert result.returncode == 1
+    assert f"error: ckpt_path=last: no checkpoint at {run / 'checkpoints' / 'last.ckpt'}; " in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_empty_training_file_exits_naming_it(tmp_path: Path) -> None:
+    root = write_conll(tmp_path / "data", train="")
+    result = run_train(["task=ner", f"paths.data_dir={root}"], tmp_path / "run")
+    assert result.returncode == 1
+    assert "error: conll2003: the train split (eng.train) holds no example; check data.files.train" in result.stderr
+    assert "Traceback" not in result.stderr
