@@ -67,7 +67,8 @@ class CheckpointOnSigterm(L.Callback):
 
     Lightning notes a SIGTERM and stops after the current training batch (raising ``SIGTERMException``). The
     checkpoint is written at the end of that batch, where the periodic checkpoints are written too, so the
-    resumed run continues exactly; a SIGTERM outside a training batch (in validation) is saved on the way out.
+    resumed run continues exactly. A SIGTERM outside a training batch (in validation) is saved on the way out;
+    that resume repeats the interrupted validation's epoch end less exactly.
 
     Args:
         path: the checkpoint to write (the ``last.ckpt`` of the checkpoint folder).
@@ -75,19 +76,19 @@ class CheckpointOnSigterm(L.Callback):
 
     def __init__(self, path: str):
         self.path = path
-        self._saved_step: int | None = None
+        self._saved = False
 
     def _save(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(self.path)
-        self._saved_step = trainer.global_step
+        self._saved = True
         log.warning("SIGTERM: saved %s at global step %d", self.path, trainer.global_step)
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if trainer.received_sigterm and self._saved_step is None:
+        if trainer.received_sigterm and not self._saved:
             self._save(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException) and self._saved_step is None and trainer.global_step > 0:
+        if isinstance(exception, SIGTERMException) and not self._saved and trainer.global_step > 0:
             self._save(trainer)
 
 
