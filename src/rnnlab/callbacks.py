@@ -68,7 +68,7 @@ class CheckpointOnSigterm(L.Callback):
     Lightning notes a SIGTERM and stops after the current training batch (raising ``SIGTERMException``). The
     checkpoint is written at the end of that batch, where the periodic checkpoints are written too, so the
     resumed run continues exactly. A SIGTERM outside a training batch (in validation) is saved on the way out;
-    that resume repeats the interrupted validation's epoch end less exactly.
+    resuming from that one is not tested for exactness.
 
     Args:
         path: the checkpoint to write (the ``last.ckpt`` of the checkpoint folder).
