@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONLL_TRAIN, write_conll
+from conftest import CONLL_TRAIN, CONLLU_TRAIN, write_conll
+from rnnlab.data.classification import read_labelled
 from rnnlab.data.errors import DataError
+from rnnlab.data.lm import read_text
 from rnnlab.data.readers import read_conll, read_conllu
 from rnnlab.data.sampling import BucketBatchSampler
 from rnnlab.data.tagging import TaggingDataModule
@@ -34,6 +36,24 @@ def test_conll_reader_accepts_crlf_and_whitespace_only_separators(tmp_path: Path
     path.write_bytes(b"a\tO\r\nb\tB-X\r\n\t \r\nc\tO\r\n")
     assert read_conll(path, 0, 1) == [{"tokens": ["a", "b"], "tags": ["O", "B-X"]},
                                       {"tokens": ["c"], "tags": ["O"]}]
+
+
+@pytest.mark.parametrize("read, text, count", [
+    (lambda path: read_conll(path, 0, 3), CONLL_TRAIN.replace("\n\nAnna", "\n\t\nAnna"), 3),
+    (read_conllu, CONLLU_TRAIN.replace("\n\n# sent_id = 2", "\n\t\n# sent_id = 2"), 2),
+    (lambda path: read_labelled(path, "label_text"), "1 a good film\n\t\n0 a bad one\n", 2),
+    (read_text, "a b\n\t\nc d\n", 2),
+], ids=["conll", "conllu", "label_text", "text"])
+def test_every_reader_reads_crlf_as_lf_and_tab_only_lines_as_blank(read, text: str, count: int,
+                                                                    tmp_path: Path) -> None:
+    unix, windows = tmp_path / "unix.txt", tmp_path / "windows.txt"
+    unix.write_bytes(text.encode())
+    windows.write_bytes(text.replace("\n", "\r\n").encode())
+
+    def content(path: Path) -> list[dict]:  # without "where" (file:line), which names the file
+        return [{key: value for key, value in example.items() if key != "where"} for example in read(path)]
+
+    assert len(content(unix)) == count and content(windows) == content(unix)
 
 
 def test_malformed_conll_line_names_file_and_line(tmp_path: Path) -> None:

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from rnnlab.errors import UserError
 from rnnlab.loggers import finish_wandb
+from rnnlab.rundir import make_writable_dir, resume_checkpoint
 from rnnlab.tasks.base import count_parameters
 
 log = logging.getLogger(__name__)
@@ -50,8 +53,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = make_writable_dir(cfg.paths.output_dir, "paths.output_dir")
+    ckpt_path = resume_checkpoint(cfg.get("ckpt_path"), output_dir)
     datamodule, module = build(cfg)
     (output_dir / "vocab.json").write_text(json.dumps(datamodule.model_kwargs(), ensure_ascii=False))
     num_parameters = count_parameters(module)
@@ -63,7 +66,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         for logger in trainer.loggers:
             logger.log_hyperparams({**_plain(cfg), "num_parameters": num_parameters})
-        metrics = _fit_and_test(cfg, trainer, module, datamodule)
+        metrics = _fit_and_test(cfg, trainer, module, datamodule, ckpt_path)
     except BaseException:
         finish_wandb(trainer.loggers, failed=True)
         raise
@@ -75,10 +78,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def _fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule,
-                  datamodule: L.LightningDataModule) -> dict[str, float]:
-    """Fits, then tests the best checkpoint when ``cfg.test``; returns the logged metrics and ``train_seconds``."""
+                  datamodule: L.LightningDataModule, ckpt_path: str | None) -> dict[str, float]:
+    """Fits (resuming from ``ckpt_path`` if given), then tests the best checkpoint when ``cfg.test``; returns the
+    logged metrics and ``train_seconds``."""
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        raise UserError(f"stopped by SIGTERM at global step {trainer.global_step} (epoch {trainer.current_epoch}); "
+                        f"to resume, run the same command with hydra.run.dir={cfg.paths.output_dir} "
+                        f"ckpt_path=last", exit_code=143) from None
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     metrics["train_seconds"] = time.perf_counter() - started
     if cfg.get("test"):

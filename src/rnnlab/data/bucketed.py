@@ -9,6 +9,7 @@ import datasets
 import lightning as L
 from torch.utils.data import DataLoader
 
+from rnnlab.data.resumable import ResumableLoader
 from rnnlab.data.sampling import BucketBatchSampler
 
 
@@ -44,7 +45,8 @@ class BucketedDataModule(L.LightningDataModule):
                                   rank=trainer.global_rank if trainer else 0)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.datasets[split], batch_sampler=self.batch_sampler(split, shuffle),
+        loader = ResumableLoader if shuffle else DataLoader  # training continues mid-epoch after a resume
+        return loader(self.datasets[split], batch_sampler=self.batch_sampler(split, shuffle),
                           collate_fn=self.collate_fn(), num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rnnlab.data.errors import DataError
 from rnnlab.data.readers import read_lines
+from rnnlab.data.resumable import ResumableLoader
 from rnnlab.data.sources import load_with_fallback, local_files
 from rnnlab.data.vocab import PAD, UNK, Vocabulary
 
@@ -196,13 +197,13 @@ class LMDataModule(L.LightningDataModule):
         rows = slice(rank * batch_size, (rank + 1) * batch_size)
         return BPTTWindows(inputs[rows], targets[rows], self.bptt, self.vocab.pad_id)
 
-    def _loader(self, split: str, batch_size: int) -> DataLoader:
+    def _loader(self, split: str, batch_size: int, loader: type[DataLoader] = DataLoader) -> DataLoader:
         # batch_size=None: each item already is a batch; order matters, so no shuffling.
-        return DataLoader(self.windows(split, batch_size), batch_size=None, shuffle=False,
-                          num_workers=self.num_workers)
+        return loader(self.windows(split, batch_size), batch_size=None, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size)
+        # Resumable: a resumed epoch continues at the window after the checkpoint (the task saves the state).
+        return self._loader("train", self.batch_size, ResumableLoader)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("validation", self.eval_batch_size)

@@ -50,6 +50,7 @@ class TaskModule(L.LightningModule):
         self.optimizer_config = optimizer or {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}
         self.scheduler_config = scheduler
         self.best = MaxMetric() if self.higher_is_better else MinMetric()
+        self.best.persistent(True)  # saved with checkpoints, so a resumed run keeps the best value so far
 
     def configure_optimizers(self) -> Any:
         optimizer = instantiate(self.optimizer_config)(self.parameters())
@@ -68,9 +69,6 @@ class TaskModule(L.LightningModule):
                 if isinstance(module, WordEmbedder):
                     module.load_pretrained()
 
-    def on_train_start(self) -> None:
-        self.best.reset()  # the sanity-check validation must not count as a best result
-
     def log_metric(self, stage: str, metric: Metric) -> dict[str, Tensor]:
         """Computes, logs and resets an epoch metric; tracks the best validation value."""
         values = metric.compute()
@@ -80,7 +78,7 @@ class TaskModule(L.LightningModule):
     def log_values(self, stage: str, values: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logs epoch values as ``<stage>/<name>``; tracks the best validation value of ``main_metric``."""
         self.log_dict({f"{stage}/{name}": value for name, value in values.items()})
-        if stage == "val":
+        if stage == "val" and not self.trainer.sanity_checking:  # the sanity check is no result
             self.best(values[self.main_metric])
             self.log(f"val/{self.main_metric}_best", self.best.compute())
         return values

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from lightning.fabric.utilities.apply_func import apply_to_collection
 from torch import Tensor, nn
 
 from rnnlab.data.lm import BOS, EOS, IGNORE_INDEX
@@ -183,6 +184,18 @@ class LanguageModelModule(TaskModule):
 
     def on_train_epoch_start(self) -> None:
         self.states.pop("train", None)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The state the next training window starts from: a resumed epoch continues with it.
+        checkpoint["train_state"] = self.states.get("train")
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if checkpoint.get("train_state") is not None:
+            self.states["train"] = checkpoint["train_state"]
+
+    def on_train_start(self) -> None:
+        # A state restored from a checkpoint is loaded before the model moves to its device.
+        self.states = apply_to_collection(self.states, Tensor, lambda state: state.to(self.device))
 
     def on_validation_epoch_start(self) -> None:
         self.states.pop("val", None)

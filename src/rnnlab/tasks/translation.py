@@ -117,6 +117,7 @@ class TranslationModule(TaskModule):
                              self.decoder.num_states, options.get("bridge", "auto"))
         self.ppl = torch.nn.ModuleDict({stage: Perplexity() for stage in ("val", "test")})
         self.bleu_best = MaxMetric()
+        self.bleu_best.persistent(True)  # kept by a resumed run, like ``best``
         self._outputs: list[tuple[int, str, str]] = []  # (index, hypothesis, reference) of this epoch
 
     # ----------------------------------------------------------------- model
@@ -193,10 +194,6 @@ class TranslationModule(TaskModule):
         if stage == "val":
             self.bleu_best(scores["bleu"])
             self.log("val/bleu_best", self.bleu_best.compute())
-
-    def on_train_start(self) -> None:
-        super().on_train_start()
-        self.bleu_best.reset()
 
     def _log_perplexity(self, stage: str) -> None:
         ppl = self.ppl[stage].compute()

@@ -1,0 +1,117 @@
+"""Callbacks for exact resumption and faults: random generators in checkpoints, a checkpoint on SIGTERM, and a
+stop at the first non-finite loss."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from rnnlab.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def rng_states() -> dict[str, Any]:
+    """The states of Python's, NumPy's and torch's (CPU and CUDA) generators, as plain data.
+
+    Plain lists and tensors only, so that ``torch.load(..., weights_only=True)`` reads checkpoints holding them.
+    """
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(), "numpy": (name, keys.tolist(), position, has_gauss, gauss),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restores the generators saved by ``rng_states``."""
+    random.setstate(states["python"])
+    name, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class RNGState(L.Callback):
+    """Saves the random generators with every checkpoint and restores them when training resumes.
+
+    Lightning saves no generator state, so without this dropout would draw other masks after a resume. The
+    saved states are set back at the first training batch, not when the checkpoint is loaded: creating the
+    data loaders in between draws from torch's generator. Under DDP the checkpoint holds rank 0's states.
+    """
+
+    def __init__(self):
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return rng_states()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict
+
+    def on_train_batch_start(self, *args: Any) -> None:
+        if self._pending is not None:
+            set_rng_states(self._pending)
+            self._pending = None
+
+
+class CheckpointOnSigterm(L.Callback):
+    """Writes ``path`` when the process receives SIGTERM, so that ``ckpt_path=last`` resumes the run.
+
+    Lightning notes a SIGTERM and stops after the current training batch (raising ``SIGTERMException``). The
+    checkpoint is written at the end of that batch, where the periodic checkpoints are written too, so the
+    resumed run continues exactly. A SIGTERM outside a training batch (in validation) is saved on the way out;
+    resuming from that one is not tested for exactness.
+
+    Args:
+        path: the checkpoint to write (the ``last.ckpt`` of the checkpoint folder).
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._saved = False
+
+    def _save(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(self.path)
+        self._saved = True
+        log.warning("SIGTERM: saved %s at global step %d", self.path, trainer.global_step)
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.received_sigterm and not self._saved:
+            self._save(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException) and not self._saved and trainer.global_step > 0:
+            self._save(trainer)
+
+
+class StopOnNonFinite(L.Callback):
+    """Stops training at the first non-finite training loss or parameter, before a checkpoint can save it.
+
+    Checked at the end of each training batch, ahead of the checkpoint callbacks (Lightning runs those last),
+    so every checkpoint on disk holds finite weights. Raises a ``UserError`` naming the global step and epoch.
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not torch.isfinite(loss):
+            what = f"training loss is {float(loss)}"
+        # One sum per parameter and a single sync: a nan or an inf makes its sum non-finite.
+        elif not torch.isfinite(torch.stack([p.detach().float().sum() for p in pl_module.parameters()])).all():
+            what = "parameters are no longer finite"
+        else:
+            return
+        last = next((c.last_model_path for c in trainer.checkpoint_callbacks if getattr(c, "last_model_path", "")),
+                    None)
+        kept = f"the last checkpoint, {last}, holds the weights before it" if last else "no checkpoint was written"
+        raise UserError(f"the {what} at global step {trainer.global_step} (epoch {trainer.current_epoch}, batch "
+                        f"{batch_idx}); training stopped and {kept}. Lower the learning rate (task.optimizer.lr), "
+                        f"clip gradients (trainer.gradient_clip_val) or check the data.")
