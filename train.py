@@ -5,10 +5,12 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from rnnlab.errors import report_user_errors
 from rnnlab.pipeline import train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@report_user_errors
 def main(cfg: DictConfig) -> float | None:
     """Returns the optimized metric, for Hydra sweepers."""
     metrics = train(cfg)

@@ -60,6 +60,15 @@ class TaggingModule(SupervisedTask):
         encoded = self.encoder(self.embedder(tokens), mask)
         return self.head(encoded.outputs)
 
+    def decode(self, batch: dict) -> Tensor:
+        """``(B, T)`` the predicted tag id of every position (padding positions hold arbitrary ids)."""
+        return self(batch["tokens"], batch["mask"]).argmax(-1)
+
+    def predict_step(self, batch: dict, batch_idx: int = 0) -> list[list[str]]:
+        """The predicted tags of each sentence of a batch."""
+        tags = self.decode(batch).tolist()  # (B, T)
+        return [self.tags.decode(row[:length]) for row, length in zip(tags, batch["mask"].sum(1).tolist())]
+
     def compute_loss(self, batch: dict) -> tuple[Tensor, Tensor]:
         logits = self(batch["tokens"], batch["mask"])  # (B, T, C)
         loss = F.cross_entropy(logits.flatten(0, 1), batch["tags"].flatten(), ignore_index=IGNORE_INDEX)
