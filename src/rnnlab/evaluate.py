@@ -80,7 +80,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         The metrics.
     """
     output_dir = writable_dir(cfg.paths.output_dir, "paths.output_dir")
-    loaded: Loaded = load_checkpoint(cfg.ckpt_path, cfg.get("task"))
+    loaded: Loaded = load_checkpoint(cfg.ckpt_path, cfg.get("task_name"))
     module = loaded.module
     if isinstance(module, TranslationModule):
         decoding_overrides(module, cfg.get("beam_size"), cfg.get("max_length"))

@@ -107,7 +107,7 @@ def load_checkpoint(path: str | Path, task: str | None = None, device: str = "cp
     module.run_config = config
     loaded = Loaded(module.to(device).eval(), config, path)
     if task is not None and task != loaded.task:
-        raise UserError(f"{loaded.describe()}, not a {task} model; drop task= or pass a {task} checkpoint")
+        raise UserError(f"{loaded.describe()}, not a {task} model; drop task_name= or pass a {task} checkpoint")
     return loaded
 
 

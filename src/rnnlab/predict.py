@@ -142,7 +142,7 @@ def predict(cfg: DictConfig) -> None:
     See the module docstring for the formats and conf/predict.yaml for the options. Everything about the
     checkpoint and the options is checked before the output file is opened, so a mistake truncates nothing.
     """
-    loaded = load_checkpoint(cfg.ckpt_path, cfg.get("task"), cfg.device)
+    loaded = load_checkpoint(cfg.ckpt_path, cfg.get("task_name"), cfg.device)
     _check_options(cfg, loaded)
     module = loaded.module
     if isinstance(module, TranslationModule):
