@@ -177,11 +177,11 @@ def test_predict_classifies_lines(trained, tmp_path: Path, capsys: pytest.Captur
 def test_predict_translates_greedy_as_eval_and_by_beam(trained, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture) -> None:
     checkpoint, _, test_only = trained["translation"]
-    run_eval([f"ckpt_path={checkpoint}", f"paths.data_dir={test_only}"], tmp_path / "eval")
-    source = next(test_only.glob("multi30k/*.de.gz"))
-    greedy = run_predict([f"ckpt_path={checkpoint}", f"input={source}", "beam_size=1"], capsys)
-    assert greedy == (tmp_path / "eval" / "predictions" / "test.hyp").read_text()
-    beam = run_predict([f"ckpt_path={checkpoint}", f"input={source}", "beam_size=3", "max_length=4"], capsys)
+    stem = test_only / "multi30k" / "test_2016_flickr"  # eval reads <stem>.de.gz and <stem>.en.gz
+    assert "test_2016_flickr/bleu" in run_eval([f"ckpt_path={checkpoint}", f"input={stem}"], tmp_path / "eval")
+    greedy = run_predict([f"ckpt_path={checkpoint}", f"input={stem}.de.gz", "beam_size=1"], capsys)
+    assert greedy == (tmp_path / "eval" / "predictions" / "test_2016_flickr.hyp").read_text()
+    beam = run_predict([f"ckpt_path={checkpoint}", f"input={stem}.de.gz", "beam_size=3", "max_length=4"], capsys)
     assert len(beam.splitlines()) == len(GERMAN) and all(len(line.split()) <= 4 for line in beam.splitlines())
 
 
@@ -195,6 +195,8 @@ def test_predict_scores_lines_with_a_language_model(trained, tmp_path: Path, cap
     total_ppl, total_count, marker = total.split("\t")
     assert marker == "<total>" and int(total_count) == 25
     assert float(total_ppl) == pytest.approx(math.exp(nll / 25), rel=1e-3)
+    metrics = run_eval([f"ckpt_path={trained['lm'][0]}", f"input={text}"], tmp_path / "eval")
+    assert metrics["in/ppl"] > 1 and not (tmp_path / "eval" / "predictions").exists()
 
 
 def test_predict_generates_reproducibly(trained, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -251,6 +253,8 @@ def test_checkpoint_of_another_task(trained, tmp_path: Path, capsys: pytest.Capt
     message = user_error("predict", [f"ckpt_path={trained['sst2'][0]}", f"input={text}", "input_format=conll"],
                          capsys)
     assert "input_format=conll is for taggers" in message
+    message = user_error("eval", [f"ckpt_path={lm}", "data.format=conll", f"paths.output_dir={tmp_path}"], capsys)
+    assert "data.format is not an option of LMDataModule, the data of" in message
 
 
 def test_unwritable_outputs_fail_before_anything_is_lost(trained, tmp_path: Path,

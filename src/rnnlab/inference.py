@@ -9,6 +9,7 @@ so new text is encoded and batched by the very code that encoded the training da
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -126,7 +127,12 @@ def datamodule(loaded: Loaded, overrides: dict[str, Any] | None = None):
     Nothing is read: ``read_splits``/``read_file`` then ``add_split`` or ``encode`` bring in data.
     """
     options = _merge(loaded.config["data"], overrides or {})
-    data = get_class(options.pop("_target_"))(**options)
+    data_class = get_class(options.pop("_target_"))
+    unknown = sorted(set(overrides or {}) - set(inspect.signature(data_class).parameters))
+    if unknown:
+        raise UserError(f"data.{unknown[0]} is not an option of {data_class.__name__}, the data of "
+                        f"{loaded.describe()}; its options are {sorted(options)}")
+    data = data_class(**options)
     data.set_vocabularies(loaded.module.hparams)
     return data
 
