@@ -86,6 +86,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         decoding_overrides(module, cfg.get("beam_size"), cfg.get("max_length"))
     data = datamodule(loaded, _data_overrides(cfg))
     if cfg.get("input"):
+        if not (isinstance(module, TranslationModule) or Path(cfg.input).is_file()):  # translation: a stem
+            raise UserError(f"input {cfg.input} not found; pass input= a file in the model's data format")
         name = Path(cfg.input).name.split(".")[0] or "input"
         examples = data.read_file(cfg.input)
     elif cfg.split in SPLITS:

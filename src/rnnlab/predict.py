@@ -21,7 +21,7 @@ import math
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any, ContextManager, Iterable, Iterator
 
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
@@ -105,11 +105,11 @@ def _predict_batch(loaded: Loaded, data: Any, items: list, device: str) -> list:
     """The prediction of each item (None for an empty line), through the DataModule's encoding and collate."""
     examples = [_example(loaded.module, item) for item in items]
     kept = [example for example in examples if example is not None]
-    predictions: Iterator = iter([])
-    if kept:
-        with torch.inference_mode():
-            predictions = iter(loaded.module.predict_step(move_data_to_device(data.collate_fn()(data.encode(kept)),
-                                                                              device)))
+    if not kept:
+        return [None] * len(items)
+    batch = move_data_to_device(data.collate_fn()(data.encode(kept)), device)
+    with torch.inference_mode():
+        predictions = iter(loaded.module.predict_step(batch))
     return [None if example is None else next(predictions) for example in examples]
 
 
@@ -126,7 +126,7 @@ def _generate(cfg: DictConfig, module: LanguageModelModule, prompts: Iterable[st
         raise UserError(str(error)) from None
 
 
-def _open_output(path: str | None) -> IO[str]:
+def _open_output(path: str | None) -> ContextManager[IO[str]]:
     if path is None or path == STDIN:
         return nullcontext(sys.stdout)
     try:
