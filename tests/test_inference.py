@@ -221,7 +221,7 @@ def test_missing_and_invalid_checkpoints_and_inputs(trained, tmp_path: Path, cap
     message = user_error("predict", [f"ckpt_path={tmp_path / 'none.ckpt'}", f"input={text}"], capsys)
     assert f"checkpoint {tmp_path / 'none.ckpt'} not found; pass ckpt_path=" in message
     message = user_error("eval", [f"ckpt_path={text}", f"paths.output_dir={tmp_path / 'out'}"], capsys)
-    assert f"{text} is not a readable checkpoint (" in message
+    assert f"{text} is not a checkpoint (not a zip archive, as torch.save writes); pass ckpt_path=" in message
     message = user_error("eval", [f"ckpt_path={trained['ner'][0]}", f"input={tmp_path / 'none.conll'}",
                                   f"paths.output_dir={tmp_path / 'out'}"], capsys)
     assert f"input {tmp_path / 'none.conll'} not found; pass input= a file in the model's data format" in message

@@ -10,6 +10,7 @@ so new text is encoded and batched by the very code that encoded the training da
 from __future__ import annotations
 
 import inspect
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -53,10 +54,13 @@ def _read(path: Path, device: str) -> dict:
     if not path.is_file():
         raise UserError(f"checkpoint {path} not found; pass ckpt_path= a .ckpt file written by train.py, e.g. "
                         f"outputs/<task>/<time>/checkpoints/last.ckpt")
+    if not zipfile.is_zipfile(path):  # what torch.save writes; torch's own errors on other files are cryptic
+        raise UserError(f"{path} is not a checkpoint (not a zip archive, as torch.save writes); pass ckpt_path= "
+                        f"a .ckpt file written by train.py")
     try:
         # weights_only: plain data and tensors only, so a checkpoint cannot run code when it is read.
         checkpoint = torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # torch raises several types for files it cannot read
+    except Exception as error:  # torch raises several types for archives it cannot read
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"{path} is not a readable checkpoint ({reason}); pass ckpt_path= a .ckpt file written "
                         f"by train.py") from None

@@ -140,7 +140,7 @@ class TranslationDataModule(BucketedDataModule):
         paths = [Path(f"{stem}.{lang}{self.suffix}") for lang in (self.source_lang, self.target_lang)]
         missing = [str(path) for path in paths if not path.is_file()]
         if missing:
-            raise DataError(f"{missing} not found: translation input names a file stem, read as "
+            raise DataError(f"{', '.join(missing)} not found: translation input names a file stem, read as "
                             f"<stem>.{self.source_lang}{self.suffix} and <stem>.{self.target_lang}{self.suffix} "
                             f"(the ending is data.suffix, now {self.suffix!r})")
         return self._pairs(Path(stem).name, *(self._read_local(path) for path in paths), *map(str, paths))
