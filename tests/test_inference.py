@@ -23,7 +23,7 @@ from rnnlab.predict import predict
 from rnnlab.tasks.base import CHECKPOINT_FORMAT
 from test_classify import SST_LINES, write_sst
 from test_lm import PTB_LIKE, write_ptb
-from test_translation import ENGLISH, GERMAN, write_multi30k
+from test_translation import GERMAN, write_multi30k
 
 TINY = ["model.embedding_dim=8", "model.encoder.hidden_size=8", "model.head_hidden=0", "trainer.max_epochs=1",
         "~logger"]

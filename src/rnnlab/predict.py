@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import math
 import sys
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import IO, Any, ContextManager, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
@@ -126,7 +126,7 @@ def _generate(cfg: DictConfig, module: LanguageModelModule, prompts: Iterable[st
         raise UserError(str(error)) from None
 
 
-def _open_output(path: str | None) -> ContextManager[IO[str]]:
+def _open_output(path: str | None) -> AbstractContextManager[IO[str]]:
     if path is None or path == STDIN:
         return nullcontext(sys.stdout)
     try:
