@@ -14,7 +14,6 @@ from torchmetrics.text import Perplexity as ReferencePerplexity
 from conftest import SHARED_DATA, compose_train
 from rnnlab.data.errors import DataError
 from rnnlab.data.lm import BOS, EOS, IGNORE_INDEX, SPECIALS, LMDataModule, read_text, stream_columns
-from rnnlab.generate import main as generate_main
 from rnnlab.metrics import Perplexity
 from rnnlab.pipeline import build, train
 from rnnlab.tasks.lm import LanguageModelModule
@@ -238,21 +237,6 @@ def test_sampling_is_reproducible_and_stops_at_eos() -> None:
     with torch.no_grad():
         output.bias[module.vocab[EOS]] = -100.0  # ... and now never does
     assert len(module.sample("the", max_length=7, seed=0)) == 7
-
-
-def test_generate_command_loads_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    cfg = compose_train(["task=lm", "model=ngram_mlp", "model.embedding_dim=8", "model.head_hidden=8",
-                         "trainer.max_epochs=1", f"paths.data_dir={write_ptb(tmp_path / 'data')}"],
-                        tmp_path)
-    train(cfg)
-    capsys.readouterr()
-    ckpt = tmp_path / "checkpoints" / "last.ckpt"
-    args = [f"ckpt_path={ckpt}", "prompt=the cat", "temperature=0.8", "top_k=3", "seed=1", "num_samples=2"]
-    generate_main(args)
-    lines = capsys.readouterr().out.splitlines()
-    generate_main(args)
-    assert capsys.readouterr().out.splitlines() == lines
-    assert len(lines) == 2 and all(line.startswith("the cat") for line in lines)
 
 
 # ---------------------------------------------------------------------------------------------- training

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from rnnlab.errors import USER_ERROR_EXIT
+
 from conftest import CONLL_TRAIN, ROOT, compose_train, write_conll
 from rnnlab.data.resumable import ResumableLoader
 from rnnlab.data.sampling import BucketBatchSampler
@@ -131,7 +133,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_the_resume_command(tiny_data:
     """The checkpoint is written where the periodic ones are (end of a training batch): the SIGKILL test resumes one."""
     run = tmp_path / "run"
     stopped = run_train([*TINY, f"paths.data_dir={tiny_data}", *hook("SignalAt", step=2, signum=signal.SIGTERM)], run)
-    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert stopped.returncode == USER_ERROR_EXIT43, stopped.stderr[-3000:]
     assert stopped.stderr.strip().splitlines()[-1] == (f"error: stopped by SIGTERM at global step 2 (epoch 0); to "
                                                         f"resume, run the same command with hydra.run.dir={run} "
                                                         f"ckpt_path=last")
@@ -150,7 +152,7 @@ def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tiny_d
     run = tmp_path / "run"
     result = run_train([*TINY, f"paths.data_dir={tiny_data}", "trainer.max_epochs=3",
                         "callbacks.last_checkpoint.every_n_train_steps=1", *hook("NanAt", step=2)], run)
-    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.returncode == USER_ERROR_EXIT, result.stderr[-3000:]
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("error: the training loss is nan at global step 3 (epoch 0, batch 2)")
     assert "task.optimizer.lr" in message and "Traceback" not in result.stderr
@@ -167,7 +169,7 @@ def test_unwritable_output_directory_is_one_clear_error(option: str, tiny_data: 
     args = [*TINY, f"paths.data_dir={tiny_data}", "trainer.max_epochs=1"]
     result = run_train([*args, f"paths.output_dir={target}"], tmp_path / "run") if option == "paths.output_dir" \
         else run_train(args, target, cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == USER_ERROR_EXIT
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: cannot create the output directory {target} (Not a directory); set {option}=... to a writable folder")
     assert "Traceback" not in result.stderr
@@ -176,7 +178,7 @@ def test_unwritable_output_directory_is_one_clear_error(option: str, tiny_data: 
 def test_resuming_without_a_checkpoint_says_where_it_looked(tiny_data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = run_train([*TINY, f"paths.data_dir={tiny_data}", "ckpt_path=last"], run)
-    assert result.returncode == 1
+    assert result.returncode == USER_ERROR_EXIT
     assert f"error: ckpt_path=last: no checkpoint at {run / 'checkpoints' / 'last.ckpt'}; " in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -184,6 +186,6 @@ def test_resuming_without_a_checkpoint_says_where_it_looked(tiny_data: Path, tmp
 def test_empty_training_file_exits_naming_it(tmp_path: Path) -> None:
     root = write_conll(tmp_path / "data", train="")
     result = run_train(["task=ner", f"paths.data_dir={root}"], tmp_path / "run")
-    assert result.returncode == 1
+    assert result.returncode == USER_ERROR_EXIT
     assert "error: conll2003: the train split (eng.train) holds no example; check data.files.train" in result.stderr
     assert "Traceback" not in result.stderr

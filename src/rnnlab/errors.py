@@ -16,16 +16,18 @@ from typing import Callable, NoReturn, TypeVar
 
 F = TypeVar("F", bound=Callable)
 
+USER_ERROR_EXIT = 2  # as argparse exits on a bad command line
+
 
 class UserError(Exception):
     """An error the user fixes; its message is one paragraph, ``exit_code`` the process's exit status.
 
     Args:
         message: what went wrong, naming the file/option/step, and how to fix it.
-        exit_code: status to exit with (1; 143 = 128 + SIGTERM for a run stopped by SIGTERM).
+        exit_code: status to exit with (2; 143 = 128 + SIGTERM for a run stopped by SIGTERM).
     """
 
-    def __init__(self, message: str, exit_code: int = 1):
+    def __init__(self, message: str, exit_code: int = USER_ERROR_EXIT):
         super().__init__(message)
         self.exit_code = exit_code
 

@@ -42,6 +42,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     module_class = get_class(options.pop("_target_"))
     module = module_class(**options, model=_plain(cfg.model), optimizer=_plain(cfg.task.optimizer),
                           scheduler=_plain(cfg.task.get("scheduler")), **datamodule.model_kwargs())
+    module.run_config = _plain(cfg)  # saved in checkpoints
     return datamodule, module
 
 

@@ -1,11 +1,22 @@
-"""Padding helpers shared by every DataModule's collate function."""
+"""Encoding and padding helpers shared by every DataModule."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
+
+IGNORE_INDEX = -100  # targets that the loss and the metrics skip: padding, or text read without gold labels
+
+
+def map_rows(encoder: Callable[[dict], dict], examples: list[dict]) -> list[dict]:
+    """Applies a batched encoder (columns -> columns, as ``datasets.map(batched=True)`` calls it) to examples.
+
+    Inference encodes new sentences so, with the very function the DataModule maps over its splits.
+    """
+    encoded = encoder({key: [example[key] for example in examples] for key in examples[0]})
+    return [dict(zip(encoded, values)) for values in zip(*encoded.values())]
 
 
 def pad_sequences(sequences: Sequence[Sequence[int]], pad: int) -> tuple[Tensor, Tensor]:

@@ -9,6 +9,7 @@ import datasets
 import lightning as L
 from torch.utils.data import DataLoader
 
+from rnnlab.data.batching import map_rows
 from rnnlab.data.resumable import ResumableLoader
 from rnnlab.data.sampling import BucketBatchSampler
 
@@ -16,8 +17,8 @@ from rnnlab.data.sampling import BucketBatchSampler
 class BucketedDataModule(L.LightningDataModule):
     """Base of the DataModules whose examples are sentences of varying length.
 
-    Subclasses fill ``self.datasets`` (split name -> HF ``Dataset`` with a ``length`` column) in ``setup``
-    and say how rows become a batch in ``collate_fn``.
+    Subclasses fill ``self.datasets`` (split name -> HF ``Dataset`` with a ``length`` column) in ``setup``,
+    say how examples become rows in ``encoder`` and how rows become a batch in ``collate_fn``.
 
     Args:
         batch_size: training batch size.
@@ -33,8 +34,28 @@ class BucketedDataModule(L.LightningDataModule):
         self.datasets: dict[str, datasets.Dataset] = {}
 
     @abstractmethod
+    def encoder(self) -> Callable[[dict], dict]:
+        """Columns of examples -> columns of rows (``length`` among them), for ``datasets.map(batched=True)``;
+        picklable. Examples without gold (tags, labels, references) encode too: their targets are ignored."""
+
+    @abstractmethod
     def collate_fn(self) -> Callable[[list[dict]], dict]:
         """Rows of ``self.datasets`` -> a padded batch; picklable (module-level function or partial)."""
+
+    def add_split(self, name: str, examples: list[dict]) -> None:
+        """Encodes examples into ``self.datasets[name]``."""
+        table = datasets.Dataset.from_list(examples)
+        self.datasets[name] = table.map(self.encoder(), batched=True, remove_columns=table.column_names,
+                                        desc=f"encoding {self.name} {name}")
+
+    def encode(self, examples: list[dict]) -> list[dict]:
+        """Examples -> rows for ``collate_fn``, without a ``Dataset`` (new sentences at inference)."""
+        return map_rows(self.encoder(), examples)
+
+    def ordered_dataloader(self, split: str) -> DataLoader:
+        """Batches of ``eval_batch_size`` examples in file order, so that predictions line up with the input."""
+        return DataLoader(self.datasets[split], batch_size=self.eval_batch_size, collate_fn=self.collate_fn(),
+                          num_workers=self.num_workers)
 
     def batch_sampler(self, split: str, shuffle: bool) -> BucketBatchSampler:
         """Batches of similar lengths; under DDP each rank takes its own share (``trainer`` says which)."""

@@ -25,7 +25,7 @@ from pathlib import Path
 import datasets
 import torch
 
-from rnnlab.data.batching import pad_sequences
+from rnnlab.data.batching import IGNORE_INDEX, pad_sequences
 from rnnlab.data.bucketed import BucketedDataModule
 from rnnlab.data.errors import DataError
 from rnnlab.data.readers import read_lines
@@ -211,30 +211,52 @@ class ClassificationDataModule(BucketedDataModule):
         self.labels: Vocabulary | None = None
 
     # ----------------------------------------------------------------- reading
-    def _load_hub(self) -> dict[str, list[dict]]:
+    def _load_hub(self, splits: tuple[str, ...]) -> dict[str, list[dict]]:
         loaded = datasets.load_dataset(self.hub["path"])
         text, label = self.hub.get("text", "text"), self.hub.get("label", "label")
         names = self.hub.get("splits", {})
         return {split: [_example(str(row[text]), str(row[label]), f"{self.hub['path']}:{split}:{i}")
                         for i, row in enumerate(loaded[names.get(split, split)])]
-                for split in SPLITS}
+                for split in splits}
 
-    def read_splits(self) -> dict[str, list[dict]]:
-        """Every split as a list of ``{"text", "label", "where"}``; see the class docstring for the rule."""
-        read = load_with_fallback(self.name, self.data_dir, self.subdir, self.files, self.read,
-                                  self._load_hub if self.hub else None, self.hub and self.hub.get("path"))
+    def _own_file(self, split: str) -> bool:
+        """Whether a split is read from a file of its own, not carved out of pooled data."""
+        return (self.split_options["num_folds"] is None and self.format != "lines" and split in self.files
+                and (split == "test" or set(self.files) == set(SPLITS)))
+
+    def read_splits(self, splits: tuple[str, ...] = SPLITS) -> dict[str, list[dict]]:
+        """The splits as lists of ``{"text", "label", "where"}``; see the class docstring for the rule.
+
+        Splits with a file of their own are read alone (evaluation needs no training data); the others need
+        every file.
+        """
+        alone = all(self._own_file(split) for split in splits)
+        files = {split: self.files[split] for split in splits} if alone else self.files
+        read = load_with_fallback(self.name, self.data_dir, self.subdir, files, self.read,
+                                  partial(self._load_hub, splits if alone else SPLITS) if self.hub else None,
+                                  self.hub and self.hub.get("path"))
         for key, examples in read.items():
             if not examples:
                 raise DataError(f"{self.name}: {self.files.get(key, key)} holds no example; check data.files")
             if self.format == "lines":
                 for example in examples:
                     example["label"] = key
-        options = dict(self.split_options)
-        if options["num_folds"] is None and set(read) == set(SPLITS):
+        if alone:
             return read
+        options = dict(self.split_options)
         if options["num_folds"] is None and set(read) == {"train", "test"}:
-            return {**split_examples(read["train"], **{**options, "test_fraction": 0.0}), "test": read["test"]}
-        return split_examples([example for key in self.files for example in read[key]], **options)
+            read = {**split_examples(read["train"], **{**options, "test_fraction": 0.0}), "test": read["test"]}
+        elif options["num_folds"] is not None or set(read) != set(SPLITS):
+            read = split_examples([example for key in self.files for example in read[key]], **options)
+        return {split: read[split] for split in splits}
+
+    def read_file(self, path: str | Path) -> list[dict]:
+        """One labelled file in ``format``, as ``{"text", "label", "where"}`` examples."""
+        examples = self.read(path)
+        if not examples or self.format == "lines":
+            raise DataError(f"{path}: {'no example' if examples else 'format lines carries no label'}; give a "
+                            f"labelled file and its format (+data.format=label_text|tsv|csv|jsonl)")
+        return examples
 
     def _check_labels(self, splits: dict[str, list[dict]]) -> Vocabulary:
         """The closed label vocabulary; a label outside it is an error at its file and line."""
@@ -243,12 +265,8 @@ class ClassificationDataModule(BucketedDataModule):
         else:
             labels = sorted({example["label"] for example in splits["train"]})
             advice = "it never occurs in train; declare every class in data.labels"
-        known = set(labels)
         for split in SPLITS:
-            for example in splits[split]:
-                if example["label"] not in known:
-                    raise DataError(f"{example['where']}: label {example['label']!r} is not one of the "
-                                    f"classes {labels}; {advice}")
+            _check_known(splits[split], labels, advice)
         if len(labels) < 2:
             raise DataError(f"{self.name}: a classifier needs at least 2 classes, found {labels}")
         return Vocabulary(labels, unk=None)
@@ -262,10 +280,7 @@ class ClassificationDataModule(BucketedDataModule):
         self.labels = self._check_labels(splits)
         self.vocab = Vocabulary.build((self._tokens(ex["text"]) for ex in splits["train"]), min_freq=self.min_freq)
         for split in SPLITS:
-            table = datasets.Dataset.from_list(splits[split])
-            self.datasets[split] = table.map(partial(_encode, self.vocab, self.labels, self._tokens),
-                                             batched=True, remove_columns=table.column_names,
-                                             desc=f"encoding {self.name} {split}")
+            self.add_split(split, splits[split])
         counts = torch.bincount(torch.tensor(self.datasets["train"]["label"]), minlength=len(self.labels))
         log.info("%s: %d words, classes %s with train counts %s; %s sentences", self.name, len(self.vocab),
                  self.labels.items, counts.tolist(), {s: len(d) for s, d in self.datasets.items()})
@@ -277,14 +292,35 @@ class ClassificationDataModule(BucketedDataModule):
         """What the model needs from the data: vocabularies as JSON-friendly dicts."""
         return {"vocab": self.vocab.to_dict(), "labels": self.labels.to_dict()}
 
+    def set_vocabularies(self, model_kwargs: dict) -> None:
+        """The inverse of ``model_kwargs``: a trained model's vocabularies, to read new data as training did."""
+        self.vocab = Vocabulary.from_dict(model_kwargs["vocab"])
+        self.labels = Vocabulary.from_dict(model_kwargs["labels"])
+
+    def add_split(self, name: str, examples: list[dict]) -> None:
+        _check_known(examples, self.labels.items, "evaluate on data labelled with the model's classes")
+        super().add_split(name, examples)
+
+    def encoder(self):
+        return partial(_encode, self.vocab, self.labels, self._tokens)
+
     def collate_fn(self):
         return partial(_collate, self.vocab.pad_id)
 
 
+def _check_known(examples: list[dict], labels: list[str], advice: str) -> None:
+    known = set(labels)
+    for example in examples:
+        if example["label"] not in known:
+            raise DataError(f"{example['where']}: label {example['label']!r} is not one of the classes {labels}; "
+                            f"{advice}")
+
+
 def _encode(vocab: Vocabulary, labels: Vocabulary, tokenize, batch: dict) -> dict:
+    """Texts without ``label`` (raw text to classify) get the label ``IGNORE_INDEX``."""
     tokens = [tokenize(text) for text in batch["text"]]
     return {"input_ids": [vocab.encode(sentence) for sentence in tokens],
-            "label": labels.encode(batch["label"]),
+            "label": labels.encode(batch["label"]) if "label" in batch else [IGNORE_INDEX] * len(tokens),
             "length": [len(sentence) for sentence in tokens]}
 
 

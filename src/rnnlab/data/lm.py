@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from rnnlab.data.batching import map_rows, pad_sequences
 from rnnlab.data.errors import DataError
 from rnnlab.data.readers import read_lines
 from rnnlab.data.resumable import ResumableLoader
@@ -141,24 +142,33 @@ class LMDataModule(L.LightningDataModule):
     def _read(self, path: Path) -> list[dict]:
         return read_text(path, self.encoding)
 
-    def _load_hub(self) -> dict[str, list[dict]]:
+    def _load_hub(self, splits: tuple[str, ...]) -> dict[str, list[dict]]:
         loaded = datasets.load_dataset(self.hub["path"], self.hub.get("name"))
         column = self.hub.get("text", "text")
         return {split: [{"tokens": tokens} for line in loaded[split][column] if (tokens := line.split())]
-                for split in SPLITS}
+                for split in splits}
 
-    def read_splits(self) -> dict[str, list[dict]]:
-        """Every split as a list of ``{"tokens"}``; raises ``DataError`` when a file is missing or empty."""
-        if not self.hub and local_files(self.data_dir, self.subdir, self.files) is None:
+    def read_splits(self, splits: tuple[str, ...] = SPLITS) -> dict[str, list[dict]]:
+        """The splits as lists of ``{"tokens"}``; raises ``DataError`` when a file is missing or empty."""
+        files = {split: self.files[split] for split in splits}
+        if not self.hub and local_files(self.data_dir, self.subdir, files) is None:
             root = Path(self.data_dir or ".").expanduser() / self.subdir
             absent = {split: str(Path(name) if Path(name).is_absolute() else root / name)
-                      for split, name in self.files.items()
+                      for split, name in files.items()
                       if not (Path(name) if Path(name).is_absolute() else root / name).is_file()}
             raise DataError(f"{self.name}: file(s) not found: {absent}; give existing paths with "
                             f"data.files.<split>=... (relative paths are read from {root})")
-        return load_with_fallback(self.name, self.data_dir, self.subdir, self.files, self._read,
-                                  self._load_hub if self.hub else None,
+        return load_with_fallback(self.name, self.data_dir, self.subdir, files, self._read,
+                                  partial(self._load_hub, splits) if self.hub else None,
                                   self.hub and f"{self.hub['path']} ({self.hub.get('name')})")
+
+    def read_file(self, path: str | Path) -> list[dict]:
+        """One text file, as ``{"tokens"}`` sentences."""
+        sentences = self._read(Path(path))
+        if not sentences:
+            raise DataError(f"{path} holds no sentence (empty lines are skipped); give a text file, one "
+                            f"sentence a line")
+        return sentences
 
     # ----------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
@@ -169,11 +179,7 @@ class LMDataModule(L.LightningDataModule):
         self.vocab = Vocabulary.build((s["tokens"] for s in splits["train"]), min_freq=self.min_freq,
                                       specials=SPECIALS, max_size=self.max_size)
         for split in SPLITS:
-            table = datasets.Dataset.from_list(splits[split])
-            encoded = table.map(partial(_encode, self.vocab), batched=True, remove_columns=table.column_names,
-                                desc=f"encoding {self.name} {split}")
-            stream = torch.tensor(list(chain.from_iterable(encoded["input_ids"])), dtype=torch.long)
-            self.streams[split] = stream
+            self.add_split(split, splits[split])
         unk = self.vocab[UNK]
         log.info("%s: %d words in the vocabulary; predicted tokens %s; <unk> rate %s", self.name,
                  len(self.vocab), {s: self.num_targets(s) for s in SPLITS},
@@ -186,6 +192,29 @@ class LMDataModule(L.LightningDataModule):
     def model_kwargs(self) -> dict:
         """What the model needs from the data: the vocabulary as a JSON-friendly dict."""
         return {"vocab": self.vocab.to_dict()}
+
+    def set_vocabularies(self, model_kwargs: dict) -> None:
+        """The inverse of ``model_kwargs``: a trained model's vocabulary, to read new text as training did."""
+        self.vocab = Vocabulary.from_dict(model_kwargs["vocab"])
+
+    def add_split(self, name: str, sentences: list[dict]) -> None:
+        """Encodes sentences into the stream ``self.streams[name]``."""
+        table = datasets.Dataset.from_list(sentences)
+        encoded = table.map(self.encoder(), batched=True, remove_columns=table.column_names,
+                            desc=f"encoding {self.name} {name}")
+        self.streams[name] = torch.tensor(list(chain.from_iterable(encoded["input_ids"])), dtype=torch.long)
+
+    def encoder(self):
+        """Columns of ``{"tokens"}`` sentences -> ``input_ids`` ``<bos> w1 ... wn <eos>``."""
+        return partial(_encode, self.vocab)
+
+    def encode(self, sentences: list[dict]) -> list[dict]:
+        """Sentences -> rows for ``collate_fn``: each sentence on its own, not in the stream (scoring lines)."""
+        return map_rows(self.encoder(), sentences)
+
+    def collate_fn(self):
+        """Rows of ``encode`` -> a batch of whole sentences, like a window: ``tokens``, ``targets``, ``mask``."""
+        return partial(_collate, self.vocab.pad_id)
 
     # ----------------------------------------------------------------- loaders
     def windows(self, split: str, batch_size: int) -> BPTTWindows:
@@ -211,7 +240,17 @@ class LMDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.eval_batch_size)
 
+    def ordered_dataloader(self, split: str) -> DataLoader:
+        """The windows of any split added with ``add_split``, as ``test_dataloader`` reads test."""
+        return self._loader(split, self.eval_batch_size)
+
 
 def _encode(vocab: Vocabulary, batch: dict) -> dict:
     bos, eos = vocab[BOS], vocab[EOS]
     return {"input_ids": [[bos, *vocab.encode(tokens), eos] for tokens in batch["tokens"]]}
+
+
+def _collate(pad_id: int, rows: list[dict]) -> dict[str, Tensor]:
+    inputs, mask = pad_sequences([row["input_ids"][:-1] for row in rows], pad_id)  # (B, T): <bos> w1 .. wn
+    targets, _ = pad_sequences([row["input_ids"][1:] for row in rows], IGNORE_INDEX)  # (B, T): w1 .. wn <eos>
+    return {"tokens": inputs, "targets": targets, "mask": mask}

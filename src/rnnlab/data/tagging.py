@@ -9,8 +9,9 @@ from pathlib import Path
 
 import datasets
 
-from rnnlab.data.batching import pad_sequences
+from rnnlab.data.batching import IGNORE_INDEX, pad_sequences
 from rnnlab.data.bucketed import BucketedDataModule
+from rnnlab.data.errors import DataError
 from rnnlab.data.readers import read_conll, read_conllu
 from rnnlab.data.sources import load_with_fallback
 from rnnlab.data.vocab import Vocabulary
@@ -18,7 +19,6 @@ from rnnlab.data.vocab import Vocabulary
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-IGNORE_INDEX = -100  # targets at padding; ignored by the loss and the metrics
 
 
 class TaggingDataModule(BucketedDataModule):
@@ -74,21 +74,28 @@ class TaggingDataModule(BucketedDataModule):
             return read_conllu(path, self.tag_column, self.encoding)
         return read_conll(path, self.token_column, self.tag_column, self.encoding)
 
-    def _load_hub(self) -> dict[str, list[dict]]:
+    def _load_hub(self, splits: tuple[str, ...]) -> dict[str, list[dict]]:
         if "urls" in self.hub:
-            paths = datasets.DownloadManager().download(dict(self.hub["urls"]))
-            return {split: self._read(Path(paths[split])) for split in SPLITS}
+            paths = datasets.DownloadManager().download({split: self.hub["urls"][split] for split in splits})
+            return {split: self._read(Path(paths[split])) for split in splits}
         loaded = datasets.load_dataset(self.hub["path"])
         tag_names = loaded["train"].features[self.hub["tags"]].feature.names
         return {split: [{"tokens": row[self.hub["tokens"]], "tags": [tag_names[t] for t in row[self.hub["tags"]]]}
                         for row in loaded[self.hub.get("splits", {}).get(split, split)]]
-                for split in SPLITS}
+                for split in splits}
 
-    def read_splits(self) -> dict[str, list[dict]]:
-        """Every split as a list of ``{"tokens", "tags"}``; raises ``DataError`` when a split is empty."""
-        return load_with_fallback(self.name, self.data_dir, self.subdir, self.files, self._read,
-                                  self._load_hub if self.hub else None, self.hub and (
+    def read_splits(self, splits: tuple[str, ...] = SPLITS) -> dict[str, list[dict]]:
+        """The splits as lists of ``{"tokens", "tags"}``; raises ``DataError`` when a split is empty."""
+        return load_with_fallback(self.name, self.data_dir, self.subdir, {s: self.files[s] for s in splits},
+                                  self._read, partial(self._load_hub, splits) if self.hub else None, self.hub and (
                                       self.hub.get("path") or ", ".join(self.hub["urls"].values())))
+
+    def read_file(self, path: str | Path) -> list[dict]:
+        """One file in ``format``, as ``{"tokens", "tags"}`` sentences."""
+        sentences = self._read(Path(path))
+        if not sentences:
+            raise DataError(f"{path} holds no sentence; give a {self.format} file (data.format=conll|conllu)")
+        return sentences
 
     # ----------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
@@ -111,11 +118,7 @@ class TaggingDataModule(BucketedDataModule):
         extra = sorted(set().union(*unseen.values()))
         self.tags = Vocabulary([*train_tags.items, *extra], unk=None)
         for split in SPLITS:
-            table = datasets.Dataset.from_list(splits[split])
-            encode = partial(_encode, self.vocab, self.tags, self._normalise, self.chars, self.max_word_length)
-            self.datasets[split] = table.map(encode,
-                                             batched=True, remove_columns=table.column_names,
-                                             desc=f"encoding {self.name} {split}")
+            self.add_split(split, splits[split])
         sampler = self.batch_sampler("train", shuffle=True)
         log.info("%s: %d words, %d characters, %d tags; %s sentences; padding with length buckets: %.1f%%",
                  self.name, len(self.vocab), len(self.chars or ()), len(self.tags),
@@ -131,15 +134,32 @@ class TaggingDataModule(BucketedDataModule):
             kwargs["chars"] = self.chars.to_dict()
         return kwargs
 
+    def set_vocabularies(self, model_kwargs: dict) -> None:
+        """The inverse of ``model_kwargs``: a trained model's vocabularies, to read new data as training did."""
+        self.vocab, self.tags = Vocabulary.from_dict(model_kwargs["vocab"]), Vocabulary.from_dict(model_kwargs["tags"])
+        self.chars = Vocabulary.from_dict(model_kwargs["chars"]) if "chars" in model_kwargs else None
+
+    def add_split(self, name: str, examples: list[dict]) -> None:
+        unseen = {tag for example in examples for tag in example["tags"] if tag not in self.tags}
+        if unseen:  # only outside training: setup puts every split's tags in the vocabulary
+            raise DataError(f"{self.name} {name}: tags {sorted(unseen)} are not among the model's tags "
+                            f"{self.tags.items}; evaluate on data annotated with the model's tag set")
+        super().add_split(name, examples)
+
+    def encoder(self):
+        return partial(_encode, self.vocab, self.tags, self._normalise, self.chars, self.max_word_length)
+
     def collate_fn(self):
         return partial(_collate, self.vocab.pad_id, self.chars.pad_id if self.chars else None)
 
 
 def _encode(vocab: Vocabulary, tags: Vocabulary, normalise, chars: Vocabulary | None, max_word_length: int,
             batch: dict) -> dict:
+    """Sentences without ``tags`` (raw text to tag) get ``IGNORE_INDEX`` targets."""
+    tag_ids = ([tags.encode(sentence) for sentence in batch["tags"]] if "tags" in batch
+               else [[IGNORE_INDEX] * len(tokens) for tokens in batch["tokens"]])
     encoded = {"input_ids": [vocab.encode(normalise(w) for w in tokens) for tokens in batch["tokens"]],
-               "tag_ids": [tags.encode(sentence) for sentence in batch["tags"]],
-               "length": [len(tokens) for tokens in batch["tokens"]]}
+               "tag_ids": tag_ids, "length": [len(tokens) for tokens in batch["tokens"]]}
     if chars is not None:
         encoded["char_ids"] = [[chars.encode(_clip(w, max_word_length)) for w in tokens] for tokens in batch["tokens"]]
     return encoded

@@ -88,50 +88,62 @@ class TranslationDataModule(BucketedDataModule):
         self.target_vocab: Vocabulary | None = None
 
     # ----------------------------------------------------------------- reading
-    def _file_names(self) -> dict[str, str]:
+    def _file_names(self, splits: tuple[str, ...]) -> dict[str, str]:
         """One entry per split and side, keyed ``"<split>.<lang>"``."""
         return {f"{split}.{lang}": f"{self.files[split]}.{lang}{self.suffix}"
-                for split in SPLITS for lang in (self.source_lang, self.target_lang)}
+                for split in splits for lang in (self.source_lang, self.target_lang)}
 
     def _read_local(self, path: Path) -> list[str]:
         return [line for _, line in read_lines(path, self.encoding)]
 
-    def _load_hub(self) -> dict[str, list[str]]:
+    def _load_hub(self, splits: tuple[str, ...]) -> dict[str, list[str]]:
         loaded = datasets.load_dataset(self.hub["path"])
         names = self.hub.get("splits") or {}
         return {f"{split}.{lang}": loaded[names.get(split, split)][lang]
-                for split in SPLITS for lang in (self.source_lang, self.target_lang)}
+                for split in splits for lang in (self.source_lang, self.target_lang)}
 
-    def read_splits(self) -> dict[str, list[dict]]:
-        """Every split as a list of ``{"source", "target"}`` raw lines, empty pairs handled as documented.
+    def _pairs(self, split: str, sources: list[str], targets: list[str], source_where: str,
+               target_where: str) -> list[dict]:
+        """Aligned lines -> ``{"source", "target", "index"}`` pairs, empty pairs handled as documented."""
+        if len(sources) != len(targets):
+            raise DataError(f"{self.name}: the {split} files are not line-aligned: {source_where} has "
+                            f"{len(sources)} lines but {target_where} has {len(targets)}")
+        pairs = [{"source": s.strip(), "target": t.strip()} for s, t in zip(sources, targets)]
+        if split == "train":
+            kept = [pair for pair in pairs if pair["source"] and pair["target"]]
+            if len(kept) < len(pairs):
+                log.warning("%s: dropped %d training pairs with an empty side", self.name, len(pairs) - len(kept))
+            pairs = kept
+        if not pairs:
+            raise DataError(f"{self.name}: the {split} split ({source_where}, {target_where}) holds no sentence "
+                            f"pair; check data.files.{split}")
+        return [{**pair, "index": index} for index, pair in enumerate(pairs)]
+
+    def read_splits(self, splits: tuple[str, ...] = SPLITS) -> dict[str, list[dict]]:
+        """The splits as lists of ``{"source", "target", "index"}`` raw lines, empty pairs handled as documented.
 
         Raises:
             DataError: the two sides of a split differ in length, or a split holds no pair.
         """
-        names = self._file_names()
+        names = self._file_names(splits)
         sides = load_with_fallback(self.name, self.data_dir, self.subdir, names, self._read_local,
-                                   self._load_hub if self.hub else None, self.hub and self.hub.get("path"))
+                                   partial(self._load_hub, splits) if self.hub else None,
+                                   self.hub and self.hub.get("path"))
         paths = local_files(self.data_dir, self.subdir, names)
         where = {key: str(paths[key]) if paths else f"{self.hub['path']} [{key}]" for key in names}
-        splits = {}
-        for split in SPLITS:
-            source_key, target_key = f"{split}.{self.source_lang}", f"{split}.{self.target_lang}"
-            sources, targets = sides[source_key], sides[target_key]
-            if len(sources) != len(targets):
-                raise DataError(f"{self.name}: the {split} files are not line-aligned: {where[source_key]} has "
-                                f"{len(sources)} lines but {where[target_key]} has {len(targets)}")
-            pairs = [{"source": s.strip(), "target": t.strip()} for s, t in zip(sources, targets)]
-            if split == "train":
-                kept = [pair for pair in pairs if pair["source"] and pair["target"]]
-                if len(kept) < len(pairs):
-                    log.warning("%s: dropped %d training pairs with an empty side", self.name,
-                                len(pairs) - len(kept))
-                pairs = kept
-            if not pairs:
-                raise DataError(f"{self.name}: the {split} split ({where[source_key]}, {where[target_key]}) "
-                                f"holds no sentence pair; check data.files.{split}")
-            splits[split] = pairs
-        return splits
+        keys = {split: (f"{split}.{self.source_lang}", f"{split}.{self.target_lang}") for split in splits}
+        return {split: self._pairs(split, sides[source], sides[target], where[source], where[target])
+                for split, (source, target) in keys.items()}
+
+    def read_file(self, stem: str | Path) -> list[dict]:
+        """The line-aligned files ``<stem>.<source_lang><suffix>`` and ``<stem>.<target_lang><suffix>``, as pairs."""
+        paths = [Path(f"{stem}.{lang}{self.suffix}") for lang in (self.source_lang, self.target_lang)]
+        missing = [str(path) for path in paths if not path.is_file()]
+        if missing:
+            raise DataError(f"{', '.join(missing)} not found: translation input names a file stem, read as "
+                            f"<stem>.{self.source_lang}{self.suffix} and <stem>.{self.target_lang}{self.suffix} "
+                            f"(the ending is data.suffix, now {self.suffix!r})")
+        return self._pairs(Path(stem).name, *(self._read_local(path) for path in paths), *map(str, paths))
 
     # ----------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
@@ -139,8 +151,7 @@ class TranslationDataModule(BucketedDataModule):
         if self.source_vocab is not None:
             return
         splits = self.read_splits()
-        tokenise = partial(_tokenise, MosesTokenizer(self.source_lang), MosesTokenizer(self.target_lang),
-                           self.lowercase)
+        tokenise = self._tokeniser()
         tables = {split: datasets.Dataset.from_list(pairs).map(tokenise, batched=True,
                                                                desc=f"tokenising {self.name} {split}")
                   for split, pairs in splits.items()}
@@ -157,7 +168,7 @@ class TranslationDataModule(BucketedDataModule):
                                              TARGET_SPECIALS, self.max_vocab)
         encode = partial(_encode, self.source_vocab, self.target_vocab)
         for split, table in tables.items():
-            self.datasets[split] = table.map(encode, batched=True, with_indices=True,
+            self.datasets[split] = table.map(encode, batched=True,
                                              remove_columns=["source", "source_tokens", "target_tokens"],
                                              desc=f"encoding {self.name} {split}")
         sampler = self.batch_sampler("train", shuffle=True)
@@ -169,6 +180,21 @@ class TranslationDataModule(BucketedDataModule):
         """What the model needs from the data: vocabularies as JSON-friendly dicts, the target language."""
         return {"source_vocab": self.source_vocab.to_dict(), "target_vocab": self.target_vocab.to_dict(),
                 "target_lang": self.target_lang, "lowercase": self.lowercase}
+
+    def set_vocabularies(self, model_kwargs: dict) -> None:
+        """The inverse of ``model_kwargs``: a trained model's vocabularies, to read new text as training did."""
+        self.source_vocab = Vocabulary.from_dict(model_kwargs["source_vocab"])
+        self.target_vocab = Vocabulary.from_dict(model_kwargs["target_vocab"])
+
+    def _tokeniser(self):
+        return partial(_tokenise, MosesTokenizer(self.source_lang), MosesTokenizer(self.target_lang),
+                       self.lowercase)
+
+    def encoder(self):
+        """Raw pairs -> rows: Moses tokens, then ids (``setup`` runs the two steps apart, to build the
+        vocabularies in between)."""
+        return partial(_tokenise_and_encode, self._tokeniser(), partial(_encode, self.source_vocab,
+                                                                        self.target_vocab))
 
     def collate_fn(self):
         return partial(_collate, self.source_vocab.pad_id, self.target_vocab.pad_id)
@@ -184,13 +210,17 @@ def _tokenise(source_tokenizer: MosesTokenizer, target_tokenizer: MosesTokenizer
             "target_tokens": [tokens(target_tokenizer, t) for t in batch["target"]]}
 
 
-def _encode(source_vocab: Vocabulary, target_vocab: Vocabulary, batch: dict, indices: list[int]) -> dict:
+def _encode(source_vocab: Vocabulary, target_vocab: Vocabulary, batch: dict) -> dict:
     bos, eos = target_vocab[BOS], target_vocab[EOS]
     source_ids = [[*source_vocab.encode(tokens), source_vocab[EOS]] for tokens in batch["source_tokens"]]
     return {"source_ids": source_ids,
             "target_ids": [[bos, *target_vocab.encode(tokens), eos] for tokens in batch["target_tokens"]],
             "length": [len(ids) for ids in source_ids],
-            "index": indices}
+            "target": batch["target"], "index": batch["index"]}
+
+
+def _tokenise_and_encode(tokenise, encode, batch: dict) -> dict:
+    return encode({**batch, **tokenise(batch)})
 
 
 def _collate(source_pad: int, target_pad: int, rows: list[dict]) -> dict:

@@ -12,6 +12,10 @@ from torchmetrics import MaxMetric, MinMetric, Metric
 from rnnlab.embeddings import WordEmbedder
 from rnnlab.encoders import RNNEncoder
 
+# Version of what rnnlab adds to a Lightning checkpoint (``checkpoint["rnnlab"]``); raise it when a change
+# makes older rnnlab unable to read new checkpoints.
+CHECKPOINT_FORMAT = 1
+
 
 def build_encoder(model: dict, input_size: int) -> RNNEncoder:
     """The encoder of a ``model`` config: ``model.encoder`` (a partial) given ``model.cell`` (a partial)."""
@@ -36,6 +40,11 @@ class TaskModule(L.LightningModule):
     Subclasses set ``main_metric`` (e.g. ``"f1"``) and ``higher_is_better``, and build one metric per stage.
     Logged: ``train/loss``, ``<stage>/<metric>`` each epoch, and ``val/<main_metric>_best``.
 
+    A checkpoint holds, besides Lightning's weights and ``hyper_parameters`` (the vocabularies among them),
+    ``checkpoint["rnnlab"]``: the ``format`` version, the module's class and ``run_config``, the resolved run
+    config as a plain dict (its ``data`` entry says how text was read and normalised). So a checkpoint alone
+    rebuilds the model and reads new text as training did; see ``rnnlab.inference``.
+
     Args:
         optimizer: a partial optimiser config (``_target_`` + ``_partial_: true``) taking the parameters.
         scheduler: optional partial scheduler config taking the optimiser; ``ReduceLROnPlateau`` watches
@@ -51,6 +60,12 @@ class TaskModule(L.LightningModule):
         self.scheduler_config = scheduler
         self.best = MaxMetric() if self.higher_is_better else MinMetric()
         self.best.persistent(True)  # saved with checkpoints, so a resumed run keeps the best value so far
+        self.run_config: dict | None = None  # set by whoever builds the module from a config
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        cls = type(self)
+        checkpoint["rnnlab"] = {"format": CHECKPOINT_FORMAT, "module": f"{cls.__module__}.{cls.__qualname__}",
+                                "config": self.run_config}
 
     def configure_optimizers(self) -> Any:
         optimizer = instantiate(self.optimizer_config)(self.parameters())
@@ -82,7 +97,6 @@ class TaskModule(L.LightningModule):
             self.best(values[self.main_metric])
             self.log(f"val/{self.main_metric}_best", self.best.compute())
         return values
-
 
 
 class SupervisedTask(TaskModule):

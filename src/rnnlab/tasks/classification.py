@@ -70,6 +70,11 @@ class ClassificationModule(SupervisedTask):
             return self.head(encoded.outputs.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1))
         return self.head(encoded.sentence)
 
+    def predict_step(self, batch: dict, batch_idx: int = 0) -> list[tuple[str, float]]:
+        """The most probable class of each sentence of a batch, with its probability."""
+        probabilities, ids = self(batch["tokens"], batch["mask"]).softmax(-1).max(-1)  # (B,)
+        return [(self.labels.items[i], p) for i, p in zip(ids.tolist(), probabilities.tolist())]
+
     def compute_loss(self, batch: dict) -> tuple[Tensor, Tensor]:
         logits = self(batch["tokens"], batch["mask"])  # (B, C)
         return F.cross_entropy(logits, batch["labels"]), logits.argmax(-1)

@@ -182,10 +182,22 @@ class LanguageModelModule(TaskModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate("test", batch)
 
+    def predict_step(self, batch: dict, batch_idx: int = 0) -> list[tuple[float, int]]:
+        """Each sentence's NLL (nats, summed) and number of predicted tokens (words and ``<eos>``).
+
+        The batch holds whole sentences (``LMDataModule.encode``), each read from ``<bos>`` with a fresh state.
+        """
+        logits, _ = self(batch["tokens"], batch["mask"])  # (B, T, V)
+        nll = F.cross_entropy(logits.transpose(1, 2).float(), batch["targets"], ignore_index=IGNORE_INDEX,
+                              reduction="none")  # (B, T), 0 where ignored
+        counts = (batch["targets"] != IGNORE_INDEX).sum(1)
+        return list(zip(nll.sum(1).tolist(), counts.tolist()))
+
     def on_train_epoch_start(self) -> None:
         self.states.pop("train", None)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
         # The state the next training window starts from: a resumed epoch continues with it.
         checkpoint["train_state"] = self.states.get("train")
 

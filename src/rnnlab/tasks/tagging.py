@@ -96,6 +96,15 @@ class TaggingModule(SupervisedTask):
         """
         return self._decode(self._scores(batch), batch["mask"])
 
+    def decode(self, batch: dict) -> Tensor:
+        """``(B, T)`` the predicted tag id of every position (padding positions hold arbitrary ids)."""
+        return self(batch["tokens"], batch["mask"]).argmax(-1)
+
+    def predict_step(self, batch: dict, batch_idx: int = 0) -> list[list[str]]:
+        """The predicted tags of each sentence of a batch."""
+        tags = self.decode(batch).tolist()  # (B, T)
+        return [self.tags.decode(row[:length]) for row, length in zip(tags, batch["mask"].sum(1).tolist())]
+
     def compute_loss(self, batch: dict) -> tuple[Tensor, Tensor]:
         scores = self._scores(batch)  # (B, T, C)
         return self._loss(scores, batch), self._decode(scores, batch["mask"])

@@ -153,6 +153,10 @@ class TranslationModule(TaskModule):
     def detokenise(self, ids: list[int]) -> str:
         return self.detokenizer.detokenize(self.target_vocab.decode(ids))
 
+    def predict_step(self, batch: dict, batch_idx: int = 0) -> list[str]:
+        """The detokenised translation of each source of a batch, decoded as ``self.decoding`` says."""
+        return [self.detokenise(ids) for ids in self.translate(batch["source"], batch["source_mask"])]
+
     # ----------------------------------------------------------------- steps
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         nll, count = self._nll(batch)

@@ -1,0 +1,153 @@
+"""A trained model from its checkpoint alone: the task module, and a DataModule that reads text as training did.
+
+A checkpoint written by ``train.py`` holds the weights, the vocabularies (``hyper_parameters``) and
+``checkpoint["rnnlab"]``: a format version, the module's class and the resolved run config, whose ``data`` entry
+holds every reading and normalisation setting (format, columns, ``lowercase``, languages). ``load_checkpoint``
+checks it and rebuilds the module; ``datamodule`` rebuilds the run's DataModule with the model's vocabularies,
+so new text is encoded and batched by the very code that encoded the training data, without that data.
+"""
+
+from __future__ import annotations
+
+import inspect
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import torch
+from hydra.utils import get_class
+
+from rnnlab.errors import UserError
+from rnnlab.tasks.base import CHECKPOINT_FORMAT, TaskModule
+from rnnlab.tasks.classification import ClassificationModule
+from rnnlab.tasks.lm import LanguageModelModule
+from rnnlab.tasks.tagging import TaggingModule
+from rnnlab.tasks.translation import TranslationModule
+
+# What eval.py and predict.py support, by module class, with the name messages use.
+KINDS = {TaggingModule: "tagger", ClassificationModule: "classifier", LanguageModelModule: "language model",
+         TranslationModule: "translation model"}
+
+
+@dataclass
+class Loaded:
+    """A checkpoint's model and the resolved config of the run that trained it."""
+
+    module: TaskModule
+    config: dict
+    path: Path
+
+    @property
+    def kind(self) -> str:
+        return KINDS[type(self.module)]
+
+    @property
+    def task(self) -> str:
+        return self.config["task"]["name"]
+
+    def describe(self) -> str:
+        return f"{self.path} holds a {self.task} {self.kind}"
+
+
+def _read(path: Path, device: str) -> dict:
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} not found; pass ckpt_path= a .ckpt file written by train.py, e.g. "
+                        f"outputs/<task>/<time>/checkpoints/last.ckpt")
+    if not zipfile.is_zipfile(path):  # what torch.save writes; torch's own errors on other files are cryptic
+        raise UserError(f"{path} is not a checkpoint (not a zip archive, as torch.save writes); pass ckpt_path= "
+                        f"a .ckpt file written by train.py")
+    try:
+        # weights_only: plain data and tensors only, so a checkpoint cannot run code when it is read.
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch raises several types for archives it cannot read
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{path} is not a readable checkpoint ({reason}); pass ckpt_path= a .ckpt file written "
+                        f"by train.py") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise UserError(f"{path} is not a Lightning checkpoint (no state_dict); pass ckpt_path= a .ckpt file "
+                        f"written by train.py")
+    return checkpoint
+
+
+def _check_format(path: Path, checkpoint: dict) -> dict:
+    info = checkpoint.get("rnnlab")
+    version = info.get("format") if isinstance(info, dict) else None
+    if version is None:
+        raise UserError(f"{path} has no rnnlab format version: it was written by an older rnnlab or another "
+                        f"program, and lacks what rebuilding the model needs; train it again with this rnnlab")
+    if version != CHECKPOINT_FORMAT:
+        advice = ("update rnnlab to read it" if version > CHECKPOINT_FORMAT
+                  else "train it again, or read it with the rnnlab that wrote it")
+        raise UserError(f"{path} has rnnlab checkpoint format {version}, but this rnnlab reads format "
+                        f"{CHECKPOINT_FORMAT}; {advice}")
+    if not info.get("config"):
+        raise UserError(f"{path} holds no run config (its model was not built by train.py), so how to read its "
+                        f"text is unknown; train it with train.py")
+    return info
+
+
+def load_checkpoint(path: str | Path, task: str | None = None, device: str = "cpu") -> Loaded:
+    """Reads and checks a checkpoint and rebuilds its model, in eval mode on ``device``.
+
+    Args:
+        path: the ``.ckpt`` file.
+        task: the task the caller expects (e.g. ``ner``); None accepts any supported one.
+        device: where the weights go (``cpu``, ``cuda``).
+
+    Raises:
+        UserError: the file is missing or no checkpoint, its format version is not this rnnlab's, its task is
+            not supported or not ``task``.
+    """
+    path = Path(path)
+    checkpoint = _read(path, device)
+    info = _check_format(path, checkpoint)
+    module_class = get_class(info["module"])
+    config = info["config"]
+    if module_class not in KINDS:
+        raise UserError(f"{path} holds a {config['task']['name']} model ({module_class.__name__}); eval.py and "
+                        f"predict.py read taggers, classifiers, language models and translation models")
+    module = module_class(**checkpoint["hyper_parameters"])
+    module.load_state_dict(checkpoint["state_dict"])
+    module.run_config = config
+    loaded = Loaded(module.to(device).eval(), config, path)
+    if task is not None and task != loaded.task:
+        raise UserError(f"{loaded.describe()}, not a {task} model; drop task_name= or pass a {task} checkpoint")
+    return loaded
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` merged in, key by key down nested dicts."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
+
+
+def datamodule(loaded: Loaded, overrides: dict[str, Any] | None = None):
+    """The run's DataModule (its ``data`` config updated by ``overrides``), holding the model's vocabularies.
+
+    Nothing is read: ``read_splits``/``read_file`` then ``add_split`` or ``encode`` bring in data.
+    """
+    options = _merge(loaded.config["data"], overrides or {})
+    data_class = get_class(options.pop("_target_"))
+    unknown = sorted(set(overrides or {}) - set(inspect.signature(data_class).parameters))
+    if unknown:
+        raise UserError(f"data.{unknown[0]} is not an option of {data_class.__name__}, the data of "
+                        f"{loaded.describe()}; its options are {sorted(options)}")
+    data = data_class(**options)
+    data.set_vocabularies(loaded.module.hparams)
+    return data
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of ``size`` items (the last may be shorter), read lazily."""
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

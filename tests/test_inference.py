@@ -1,0 +1,284 @@
+"""eval.py and predict.py: checkpoints alone rebuild a model of every task; outputs, and the errors a user sees."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from conftest import CONF, ROOT, compose_train, write_conll
+from rnnlab.errors import USER_ERROR_EXIT, main_guard
+from rnnlab.evaluate import evaluate
+from rnnlab.pipeline import train
+from rnnlab.predict import predict
+from rnnlab.tasks.base import CHECKPOINT_FORMAT
+from test_classify import SST_LINES, write_sst
+from test_lm import PTB_LIKE, write_ptb
+from test_translation import GERMAN, write_multi30k
+
+TINY = ["model.embedding_dim=8", "model.encoder.hidden_size=8", "model.head_hidden=0", "trainer.max_epochs=1",
+        "~logger"]
+TASKS = {  # task -> (overrides, writes the data folder, the file of its test split inside it)
+    "ner": (["task=ner"], write_conll, "conll2003/eng.testb"),
+    "sst2": (["task=sst2"], write_sst, "sst2/stsa.binary.test"),
+    "lm": (["task=lm", "model=lstm", "data.batch_size=2", "data.eval_batch_size=3", "data.bptt=4"], write_ptb,
+           "ptb_mikolov/ptb.test.txt.gz"),
+    "translation": (["task=translation", "data.min_freq=1"], write_multi30k, "multi30k/test_2016_flickr.*.gz"),
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict, Path]]:
+    """Per task: the best checkpoint copied alone into a fresh folder, the training run's metrics, and a data
+    folder holding only the test split (the training data is gone)."""
+    runs = {}
+    for task, (overrides, write, test_file) in TASKS.items():
+        root = tmp_path_factory.mktemp(task)
+        data = write(root / "data")
+        metrics = train(compose_train([*overrides, *TINY, f"paths.data_dir={data}"], root / "run"))
+        checkpoint = root / "model" / "model.ckpt"
+        checkpoint.parent.mkdir()
+        shutil.copy(next((root / "run" / "checkpoints").glob("epoch*.ckpt")), checkpoint)
+        test_only = root / "test_only"
+        for path in data.glob(test_file):
+            target = test_only / path.relative_to(data)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path.rename(target)
+        shutil.rmtree(data)
+        shutil.rmtree(root / "run")
+        runs[task] = (checkpoint, metrics, test_only)
+    return runs
+
+
+def config(name: str, overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(name, overrides=overrides)
+
+
+def run_eval(overrides: list[str], output_dir: Path) -> dict[str, float]:
+    return evaluate(config("eval", [*overrides, f"paths.output_dir={output_dir}"]))
+
+
+def run_predict(overrides: list[str], capsys: pytest.CaptureFixture) -> str:
+    capsys.readouterr()
+    predict(config("predict", overrides))
+    return capsys.readouterr().out
+
+
+def user_error(name: str, overrides: list[str], capsys: pytest.CaptureFixture) -> str:
+    """Runs the entry point as the scripts do; returns the message of the user error it must exit with."""
+    main = main_guard(evaluate if name == "eval" else predict)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(config(name, overrides))
+    assert exit_info.value.code == USER_ERROR_EXIT
+    message = capsys.readouterr().err
+    assert message.startswith("error: ") and message.count("\n") == 1  # one paragraph
+    return message
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+# ----------------------------------------------------------------------------------------- checkpoints
+@pytest.mark.parametrize("task", TASKS)
+def test_checkpoint_holds_what_rebuilds_the_model(task: str, trained) -> None:
+    checkpoint = torch.load(trained[task][0], weights_only=True)
+    assert checkpoint["rnnlab"]["format"] == CHECKPOINT_FORMAT
+    run = checkpoint["rnnlab"]["config"]
+    assert run["task"]["name"] == task and ("lowercase" in run["data"]) == (task != "lm")
+    assert run["data"]["_target_"].startswith("rnnlab.data.")
+    vocabularies = {key for key, value in checkpoint["hyper_parameters"].items()
+                    if isinstance(value, dict) and "items" in value}
+    assert vocabularies == {"ner": {"vocab", "tags"}, "sst2": {"vocab", "labels"}, "lm": {"vocab"},
+                            "translation": {"source_vocab", "target_vocab"}}[task]
+
+
+# ----------------------------------------------------------------------------------------------- eval
+@pytest.mark.parametrize("task", TASKS)
+def test_eval_reproduces_the_training_test_metrics_without_training_data(task: str, trained,
+                                                                         tmp_path: Path) -> None:
+    checkpoint, training, test_only = trained[task]
+    metrics = run_eval([f"ckpt_path={checkpoint}", f"paths.data_dir={test_only}"], tmp_path)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    for name, value in metrics.items():
+        assert value == pytest.approx(training[name], rel=1e-5), name
+    main = {"ner": "test/f1", "sst2": "test/acc", "lm": "test/ppl", "translation": "test/bleu"}[task]
+    assert main in metrics
+    predictions = {path.name for path in (tmp_path / "predictions").glob("*")} if task != "lm" else set()
+    assert predictions == {"ner": {"test.conll"}, "sst2": {"test.tsv"}, "lm": set(),
+                           "translation": {"test.hyp"}}[task]
+
+
+def test_eval_writes_tagger_predictions_beside_gold(trained, tmp_path: Path) -> None:
+    file = tmp_path / "other.conll"
+    file.write_text("Anna NNP B-NP I-PER\nlives VBZ B-VP O\n\nLondon NNP B-NP I-LOC\n")
+    metrics = run_eval([f"ckpt_path={trained['ner'][0]}", f"input={file}"], tmp_path / "out")
+    assert 0.0 <= metrics["other/f1"] <= 1.0
+    rows = [line.split("\t") for line in (tmp_path / "out" / "predictions" / "other.conll").read_text().splitlines()]
+    assert [row[:2] for row in rows] == [["Anna", "I-PER"], ["lives", "O"], [""], ["London", "I-LOC"], [""]]
+    assert all(len(row) == 3 for row in rows if row != [""])
+
+
+def test_eval_of_a_classifier_writes_text_gold_prediction_probability(trained, tmp_path: Path) -> None:
+    run_eval([f"ckpt_path={trained['sst2'][0]}", f"paths.data_dir={trained['sst2'][2]}"], tmp_path)
+    header, *rows = (tmp_path / "predictions" / "test.tsv").read_text().splitlines()
+    assert header == "text\tgold\tpredicted\tprobability" and len(rows) == len(SST_LINES)
+    text, gold, predicted, probability = rows[0].split("\t")
+    assert f"{gold} {text}" == SST_LINES[0] and predicted in ("0", "1") and 0.5 <= float(probability) <= 1
+
+
+def test_eval_script_end_to_end(trained, tmp_path: Path) -> None:
+    checkpoint, training, test_only = trained["translation"]
+    result = subprocess.run([sys.executable, str(ROOT / "eval.py"), f"ckpt_path={checkpoint}",
+                             f"paths.data_dir={test_only}", f"hydra.run.dir={tmp_path / 'run'}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test/bleu"] == pytest.approx(
+        training["test/bleu"])
+    assert len((tmp_path / "run" / "predictions" / "test.hyp").read_text().splitlines()) == len(GERMAN)
+
+
+# -------------------------------------------------------------------------------------------- predict
+def test_predict_tags_lines_and_conll_alike(trained, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    long = " ".join(["London"] * 300)  # far longer than any training sentence
+    text = write_lines(tmp_path / "in.txt", ["Anna lives in London .", "", long])
+    out = run_predict([f"ckpt_path={trained['ner'][0]}", f"input={text}"], capsys)
+    first, rest = out.split("\n\n", 1)
+    assert len(first.splitlines()) == 5 and rest.startswith("\n")  # the empty line: an empty sentence
+    assert len(rest.strip().splitlines()) == 300 and rest.endswith("\n\n")
+    assert all(line.split("\t")[1] in {"O", "I-PER", "I-LOC", "I-ORG", "I-MISC"} for line in out.splitlines() if line)
+    conll = tmp_path / "in.conll"
+    conll.write_text("".join(f"{token}\n" for token in "Anna lives in London .".split()))
+    assert run_predict([f"ckpt_path={trained['ner'][0]}", f"input={conll}", "input_format=conll"],
+                       capsys) == first + "\n\n"
+
+
+def test_predict_classifies_lines(trained, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    text = write_lines(tmp_path / "in.txt", ["great fun", "", "an unseen dull word"])
+    lines = run_predict([f"ckpt_path={trained['sst2'][0]}", f"input={text}", "batch_size=1"],
+                        capsys).split("\n")
+    assert lines[1] == "" and lines[3] == ""
+    label, probability, sentence = lines[0].split("\t")
+    assert label in ("0", "1") and 0.5 <= float(probability) <= 1.0 and sentence == "great fun"
+
+
+def test_predict_translates_greedy_as_eval_and_by_beam(trained, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    checkpoint, _, test_only = trained["translation"]
+    stem = test_only / "multi30k" / "test_2016_flickr"  # eval reads <stem>.de.gz and <stem>.en.gz
+    assert "test_2016_flickr/bleu" in run_eval([f"ckpt_path={checkpoint}", f"input={stem}"], tmp_path / "eval")
+    greedy = run_predict([f"ckpt_path={checkpoint}", f"input={stem}.de.gz", "beam_size=1"], capsys)
+    assert greedy == (tmp_path / "eval" / "predictions" / "test_2016_flickr.hyp").read_text()
+    beam = run_predict([f"ckpt_path={checkpoint}", f"input={stem}.de.gz", "beam_size=3", "max_length=4"], capsys)
+    assert len(beam.splitlines()) == len(GERMAN) and all(len(line.split()) <= 4 for line in beam.splitlines())
+
+
+def test_predict_scores_lines_with_a_language_model(trained, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    text = write_lines(tmp_path / "in.txt", [*PTB_LIKE.strip().splitlines(), "", "the unseen cat"])
+    *lines, total = run_predict([f"ckpt_path={trained['lm'][0]}", f"input={text}", "mode=score",
+                                 "batch_size=2"], capsys).splitlines()
+    rows = [line.split("\t") for line in lines]
+    assert [int(count) for _, count, _ in rows] == [7, 6, 7, 1, 4]  # words and <eos>; the empty line: <eos>
+    nll = sum(math.log(float(ppl)) * int(count) for ppl, count, _ in rows)
+    total_ppl, total_count, marker = total.split("\t")
+    assert marker == "<total>" and int(total_count) == 25
+    assert float(total_ppl) == pytest.approx(math.exp(nll / 25), rel=1e-3)
+    metrics = run_eval([f"ckpt_path={trained['lm'][0]}", f"input={text}"], tmp_path / "eval")
+    assert metrics["in/ppl"] > 1 and not (tmp_path / "eval" / "predictions").exists()
+
+
+def test_predict_generates_reproducibly(trained, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    prompts = write_lines(tmp_path / "prompts.txt", ["the cat", ""])
+    args = [f"ckpt_path={trained['lm'][0]}", f"input={prompts}", "mode=generate", "num_samples=2",
+            "temperature=0.8", "top_k=3", "seed=1", "max_length=5"]
+    first = run_predict(args, capsys).splitlines()
+    assert run_predict(args, capsys).splitlines() == first
+    assert len(first) == 4 and first[0].startswith("the cat ") and first[1].startswith("the cat ")
+    assert all(len(line.split()) <= 7 for line in first)
+
+
+def test_predict_reads_stdin(trained, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("great fun\ndull\n"))
+    out = run_predict([f"ckpt_path={trained['sst2'][0]}", "input=-"], capsys)
+    assert [line.split("\t")[2] for line in out.splitlines()] == ["great fun", "dull"]
+
+
+# ----------------------------------------------------------------------------------------- bad inputs
+def test_missing_and_invalid_checkpoints_and_inputs(trained, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    text = write_lines(tmp_path / "in.txt", ["a b"])
+    message = user_error("predict", [f"ckpt_path={tmp_path / 'none.ckpt'}", f"input={text}"], capsys)
+    assert f"checkpoint {tmp_path / 'none.ckpt'} not found; pass ckpt_path=" in message
+    message = user_error("eval", [f"ckpt_path={text}", f"paths.output_dir={tmp_path / 'out'}"], capsys)
+    assert f"{text} is not a checkpoint (not a zip archive, as torch.save writes); pass ckpt_path=" in message
+    message = user_error("eval", [f"ckpt_path={trained['ner'][0]}", f"input={tmp_path / 'none.conll'}",
+                                  f"paths.output_dir={tmp_path / 'out'}"], capsys)
+    assert f"input {tmp_path / 'none.conll'} not found; pass input= a file in the model's data format" in message
+
+
+@pytest.mark.parametrize("version", [None, CHECKPOINT_FORMAT + 1])
+def test_incompatible_format_versions(version: int | None, trained, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture) -> None:
+    checkpoint = torch.load(trained["ner"][0], weights_only=True)
+    if version is None:
+        del checkpoint["rnnlab"]
+    else:
+        checkpoint["rnnlab"]["format"] = version
+    path = tmp_path / "changed.ckpt"
+    torch.save(checkpoint, path)
+    message = user_error("predict", [f"ckpt_path={path}", f"input={path}"], capsys)
+    expected = ("has no rnnlab format version" if version is None
+                else f"has rnnlab checkpoint format {version}, but this rnnlab reads format {CHECKPOINT_FORMAT}; "
+                     f"update rnnlab")
+    assert expected in message
+
+
+def test_checkpoint_of_another_task(trained, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    ner, lm = trained["ner"][0], trained["lm"][0]
+    text = write_lines(tmp_path / "in.txt", ["a b"])
+    message = user_error("eval", [f"ckpt_path={ner}", "task_name=pos", f"paths.output_dir={tmp_path}"], capsys)
+    assert f"{ner} holds a ner tagger, not a pos model; drop task_name= or pass a pos checkpoint" in message
+    message = user_error("predict", [f"ckpt_path={lm}", f"input={text}"], capsys)
+    assert "holds a lm language model; set mode= to one of ('generate', 'score')" in message
+    message = user_error("predict", [f"ckpt_path={ner}", f"input={text}", "mode=score"], capsys)
+    assert "holds a ner tagger; drop mode=: it is for language models" in message
+    message = user_error("predict", [f"ckpt_path={trained['sst2'][0]}", f"input={text}", "input_format=conll"],
+                         capsys)
+    assert "input_format=conll is for taggers" in message
+    message = user_error("eval", [f"ckpt_path={lm}", "data.format=conll", f"paths.output_dir={tmp_path}"], capsys)
+    assert "data.format is not an option of LMDataModule, the data of" in message
+
+
+def test_unwritable_outputs_fail_before_anything_is_lost(trained, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    text = write_lines(tmp_path / "in.txt", ["a b"])
+    blocker = write_lines(tmp_path / "a_file", ["keep me"])
+    message = user_error("predict", [f"ckpt_path={trained['ner'][0]}", f"input={text}",
+                                     f"output={blocker / 'out.txt'}"], capsys)
+    assert f"cannot write output={blocker / 'out.txt'} (Not a directory); choose a writable file" in message
+    message = user_error("eval", [f"ckpt_path={trained['ner'][0]}", f"paths.output_dir={blocker / 'run'}"], capsys)
+    assert f"cannot write into {blocker / 'run'} (Not a directory); set paths.output_dir=" in message
+    # A bad checkpoint is reported before the output file is opened: an earlier output survives.
+    user_error("predict", [f"ckpt_path={text}", f"input={text}", f"output={blocker}"], capsys)
+    assert blocker.read_text() == "keep me\n"
+
+
+def test_predict_script_exits_2_with_the_message_only(tmp_path: Path) -> None:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    result = subprocess.run([sys.executable, str(ROOT / "predict.py"), f"ckpt_path={tmp_path / 'x.ckpt'}",
+                             "input=-"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == USER_ERROR_EXIT and result.stdout == ""
+    assert not list(tmp_path.iterdir())  # predict.py leaves no run folder or log file behind
+    assert result.stderr == (f"error: checkpoint {tmp_path / 'x.ckpt'} not found; pass ckpt_path= a .ckpt file "
+                             f"written by train.py, e.g. outputs/<task>/<time>/checkpoints/last.ckpt\n")
