@@ -96,10 +96,6 @@ class TaggingModule(SupervisedTask):
         """
         return self._decode(self._scores(batch), batch["mask"])
 
-    def decode(self, batch: dict) -> Tensor:
-        """``(B, T)`` the predicted tag id of every position (padding positions hold arbitrary ids)."""
-        return self(batch["tokens"], batch["mask"]).argmax(-1)
-
     def predict_step(self, batch: dict, batch_idx: int = 0) -> list[list[str]]:
         """The predicted tags of each sentence of a batch."""
         tags = self.decode(batch).tolist()  # (B, T)
