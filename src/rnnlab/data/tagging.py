@@ -137,7 +137,7 @@ class TaggingDataModule(BucketedDataModule):
     def set_vocabularies(self, model_kwargs: dict) -> None:
         """The inverse of ``model_kwargs``: a trained model's vocabularies, to read new data as training did."""
         self.vocab, self.tags = Vocabulary.from_dict(model_kwargs["vocab"]), Vocabulary.from_dict(model_kwargs["tags"])
-        self.chars = Vocabulary.from_dict(model_kwargs["chars"]) if "chars" in model_kwargs else None
+        self.chars = Vocabulary.from_dict(model_kwargs["chars"]) if model_kwargs.get("chars") else None
 
     def add_split(self, name: str, examples: list[dict]) -> None:
         unseen = {tag for example in examples for tag in example["tags"] if tag not in self.tags}
