@@ -16,7 +16,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from conftest import CONF, ROOT, compose_train, write_conll
-from rnnlab.errors import USER_ERROR_EXIT, main_guard
+from rnnlab.errors import BROKEN_PIPE_EXIT, USER_ERROR_EXIT, main_guard
 from rnnlab.evaluate import evaluate
 from rnnlab.pipeline import train
 from rnnlab.predict import predict
@@ -282,3 +282,16 @@ def test_predict_script_exits_2_with_the_message_only(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())  # predict.py leaves no run folder or log file behind
     assert result.stderr == (f"error: checkpoint {tmp_path / 'x.ckpt'} not found; pass ckpt_path= a .ckpt file "
                              f"written by train.py, e.g. outputs/<task>/<time>/checkpoints/last.ckpt\n")
+
+
+def test_predict_into_a_reader_that_stops_early_ends_quietly(trained, tmp_path: Path) -> None:
+    # Output far beyond a pipe's buffer, so writing goes on after the reader has closed its end.
+    text = write_lines(tmp_path / "in.txt", [" ".join(["London"] * 300)] * 60)
+    with subprocess.Popen([sys.executable, str(ROOT / "predict.py"), f"ckpt_path={trained['ner'][0]}",
+                           f"input={text}", "batch_size=1"], cwd=tmp_path, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as process:
+        assert process.stdout.readline().endswith(b"\n")  # like `| head -1`
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=300) == BROKEN_PIPE_EXIT
+    assert stderr == ""

@@ -11,12 +11,14 @@ the option or the step and says what to do; wrap an entry point in ``main_guard`
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from typing import Callable, NoReturn, TypeVar
 
 F = TypeVar("F", bound=Callable)
 
 USER_ERROR_EXIT = 2  # as argparse exits on a bad command line
+BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE, what a shell reports for a reader that stopped early
 
 
 class UserError(Exception):
@@ -49,7 +51,8 @@ def main_guard(main: F) -> F:
     """Runs an entry point so that a ``UserError`` prints ``error: <message>`` to stderr and exits with its code.
 
     Files already written (checkpoints, logs) stay. In a Hydra multirun the error is raised on instead, so the
-    sweeper records the job as failed and applies its own failure policy.
+    sweeper records the job as failed and applies its own failure policy. A reader that closes stdout early
+    (``predict.py ... | head``) ends the run quietly with status 141, as a shell tool would.
     """
 
     @functools.wraps(main)
@@ -60,5 +63,9 @@ def main_guard(main: F) -> F:
             if _in_sweep():
                 raise
             report(error)
+        except BrokenPipeError:
+            # Point stdout at /dev/null so that flushing it at exit does not raise a second time.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(BROKEN_PIPE_EXIT)
 
     return guarded  # type: ignore[return-value]
