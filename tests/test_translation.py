@@ -251,6 +251,21 @@ def test_training_memorises_the_fixture(tmp_path: Path) -> None:
     assert metrics["val/bleu_best"] == pytest.approx(100.0)
 
 
+def test_pretrained_source_vectors_are_loaded_and_frozen(tmp_path: Path) -> None:
+    root = write_multi30k(tmp_path / "data")
+    vectors = tmp_path / "de.vec"
+    vectors.write_text("2 8\nHund 1 2 3 4 5 6 7 8\nnotInVocab 0 0 0 0 0 0 0 0\n")  # word2vec text, with header
+    cfg = compose_train(["task=translation", "model=lstm", "debug=smoke", f"paths.data_dir={root}",
+                         "data.min_freq=1", "model.encoder.hidden_size=16", "model.embedding_dim=8",
+                         f"model.pretrained_vectors={vectors}", "model.freeze_embeddings=true", "test=false"],
+                        tmp_path / "run")
+    train(cfg)
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    source = checkpoint["hyper_parameters"]["source_vocab"]["items"]
+    weights = checkpoint["state_dict"]["embedder.embedding.weight"]
+    assert weights[source.index("Hund")].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+
+
 def test_experiment_composes_and_smoke_runs(tmp_path: Path) -> None:
     root = write_multi30k(tmp_path / "data")
     cfg = compose_train(["experiment=mt_multi30k", "debug=fast", f"paths.data_dir={root}", "data.min_freq=1",

@@ -100,9 +100,7 @@ class TranslationModule(TaskModule):
         self.bos, self.eos = self.target_vocab[BOS], self.target_vocab[EOS]
         self.detokenizer = MosesDetokenizer(target_lang)
 
-        self.embedder = WordEmbedder(len(self.source_vocab), model["embedding_dim"], self.source_vocab.pad_id,
-                                     self.source_vocab[self.source_vocab.unk], model.get("embedding_dropout", 0.0),
-                                     model.get("word_dropout", 0.0))
+        self.embedder = WordEmbedder.from_config(model, self.source_vocab)  # pretrained vectors: source side
         self.encoder = build_encoder(model, self.embedder.embedding_dim)
         options: dict[str, Any] = dict(model.get("decoder") or {})
         self.decoder = RNNDecoder(
