@@ -11,8 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.encoders import EncoderOutput
-from rnnlab.tasks.base import build_sentence_encoder
+from rnnlab.encoders import EncoderOutput, build_sentence_encoder
 
 
 class CharEncoder(nn.Module):

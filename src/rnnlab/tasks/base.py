@@ -1,4 +1,4 @@
-"""What every task's LightningModule shares: building the encoder, optimisers, and epoch-level metrics."""
+"""What every task's LightningModule shares: optimisers, checkpoint contents and epoch-level metrics."""
 
 from __future__ import annotations
 
@@ -10,24 +10,10 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MinMetric, Metric
 
 from rnnlab.embeddings import WordEmbedder
-from rnnlab.encoders import RNNEncoder
 
 # Version of what rnnlab adds to a Lightning checkpoint (``checkpoint["rnnlab"]``); raise it when a change
 # makes older rnnlab unable to read new checkpoints.
 CHECKPOINT_FORMAT = 1
-
-
-def build_encoder(model: dict, input_size: int) -> RNNEncoder:
-    """The encoder of a ``model`` config: ``model.encoder`` (a partial) given ``model.cell`` (a partial)."""
-    cell = instantiate(model["cell"])  # a cell factory: (input_size, hidden_size) -> cell
-    return instantiate(model["encoder"])(cell=cell, input_size=input_size)
-
-
-def build_sentence_encoder(model: dict, input_size: int) -> nn.Module:
-    """A recurrent encoder when the config has a ``cell``, else ``model.encoder`` alone (the CNN)."""
-    if model.get("cell") is not None:
-        return build_encoder(model, input_size)
-    return instantiate(model["encoder"])(input_size=input_size)
 
 
 def count_parameters(module: nn.Module) -> int:

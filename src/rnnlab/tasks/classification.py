@@ -15,9 +15,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.embeddings import WordEmbedder
-from rnnlab.encoders import EncoderOutput
+from rnnlab.encoders import EncoderOutput, build_sentence_encoder
 from rnnlab.heads import MLPHead
-from rnnlab.tasks.base import SupervisedTask, build_sentence_encoder
+from rnnlab.tasks.base import SupervisedTask
 
 POOLINGS = ("final", "max")
 

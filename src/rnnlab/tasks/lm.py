@@ -20,9 +20,10 @@ from torch import Tensor, nn
 from rnnlab.data.lm import BOS, EOS, IGNORE_INDEX
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.embeddings import WordEmbedder
+from rnnlab.encoders import build_encoder
 from rnnlab.heads import MLPHead
 from rnnlab.metrics import Perplexity
-from rnnlab.tasks.base import TaskModule, build_encoder
+from rnnlab.tasks.base import TaskModule
 
 INIT_RANGE = 0.1  # embeddings uniform in ±0.1 (Zaremba et al. 2014; PyTorch's word_language_model)
 

@@ -8,8 +8,9 @@ from torchmetrics import MeanSquaredError, Metric
 from torchmetrics.classification import MulticlassAccuracy
 
 from rnnlab.data.synthetic import IGNORE_INDEX, TASKS
+from rnnlab.encoders import build_encoder
 from rnnlab.heads import MLPHead
-from rnnlab.tasks.base import SupervisedTask, build_encoder
+from rnnlab.tasks.base import SupervisedTask
 
 
 class SyntheticModule(SupervisedTask):

@@ -12,9 +12,10 @@ from rnnlab.chars import CharEncoder
 from rnnlab.data.tagging import IGNORE_INDEX
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.embeddings import WordEmbedder
+from rnnlab.encoders import build_encoder
 from rnnlab.heads import CRF, MLPHead
 from rnnlab.metrics import SpanF1
-from rnnlab.tasks.base import SupervisedTask, build_encoder
+from rnnlab.tasks.base import SupervisedTask
 
 METRICS = ("accuracy", "span_f1")
 

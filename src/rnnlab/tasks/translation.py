@@ -17,8 +17,9 @@ from rnnlab.data.translation import BOS, EOS
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.decoding import STRATEGIES, Bridge, RNNDecoder, States, decode
 from rnnlab.embeddings import WordEmbedder
+from rnnlab.encoders import build_encoder
 from rnnlab.metrics import Perplexity
-from rnnlab.tasks.base import TaskModule, build_encoder
+from rnnlab.tasks.base import TaskModule
 
 DECODING_DEFAULTS = {"strategy": "greedy", "beam_size": 5, "length_penalty": 1.0, "max_length": 100}
 

@@ -1,0 +1,21 @@
+"""Encoders from the ``model`` config, shared by the tasks and by the character-level word features."""
+
+from __future__ import annotations
+
+from hydra.utils import instantiate
+from torch import nn
+
+from rnnlab.encoders.rnn import RNNEncoder
+
+
+def build_encoder(model: dict, input_size: int) -> RNNEncoder:
+    """The encoder of a ``model`` config: ``model.encoder`` (a partial) given ``model.cell`` (a partial)."""
+    cell = instantiate(model["cell"])  # a cell factory: (input_size, hidden_size) -> cell
+    return instantiate(model["encoder"])(cell=cell, input_size=input_size)
+
+
+def build_sentence_encoder(model: dict, input_size: int) -> nn.Module:
+    """A recurrent encoder when the config has a ``cell``, else ``model.encoder`` alone (the CNN)."""
+    if model.get("cell") is not None:
+        return build_encoder(model, input_size)
+    return instantiate(model["encoder"])(input_size=input_size)
