@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from rnnlab.cells import CIFGCell, ElmanCell, LSTMCell, PeepholeLSTMCell
 from rnnlab.encoders import RecurrentLayer, RNNEncoder
 from rnnlab.kernels import peephole_lstm_sequence
+from rnnlab.precision import cpu_bf16_support
 
 INPUT, HIDDEN = 3, 4
 CELLS = {
@@ -209,13 +210,15 @@ def test_auto_never_runs_the_step_loop(cell: str, monkeypatch: pytest.MonkeyPatc
     encoder(torch.randn(3, 5, INPUT), make_mask([5, 1, 3])).outputs.sum().backward()
 
 
+@pytest.mark.skipif(not cpu_bf16_support()[0], reason=f"no bf16 on this CPU: {cpu_bf16_support()[1]}")
+@pytest.mark.parametrize("lengths", [[5, 2, 4], [5, 5, 5]], ids=["packed", "unpadded"])
 @pytest.mark.parametrize("cell", FAST_CELLS)
-def test_fast_paths_run_under_autocast(cell: str) -> None:
+def test_fast_paths_run_under_autocast(cell: str, lengths: list[int]) -> None:
     """bf16 autocast on CPU: every fast path runs, forward and backward, and stays close to float32."""
     torch.manual_seed(0)
     encoder = RNNEncoder(CELLS[cell], INPUT, HIDDEN, 2, True)
     x = torch.randn(3, 5, INPUT)
-    mask = make_mask([5, 2, 4])
+    mask = make_mask(lengths)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         outputs = encoder(x, mask).outputs
     outputs.float().sum().backward()

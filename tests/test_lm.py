@@ -242,6 +242,7 @@ def test_sampling_is_reproducible_and_stops_at_eos() -> None:
 # ---------------------------------------------------------------------------------------------- training
 @pytest.mark.parametrize("overrides", [
     ["experiment=lm_ptb", *SMALL],
+    ["experiment=lm_ptb_tied", *SMALL],
     ["experiment=lm_ptb_ngram", "model.embedding_dim=8", "model.head_hidden=8"],
     ["task=lm", "model=cifg", *SMALL, "model.embedding_dim=8", "model.tie_weights=true", "model.encoder.num_layers=2"],
 ])

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.errors import UserError
 from rnnlab.inference import Loaded, datamodule, load_checkpoint
+from rnnlab.precision import choose_precision
 from rnnlab.tasks.classification import ClassificationModule
 from rnnlab.tasks.lm import LanguageModelModule
 from rnnlab.tasks.tagging import TaggingModule
@@ -98,7 +99,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     data.add_split(name, examples)
     log.info("%s; evaluating on %s (%d examples)", loaded.describe(), name, len(examples))
 
-    trainer: L.Trainer = instantiate(cfg.trainer)
+    precision = choose_precision(cfg.trainer.get("precision"), cfg.trainer.get("accelerator", "auto"))
+    trainer: L.Trainer = instantiate(cfg.trainer, precision=precision)
     loader = data.ordered_dataloader(name)
     trainer.test(module, dataloaders=loader, verbose=False)
     metrics = {f"{name}/{key.split('/', 1)[1]}": float(value) for key, value in trainer.callback_metrics.items()

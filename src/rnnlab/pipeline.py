@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.errors import UserError
 from rnnlab.loggers import finish_wandb
+from rnnlab.precision import choose_precision
 from rnnlab.rundir import make_writable_dir, resume_checkpoint
 from rnnlab.tasks.base import count_parameters
 
@@ -56,14 +57,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         L.seed_everything(cfg.seed, workers=True)
     output_dir = make_writable_dir(cfg.paths.output_dir, "paths.output_dir")
     ckpt_path = resume_checkpoint(cfg.get("ckpt_path"), output_dir)
+    precision = choose_precision(cfg.trainer.get("precision"), cfg.trainer.get("accelerator", "auto"))
     datamodule, module = build(cfg)
     (output_dir / "vocab.json").write_text(json.dumps(datamodule.model_kwargs(), ensure_ascii=False))
     num_parameters = count_parameters(module)
     log.info("model: %s, %d trainable parameters", cfg.model.get("name", "?"), num_parameters)
 
     loggers = _instantiate_all(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
-                                     logger=loggers or False)
+    trainer: L.Trainer = instantiate(cfg.trainer, precision=precision,
+                                     callbacks=_instantiate_all(cfg.get("callbacks")), logger=loggers or False)
     try:
         for logger in trainer.loggers:
             logger.log_hyperparams({**_plain(cfg), "num_parameters": num_parameters})
