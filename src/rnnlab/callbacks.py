@@ -1,5 +1,5 @@
-"""Callbacks for exact resumption and faults: random generators in checkpoints, a checkpoint on SIGTERM, and a
-stop at the first non-finite loss."""
+"""Callbacks for exact resumption and faults (random generators in checkpoints, a checkpoint on SIGTERM, a stop
+at the first non-finite loss) and early stopping that waits for learning to start."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import EarlyStopping, Timer
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from torch import Tensor
 
 from rnnlab.errors import UserError
 
@@ -115,3 +118,52 @@ class StopOnNonFinite(L.Callback):
         raise UserError(f"the {what} at global step {trainer.global_step} (epoch {trainer.current_epoch}, batch "
                         f"{batch_idx}); training stopped and {kept}. Lower the learning rate (task.optimizer.lr), "
                         f"clip gradients (trainer.gradient_clip_val) or check the data.")
+
+
+class EarlyStoppingAfterStart(EarlyStopping):
+    """Lightning's early stopping, whose patience starts once the monitored metric has first moved.
+
+    On a small or hard set a tagger may predict no entity for its first epochs, so validation F1 stays at exactly
+    its first value (0.0) and plain early stopping ends the run after ``patience`` epochs, before anything was
+    learned. Here epochs at the first value do not count; a non-finite metric still stops at once, and
+    ``trainer.min_epochs`` still holds. Takes the arguments of ``EarlyStopping``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.first_score: Tensor | None = None
+        self.started = False
+
+    def _evaluate_stopping_criteria(self, current: Tensor) -> tuple[bool, str | None]:
+        if self.first_score is None:
+            self.first_score = current.detach().clone()
+        self.started = self.started or bool(current != self.first_score)
+        should_stop, reason = super()._evaluate_stopping_criteria(current)
+        if self.started or self.stopping_reason != EarlyStoppingReason.PATIENCE_EXHAUSTED:
+            return should_stop, reason
+        self.wait_count, self.stopping_reason = 0, EarlyStoppingReason.NOT_STOPPED
+        return False, (f"{self.monitor} is still at its first value, {float(current):.4f}: patience starts when it "
+                       f"moves")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "first_score": self.first_score, "started": self.started}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.first_score = state_dict.get("first_score")
+        self.started = state_dict.get("started", False)
+
+
+def stop_reason(trainer: L.Trainer) -> str:
+    """Why ``trainer.fit`` ended, in words for the log: early stopping, the time budget, or the epoch/step limit."""
+    for callback in trainer.early_stopping_callbacks:
+        if callback.stopping_reason != EarlyStoppingReason.NOT_STOPPED:
+            return f"early stopping at epoch {callback.stopped_epoch}: {callback.stopping_reason_message}"
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    if timer is not None and timer.time_remaining() is not None and timer.time_remaining() <= 0:
+        return f"the time budget trainer.max_time ran out at epoch {trainer.current_epoch}"
+    if trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps:
+        return f"trainer.max_steps={trainer.max_steps} reached"
+    if trainer.max_epochs is not None and trainer.current_epoch >= trainer.max_epochs:
+        return f"trainer.max_epochs={trainer.max_epochs} reached"
+    return f"training ended at epoch {trainer.current_epoch}"

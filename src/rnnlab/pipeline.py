@@ -12,6 +12,7 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from rnnlab.callbacks import stop_reason
 from rnnlab.errors import UserError
 from rnnlab.loggers import finish_wandb
 from rnnlab.precision import choose_precision
@@ -93,6 +94,7 @@ def _fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule
                         f"ckpt_path=last", exit_code=143) from None
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     metrics["train_seconds"] = time.perf_counter() - started
+    log.info("training stopped: %s", stop_reason(trainer))
     if cfg.get("test"):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
