@@ -69,6 +69,7 @@ COLUMNS_TRAIN = """# newdoc id = doc1
 3\tWorld\tI-ORG
 4\tBank\tI-ORG
 """
+COLUMNS_OPTIONS = ["data.token_column=1", "data.tag_column=2", "data.delimiter=tab", "data.comment_prefix='#'"]
 
 CONLLU_TRAIN = """# sent_id = 1
 # text = They walk the dog.

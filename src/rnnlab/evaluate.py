@@ -8,10 +8,10 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from rnnlab.errors import UserError
-from rnnlab.inference import Loaded, datamodule, load_checkpoint
+from rnnlab.inference import Loaded, data_overrides, datamodule, load_checkpoint
 from rnnlab.tasks.classification import ClassificationModule
 from rnnlab.tasks.lm import LanguageModelModule
 from rnnlab.tasks.tagging import TaggingModule
@@ -63,7 +63,7 @@ def _predictions(examples: list[dict], outputs: list, module: L.LightningModule)
 
 
 def _data_overrides(cfg: DictConfig) -> dict:
-    overrides = {key: value for key, value in OmegaConf.to_container(cfg.data).items() if value is not None}
+    overrides = data_overrides(cfg.data)
     if cfg.paths.get("data_dir"):
         overrides["data_dir"] = cfg.paths.data_dir
     return overrides
