@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 
 from conftest import COLUMNS_OPTIONS, COLUMNS_TRAIN, CONF, ROOT, compose_train, write_conll
 from rnnlab.errors import BROKEN_PIPE_EXIT, USER_ERROR_EXIT, main_guard
@@ -164,6 +165,28 @@ def test_eval_reads_tab_columns_with_data_overrides(trained, tmp_path: Path, cap
     assert 0.0 <= metrics["released/f1"] <= 1.0
     rows = [line.split("\t") for line in (tmp_path / "out" / "predictions" / "released.conll").read_text().splitlines()]
     assert [row[0] for row in rows if row != [""]][5:11] == ["Anna", "Korhonen", "lives", "in", "New York", "."]
+
+
+def test_eval_on_another_tag_set_scores_as_seqeval(columns, tmp_path: Path) -> None:
+    """Gold has a type the model never saw (EVENT) and lacks one it predicts (MISC): every entity still counts."""
+    file = tmp_path / "other_tags.iob2"
+    file.write_text(COLUMNS_TRAIN.replace("3\tDanish\tI-MISC\n4\tcall\tO", "3\tDanish\tI-EVENT\n4\tcall\tI-EVENT"))
+    metrics = run_eval([f"ckpt_path={columns[0]}", f"input={file}"], tmp_path)
+    assert all(math.isfinite(value) for value in metrics.values())
+    blocks = (tmp_path / "predictions" / "other_tags.conll").read_text().strip().split("\n\n")
+    sentences = [[line.split("\t") for line in block.splitlines()] for block in blocks]  # token, gold, predicted
+    gold, predicted = ([[row[column] for row in sentence] for sentence in sentences] for column in (1, 2))
+    assert "I-MISC" in sum(predicted, []) and "I-MISC" not in sum(gold, []) and "I-EVENT" in sum(gold, [])
+    assert metrics["other_tags/precision"] == pytest.approx(precision_score(gold, predicted), abs=1e-6)
+    assert metrics["other_tags/recall"] == pytest.approx(recall_score(gold, predicted), abs=1e-6)
+    assert metrics["other_tags/recall"] < 1.0  # the EVENT entity is missed
+    assert metrics["other_tags/f1"] == pytest.approx(f1_score(gold, predicted), abs=1e-6)
+    report = classification_report(gold, predicted, output_dict=True, zero_division=0)
+    types = {key for key in report if not key.endswith(" avg")}
+    assert {"EVENT", "MISC"} <= types
+    for kind in types:
+        assert metrics[f"other_tags/f1_{kind}"] == pytest.approx(report[kind]["f1-score"], abs=1e-6), kind
+    assert metrics["other_tags/f1_EVENT"] == metrics["other_tags/f1_MISC"] == 0.0
 
 
 def test_eval_of_a_classifier_writes_text_gold_prediction_probability(trained, tmp_path: Path) -> None:

@@ -96,6 +96,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     else:
         raise UserError(f"split={cfg.split} is not a split; use one of {', '.join(SPLITS)}, or input=FILE")
     data.add_split(name, examples)
+    if isinstance(module, TaggingModule):
+        module.set_gold_tags(data.tags.items)  # with any gold tags of the data that the model lacks
     log.info("%s; evaluating on %s (%d examples)", loaded.describe(), name, len(examples))
 
     trainer: L.Trainer = instantiate(cfg.trainer)

@@ -146,10 +146,17 @@ class TaggingDataModule(BucketedDataModule):
         self.chars = Vocabulary.from_dict(model_kwargs["chars"]) if model_kwargs.get("chars") else None
 
     def add_split(self, name: str, examples: list[dict]) -> None:
-        unseen = {tag for example in examples for tag in example["tags"] if tag not in self.tags}
-        if unseen:  # only outside training: setup puts every split's tags in the vocabulary
-            raise DataError(f"{self.name} {name}: tags {sorted(unseen)} are not among the model's tags "
-                            f"{self.tags.items}; evaluate on data annotated with the model's tag set")
+        """Encodes a split; gold tags the model lacks (evaluation data only) are appended to ``tags``.
+
+        Setup puts every split's tags in the vocabulary, so only data read later (``eval.py input=FILE``) can
+        bring new ones. Their ids follow the model's tags, so the model never predicts them and their gold
+        entities (tokens) count as misses; ``TaggingModule.set_gold_tags`` makes its metrics score them.
+        """
+        unseen = sorted({tag for example in examples for tag in example["tags"] if tag not in self.tags})
+        if unseen:
+            log.warning("%s: tags %s are not among the model's tags %s; the model never predicts them, so their "
+                        "gold entities (tokens) count as misses", name, unseen, self.tags.items)
+            self.tags = Vocabulary([*self.tags.items, *unseen], unk=None)
         super().add_split(name, examples)
 
     def encoder(self):
