@@ -159,7 +159,7 @@ def test_eval_reads_tab_columns_with_data_overrides(trained, tmp_path: Path, cap
     file.write_text(COLUMNS_TRAIN)
     checkpoint = trained["ner"][0]
     message = user_error("eval", [f"ckpt_path={checkpoint}", f"input={file}", f"paths.output_dir={tmp_path}"], capsys)
-    assert f"{file}:2: expected 5 whitespace-separated columns" in message and "set comment_prefix='#'" in message
+    assert f"{file}:2: expected 5 whitespace-separated columns" in message and "set data.comment_prefix='#'" in message
     metrics = run_eval([f"ckpt_path={checkpoint}", f"input={file}", *(f"+{option}" for option in COLUMNS_OPTIONS)],
                        tmp_path / "out")
     assert 0.0 <= metrics["released/f1"] <= 1.0

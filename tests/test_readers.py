@@ -83,11 +83,11 @@ def test_hash_lines_are_tokens_without_a_comment_prefix(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("text, options, expected", [
     (COLUMNS_TRAIN, {"delimiter": "tab"}, r"x:1: expected at least 3 tab-separated columns, found 1 in "
-                                          r"'# newdoc id = doc1'; set comment_prefix='#' to skip comment lines"),
+                                          r"'# newdoc id = doc1'; set data.comment_prefix='#' to skip comment lines"),
     (COLUMNS_TRAIN, {"comment_prefix": "#"}, r"x:16: expected 3 whitespace-separated columns, found 4 in "
-                                             r"'5\\tNew York\\tI-LOC'; set delimiter=tab if tokens contain spaces"),
+                                             r"'5\\tNew York\\tI-LOC'; set data.delimiter=tab if tokens contain"),
     (CONLL_TRAIN, {"delimiter": "tab"}, r"x:3: expected at least 3 tab-separated columns, found 1 .*; set "
-                                        r"delimiter=whitespace if columns are separated by spaces"),
+                                        r"data.delimiter=whitespace if columns are separated by spaces"),
     ("1\t\tO\n", {"delimiter": "tab"}, r"x:1: empty token or tag field in '1\\t\\tO'; fix the line"),
     (COLUMNS_TRAIN, {"delimiter": "tabs"}, r"delimiter='tabs' is no column delimiter; set data.delimiter to one "
                                            r"of whitespace, tab"),

@@ -44,11 +44,11 @@ def check_conll_options(delimiter: str, comment_prefix: str | None) -> None:
 def _conll_advice(line: str, delimiter: str, comment_prefix: str | None) -> str:
     """How to fix a line with the wrong number of columns: the option that most likely reads it."""
     if comment_prefix is None and line.startswith("#"):
-        return "set comment_prefix='#' to skip comment lines, or fix the line"
+        return "set data.comment_prefix='#' to skip comment lines, or fix the line"
     if delimiter == "whitespace" and "\t" in line:
-        return "set delimiter=tab if tokens contain spaces, or fix the line or token_column/tag_column"
+        return "set data.delimiter=tab if tokens contain spaces, or fix the line or token_column/tag_column"
     if delimiter == "tab" and "\t" not in line:
-        return "set delimiter=whitespace if columns are separated by spaces, or fix the line"
+        return "set data.delimiter=whitespace if columns are separated by spaces, or fix the line"
     return "fix the line or set token_column/tag_column"
 
 
