@@ -42,6 +42,35 @@ on IN B-PP O
 Monday NNP B-NP O
 """
 
+# Columns as Universal NER releases them: comment lines, then TAB-separated ID FORM TAG; a token may hold a space,
+# and a "#" token is no comment (its line starts with the ID). The sentences and tags of CONLL_TRAIN, in part.
+COLUMNS_TRAIN = """# newdoc id = doc1
+# sent_id = 1
+# text = UNESCO praises Danish call.
+1\tUNESCO\tI-ORG
+2\tpraises\tO
+3\tDanish\tI-MISC
+4\tcall\tO
+5\t.\tO
+
+# sent_id = 2
+# text = Anna Korhonen lives in New York.
+1\tAnna\tI-PER
+2\tKorhonen\tI-PER
+3\tlives\tO
+4\tin\tO
+5\tNew York\tI-LOC
+6\t.\tO
+
+# sent_id = 3
+# text = # The World Bank
+1\t#\tO
+2\tThe\tO
+3\tWorld\tI-ORG
+4\tBank\tI-ORG
+"""
+COLUMNS_OPTIONS = ["data.token_column=1", "data.tag_column=2", "data.delimiter=tab", "data.comment_prefix='#'"]
+
 CONLLU_TRAIN = """# sent_id = 1
 # text = They walk the dog.
 1\tThey\tthey\tPRON\tPRP\t_\t2\tnsubj\t_\t_

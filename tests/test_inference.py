@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 
-from conftest import CONF, ROOT, compose_train, write_conll
+from conftest import COLUMNS_OPTIONS, COLUMNS_TRAIN, CONF, ROOT, compose_train, write_conll
 from rnnlab.errors import BROKEN_PIPE_EXIT, USER_ERROR_EXIT, main_guard
 from rnnlab.evaluate import evaluate
 from rnnlab.pipeline import train
@@ -57,6 +58,19 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, d
         shutil.rmtree(root / "run")
         runs[task] = (checkpoint, metrics, test_only)
     return runs
+
+
+@pytest.fixture(scope="module")
+def columns(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A NER tagger trained on TAB columns with an ID column and comments (every split: COLUMNS_TRAIN), trained
+    until it has memorised them; its best checkpoint and the training run's metrics."""
+    root = tmp_path_factory.mktemp("columns")
+    data = write_conll(root / "data", train=COLUMNS_TRAIN, dev=COLUMNS_TRAIN, test=COLUMNS_TRAIN)
+    memorise = ["model.embedding_dim=16", "model.encoder.hidden_size=16", "model.head_hidden=0", "model.dropout=0",
+                "model.embedding_dropout=0", "model.word_dropout=0", "trainer.max_epochs=25", "task.optimizer.lr=0.05",
+                "callbacks.early_stopping.patience=100", "~logger"]
+    metrics = train(compose_train(["task=ner", *COLUMNS_OPTIONS, *memorise, f"paths.data_dir={data}"], root / "run"))
+    return next((root / "run" / "checkpoints").glob("epoch*.ckpt")), metrics
 
 
 def config(name: str, overrides: list[str]):
@@ -131,6 +145,50 @@ def test_eval_writes_tagger_predictions_beside_gold(trained, tmp_path: Path) -> 
     assert all(len(row) == 3 for row in rows if row != [""])
 
 
+def test_training_reads_tab_columns_with_ids_and_comments(columns) -> None:
+    checkpoint, metrics = columns
+    assert metrics["test/f1"] == 1.0  # test = train: memorised
+    saved = torch.load(checkpoint, weights_only=True)
+    assert saved["rnnlab"]["config"]["data"]["delimiter"] == "tab"
+    assert "New York" in saved["hyper_parameters"]["vocab"]["items"]
+
+
+def test_eval_reads_tab_columns_with_data_overrides(trained, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A model trained on whitespace columns, evaluated on TAB columns with an ID column and comments."""
+    file = tmp_path / "released.iob2"
+    file.write_text(COLUMNS_TRAIN)
+    checkpoint = trained["ner"][0]
+    message = user_error("eval", [f"ckpt_path={checkpoint}", f"input={file}", f"paths.output_dir={tmp_path}"], capsys)
+    assert f"{file}:2: expected 5 whitespace-separated columns" in message and "set data.comment_prefix='#'" in message
+    metrics = run_eval([f"ckpt_path={checkpoint}", f"input={file}", *(f"+{option}" for option in COLUMNS_OPTIONS)],
+                       tmp_path / "out")
+    assert 0.0 <= metrics["released/f1"] <= 1.0
+    rows = [line.split("\t") for line in (tmp_path / "out" / "predictions" / "released.conll").read_text().splitlines()]
+    assert [row[0] for row in rows if row != [""]][5:11] == ["Anna", "Korhonen", "lives", "in", "New York", "."]
+
+
+def test_eval_on_another_tag_set_scores_as_seqeval(columns, tmp_path: Path) -> None:
+    """Gold has a type the model never saw (EVENT) and lacks one it predicts (MISC): every entity still counts."""
+    file = tmp_path / "other_tags.iob2"
+    file.write_text(COLUMNS_TRAIN.replace("3\tDanish\tI-MISC\n4\tcall\tO", "3\tDanish\tI-EVENT\n4\tcall\tI-EVENT"))
+    metrics = run_eval([f"ckpt_path={columns[0]}", f"input={file}"], tmp_path)
+    assert all(math.isfinite(value) for value in metrics.values())
+    blocks = (tmp_path / "predictions" / "other_tags.conll").read_text().strip().split("\n\n")
+    sentences = [[line.split("\t") for line in block.splitlines()] for block in blocks]  # token, gold, predicted
+    gold, predicted = ([[row[column] for row in sentence] for sentence in sentences] for column in (1, 2))
+    assert "I-MISC" in sum(predicted, []) and "I-MISC" not in sum(gold, []) and "I-EVENT" in sum(gold, [])
+    assert metrics["other_tags/precision"] == pytest.approx(precision_score(gold, predicted), abs=1e-6)
+    assert metrics["other_tags/recall"] == pytest.approx(recall_score(gold, predicted), abs=1e-6)
+    assert metrics["other_tags/recall"] < 1.0  # the EVENT entity is missed
+    assert metrics["other_tags/f1"] == pytest.approx(f1_score(gold, predicted), abs=1e-6)
+    report = classification_report(gold, predicted, output_dict=True, zero_division=0)
+    types = {key for key in report if not key.endswith(" avg")}
+    assert {"EVENT", "MISC"} <= types
+    for kind in types:
+        assert metrics[f"other_tags/f1_{kind}"] == pytest.approx(report[kind]["f1-score"], abs=1e-6), kind
+    assert metrics["other_tags/f1_EVENT"] == metrics["other_tags/f1_MISC"] == 0.0
+
+
 def test_eval_of_a_classifier_writes_text_gold_prediction_probability(trained, tmp_path: Path) -> None:
     run_eval([f"ckpt_path={trained['sst2'][0]}", f"paths.data_dir={trained['sst2'][2]}"], tmp_path)
     header, *rows = (tmp_path / "predictions" / "test.tsv").read_text().splitlines()
@@ -163,6 +221,19 @@ def test_predict_tags_lines_and_conll_alike(trained, tmp_path: Path, capsys: pyt
     conll.write_text("".join(f"{token}\n" for token in "Anna lives in London .".split()))
     assert run_predict([f"ckpt_path={trained['ner'][0]}", f"input={conll}", "input_format=conll"],
                        capsys) == first + "\n\n"
+
+
+def test_predict_reads_tab_columns(trained, columns, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """With the options of the checkpoint's data config, or with +data overrides as eval.py takes them."""
+    file = tmp_path / "released.iob2"
+    file.write_text(COLUMNS_TRAIN)
+    gold = [line.split("\t")[1:] for line in COLUMNS_TRAIN.splitlines() if line and not line.startswith("#")]
+    out = run_predict([f"ckpt_path={columns[0]}", f"input={file}", "input_format=conll"], capsys)
+    assert [line.split("\t") for line in out.splitlines() if line] == gold  # memorised
+    overrides = [f"+{option}" for option in COLUMNS_OPTIONS]
+    out = run_predict([f"ckpt_path={trained['ner'][0]}", f"input={file}", "input_format=conll", *overrides], capsys)
+    assert [line.split("\t")[0] for line in out.splitlines() if line] == [token for token, _ in gold]
+    assert out.count("\n\n") == 3
 
 
 def test_predict_classifies_lines(trained, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

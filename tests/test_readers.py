@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONLL_TRAIN, CONLLU_TRAIN, write_conll
+from conftest import COLUMNS_TRAIN, CONLL_TRAIN, CONLLU_TRAIN, write_conll
 from rnnlab.data.classification import read_labelled
 from rnnlab.data.errors import DataError
 from rnnlab.data.lm import read_text
@@ -18,9 +18,9 @@ from rnnlab.data.vocab import Vocabulary
 CONLL_FILES = {"train": "eng.train", "validation": "eng.testa", "test": "eng.testb"}
 
 
-def conll_datamodule(root: Path, **kwargs) -> TaggingDataModule:
-    return TaggingDataModule(name="conll2003", subdir="conll2003", files=CONLL_FILES, token_column=0,
-                             tag_column=3, data_dir=str(root), batch_size=2, **kwargs)
+def conll_datamodule(root: Path, token_column: int = 0, tag_column: int = 3, **kwargs) -> TaggingDataModule:
+    return TaggingDataModule(name="conll2003", subdir="conll2003", files=CONLL_FILES, token_column=token_column,
+                             tag_column=tag_column, data_dir=str(root), batch_size=2, **kwargs)
 
 
 def test_conll_reader_skips_docstart_and_splits_sentences(tmp_path: Path) -> None:
@@ -61,6 +61,53 @@ def test_malformed_conll_line_names_file_and_line(tmp_path: Path) -> None:
     path.write_text("UNESCO NNP B-NP I-ORG\npraises VBZ\n")
     with pytest.raises(DataError, match=r"bad\.conll:2: expected 4 .* columns, found 2"):
         read_conll(path, 0, 3)
+
+
+def test_tab_columns_with_ids_comments_and_spaces_in_tokens(tmp_path: Path) -> None:
+    path = tmp_path / "x.iob2"
+    path.write_text(COLUMNS_TRAIN)
+    sentences = read_conll(path, 1, 2, delimiter="tab", comment_prefix="#")
+    assert [s["tokens"] for s in sentences] == [["UNESCO", "praises", "Danish", "call", "."],
+                                                ["Anna", "Korhonen", "lives", "in", "New York", "."],
+                                                ["#", "The", "World", "Bank"]]
+    assert sentences[1]["tags"] == ["I-PER", "I-PER", "O", "O", "I-LOC", "O"]
+
+
+def test_hash_lines_are_tokens_without_a_comment_prefix(tmp_path: Path) -> None:
+    path = tmp_path / "x.conll"
+    path.write_text("# SYM O\ncall NN O\n")  # a "#" token, as CoNLL-style files hold them
+    assert read_conll(path, 0, 2) == [{"tokens": ["#", "call"], "tags": ["O", "O"]}]
+    path.write_text("#NFL\tO\nwins\tO\n")  # a hashtag, as WNUT-17 holds them
+    assert read_conll(path, 0, 1, delimiter="tab")[0]["tokens"] == ["#NFL", "wins"]
+
+
+@pytest.mark.parametrize("text, options, expected", [
+    (COLUMNS_TRAIN, {"delimiter": "tab"}, r"x:1: expected at least 3 tab-separated columns, found 1 in "
+                                          r"'# newdoc id = doc1'; set data.comment_prefix='#' to skip comment lines"),
+    (COLUMNS_TRAIN, {"comment_prefix": "#"}, r"x:16: expected 3 whitespace-separated columns, found 4 in "
+                                             r"'5\\tNew York\\tI-LOC'; set data.delimiter=tab if tokens contain"),
+    (CONLL_TRAIN, {"delimiter": "tab"}, r"x:3: expected at least 3 tab-separated columns, found 1 .*; set "
+                                        r"data.delimiter=whitespace if columns are separated by spaces"),
+    ("1\t\tO\n", {"delimiter": "tab"}, r"x:1: empty token or tag field in '1\\t\\tO'; fix the line"),
+    (COLUMNS_TRAIN, {"delimiter": "tabs"}, r"delimiter='tabs' is no column delimiter; set data.delimiter to one "
+                                           r"of whitespace, tab"),
+    (COLUMNS_TRAIN, {"comment_prefix": ""}, r"comment_prefix='' is not what comment lines start with; set "
+                                            r"data.comment_prefix to a non-empty string"),
+], ids=["comments-unset", "whitespace-delimiter", "tab-delimiter", "empty-field", "bad-delimiter", "empty-prefix"])
+def test_column_options_errors_name_line_and_option(text: str, options: dict, expected: str, tmp_path: Path) -> None:
+    path = tmp_path / "x"
+    path.write_text(text)
+    with pytest.raises(DataError, match=expected):
+        read_conll(path, 1, 2, **options)
+
+
+def test_datamodule_reads_tab_columns_with_comments(tmp_path: Path) -> None:
+    root = write_conll(tmp_path, train=COLUMNS_TRAIN, dev=COLUMNS_TRAIN, test=COLUMNS_TRAIN)
+    module = conll_datamodule(root, 1, 2, delimiter="tab", comment_prefix="#")
+    module.setup()
+    assert "New York" in module.vocab and len(module.datasets["train"]) == 3
+    with pytest.raises(DataError, match="set data.delimiter to one of whitespace, tab"):
+        conll_datamodule(root, delimiter="space")
 
 
 def test_non_utf8_file_suggests_encoding_option(tmp_path: Path) -> None:

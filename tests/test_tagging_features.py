@@ -131,6 +131,36 @@ def test_embedder_loads_found_words_and_freezes(tmp_path: Path) -> None:
     assert torch.equal(embedder.embedding.weight[:4], before[:4]) and not embedder.embedding.weight.requires_grad
 
 
+# ----------------------------------------------------------------- gold tags the model lacks
+@pytest.mark.parametrize("task, crf", [("ner", False), ("ner", True), ("pos", False)])
+def test_gold_tags_the_model_lacks_are_scored_as_misses(task: str, crf: bool, data_dir: Path,
+                                                        tmp_path: Path) -> None:
+    """Evaluation data may hold a tag the model never saw (id C): the loss leaves it out, the metric misses it."""
+    cfg = compose_train([f"task={task}", f"model.crf={crf}", "model.embedding_dim=8", "model.encoder.hidden_size=8",
+                         f"paths.data_dir={data_dir}"], tmp_path)
+    module = build(cfg)[1].eval()  # no dropout: the same batch, the same loss
+    new = "B-EVENT" if task == "ner" else "INTJ"
+    module.set_gold_tags([*module.tags.items, new])
+    lacking, other = len(module.tags), module.tags.items[1]
+    batch = {"tokens": torch.tensor([[2, 3, 4], [2, 3, 0]]), "mask": torch.tensor([[True] * 3, [True, True, False]]),
+             "tags": torch.tensor([[0, lacking, 0], [0, 1, -100]])}  # (B, T)
+    loss, _ = module.compute_loss(batch)
+    known = {**batch, "tags": batch["tags"][1:], "tokens": batch["tokens"][1:], "mask": batch["mask"][1:]}
+    if not crf:  # the first sentence's known tokens still count
+        known = {**batch, "tags": batch["tags"].masked_fill(batch["tags"] == lacking, -100)}
+    assert torch.allclose(loss, module.compute_loss(known)[0])
+    nothing_known = {key: value[:1, 1:2] for key, value in batch.items()}
+    assert module.compute_loss(nothing_known)[0].item() == 0.0  # not NaN
+    metric = module.metrics["test"]
+    metric.update(torch.tensor([[0, 0, 0], [0, 1, 0]]), batch["tags"])  # the lacking tag's token predicted O
+    result = metric.compute()
+    if task == "pos":
+        assert result.item() == pytest.approx(4 / 5)
+    else:  # gold: B-EVENT and the other tag's entity; predicted: the other one
+        assert result["recall"].item() == 0.5 and result["precision"].item() == 1.0
+        assert result["f1_EVENT"].item() == 0.0 and result[f"f1_{other[2:]}"].item() == 1.0
+
+
 # ----------------------------------------------------------------- end to end
 @pytest.mark.parametrize("chars", ["cnn", "bilstm"])
 def test_char_crf_tagger_learns_the_fixture(chars: str, data_dir: Path, tmp_path: Path) -> None:

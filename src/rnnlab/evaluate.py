@@ -8,10 +8,10 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from rnnlab.errors import UserError
-from rnnlab.inference import Loaded, datamodule, load_checkpoint
+from rnnlab.inference import Loaded, data_overrides, datamodule, load_checkpoint
 from rnnlab.precision import choose_precision
 from rnnlab.tasks.classification import ClassificationModule
 from rnnlab.tasks.lm import LanguageModelModule
@@ -64,7 +64,7 @@ def _predictions(examples: list[dict], outputs: list, module: L.LightningModule)
 
 
 def _data_overrides(cfg: DictConfig) -> dict:
-    overrides = {key: value for key, value in OmegaConf.to_container(cfg.data).items() if value is not None}
+    overrides = data_overrides(cfg.data)
     if cfg.paths.get("data_dir"):
         overrides["data_dir"] = cfg.paths.data_dir
     return overrides
@@ -97,6 +97,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     else:
         raise UserError(f"split={cfg.split} is not a split; use one of {', '.join(SPLITS)}, or input=FILE")
     data.add_split(name, examples)
+    if isinstance(module, TaggingModule):
+        module.set_gold_tags(data.tags.items)  # with any gold tags of the data that the model lacks
     log.info("%s; evaluating on %s (%d examples)", loaded.describe(), name, len(examples))
 
     precision = choose_precision(cfg.trainer.get("precision"), cfg.trainer.get("accelerator", "auto"))

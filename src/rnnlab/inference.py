@@ -17,6 +17,7 @@ from typing import Any, Iterable, Iterator
 
 import torch
 from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.errors import UserError
 from rnnlab.tasks.base import CHECKPOINT_FORMAT, TaskModule
@@ -123,6 +124,12 @@ def _merge(base: dict, overrides: dict) -> dict:
         merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
             else value
     return merged
+
+
+def data_overrides(data: DictConfig) -> dict[str, Any]:
+    """The ``data`` entry of an eval.py or predict.py config as overrides: its non-null keys (null keeps the
+    checkpoint's value)."""
+    return {key: value for key, value in OmegaConf.to_container(data).items() if value is not None}
 
 
 def datamodule(loaded: Loaded, overrides: dict[str, Any] | None = None):

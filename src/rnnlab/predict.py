@@ -31,7 +31,7 @@ from tqdm import tqdm
 from rnnlab.data.readers import read_conll, read_conllu, read_lines
 from rnnlab.errors import UserError
 from rnnlab.evaluate import conll_block, decoding_overrides
-from rnnlab.inference import Loaded, batched, datamodule, load_checkpoint
+from rnnlab.inference import Loaded, batched, data_overrides, datamodule, load_checkpoint
 from rnnlab.tasks.classification import ClassificationModule
 from rnnlab.tasks.lm import LanguageModelModule
 from rnnlab.tasks.tagging import TaggingModule
@@ -61,12 +61,18 @@ def _check_options(cfg: DictConfig, loaded: Loaded) -> None:
         raise UserError(f"input {cfg.input} not found; pass input= a file, or input=- to read stdin")
 
 
-def _items(cfg: DictConfig, tokens: bool) -> Iterator[Any]:
-    """The input sentences: lines (token lists when ``tokens``), or CoNLL sentences as token lists."""
+def _items(cfg: DictConfig, data: Any, tokens: bool) -> Iterator[Any]:
+    """The input sentences: lines (token lists when ``tokens``), or CoNLL sentences as token lists.
+
+    CoNLL columns are read with the tagger's data options (``token_column``, ``delimiter``,
+    ``comment_prefix``: the checkpoint's, or ``+data.*`` overrides); tags, if any, are not read.
+    """
     if cfg.input_format != "text":
-        read = read_conll if cfg.input_format == "conll" else read_conllu
         path = "/dev/stdin" if cfg.input == STDIN else cfg.input
-        yield from (sentence["tokens"] for sentence in read(path, encoding=cfg.encoding))
+        sentences = (read_conll(path, data.token_column, encoding=cfg.encoding, delimiter=data.delimiter,
+                                comment_prefix=data.comment_prefix) if cfg.input_format == "conll"
+                     else read_conllu(path, encoding=cfg.encoding))
+        yield from (sentence["tokens"] for sentence in sentences)
         return
     lines = ((line.rstrip("\r\n") for line in sys.stdin) if cfg.input == STDIN
              else (line for _, line in read_lines(cfg.input, cfg.encoding)))
@@ -147,8 +153,8 @@ def predict(cfg: DictConfig) -> None:
     module = loaded.module
     if isinstance(module, TranslationModule):
         decoding_overrides(module, cfg.beam_size, cfg.max_length)
-    data = datamodule(loaded)
-    items = tqdm(_items(cfg, tokens=isinstance(module, TaggingModule)), unit=" sentences", file=sys.stderr,
+    data = datamodule(loaded, data_overrides(cfg.data))
+    items = tqdm(_items(cfg, data, tokens=isinstance(module, TaggingModule)), unit=" sentences", file=sys.stderr,
                  disable=not sys.stderr.isatty())
     with _open_output(cfg.output) as output:
         if cfg.mode == "generate":

@@ -9,6 +9,7 @@ from typing import Iterator
 from rnnlab.data.errors import DataError
 
 UPOS_COLUMN = 3  # CoNLL-U: ID FORM LEMMA UPOS XPOS FEATS HEAD DEPREL DEPS MISC
+DELIMITERS = ("whitespace", "tab")  # of read_conll's columns
 
 
 def read_lines(path: str | Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
@@ -30,39 +31,71 @@ def read_lines(path: str | Path, encoding: str = "utf-8") -> Iterator[tuple[int,
             f"set the data option `encoding` to the file's encoding (e.g. encoding=cp1252)") from None
 
 
-def read_conll(path: str | Path, token_column: int = 0, tag_column: int = -1,
-               encoding: str = "utf-8") -> list[dict]:
+def check_conll_options(delimiter: str, comment_prefix: str | None) -> None:
+    """Raises ``DataError`` naming the data option when ``read_conll`` cannot use a value."""
+    if delimiter not in DELIMITERS:
+        raise DataError(f"delimiter={delimiter!r} is no column delimiter; set data.delimiter to one of "
+                        f"{', '.join(DELIMITERS)}")
+    if comment_prefix is not None and not (isinstance(comment_prefix, str) and comment_prefix):
+        raise DataError(f"comment_prefix={comment_prefix!r} is not what comment lines start with; set "
+                        f"data.comment_prefix to a non-empty string (e.g. '#'), or null for no comment lines")
+
+
+def _conll_advice(line: str, delimiter: str, comment_prefix: str | None) -> str:
+    """How to fix a line with the wrong number of columns: the option that most likely reads it."""
+    if comment_prefix is None and line.startswith("#"):
+        return "set data.comment_prefix='#' to skip comment lines, or fix the line"
+    if delimiter == "whitespace" and "\t" in line:
+        return "set data.delimiter=tab if tokens contain spaces, or fix the line or token_column/tag_column"
+    if delimiter == "tab" and "\t" not in line:
+        return "set data.delimiter=whitespace if columns are separated by spaces, or fix the line"
+    return "fix the line or set token_column/tag_column"
+
+
+def read_conll(path: str | Path, token_column: int = 0, tag_column: int = -1, encoding: str = "utf-8",
+               delimiter: str = "whitespace", comment_prefix: str | None = None) -> list[dict]:
     """Reads a CoNLL column file (one token per line, blank or whitespace-only lines between sentences).
 
-    ``-DOCSTART-`` lines are skipped. Columns are split on any whitespace.
+    ``-DOCSTART-`` lines are skipped. Every token line must have as many columns as the first one.
 
     Args:
         path: file to read.
         token_column: index of the word column.
         tag_column: index of the tag column (negative counts from the end).
         encoding: text encoding.
+        delimiter: ``"whitespace"``: columns are split on any run of spaces and tabs; ``"tab"``: on each tab
+            only, so a token may contain spaces (surrounding spaces of a field are dropped).
+        comment_prefix: lines starting with it are skipped (e.g. ``"#"`` for ``# sent_id = ...`` lines);
+            None reads every line as a token, as a ``# SYM O`` line of CoNLL-2003 must be.
 
     Returns:
         ``[{"tokens": [...], "tags": [...]}, ...]``, one per sentence.
     """
+    check_conll_options(delimiter, comment_prefix)
     needed = max(token_column, tag_column) + 1 if tag_column >= 0 else max(token_column + 1, -tag_column)
     sentences: list[dict] = []
     tokens: list[str] = []
     tags: list[str] = []
     width = None
     for number, line in read_lines(path, encoding):
-        columns = line.split()
-        if not columns:
+        if not line.strip():
             if tokens:
                 sentences.append({"tokens": tokens, "tags": tags})
                 tokens, tags = [], []
             continue
-        if columns[0] == "-DOCSTART-":
+        if comment_prefix is not None and line.startswith(comment_prefix):
             continue
+        if line.split(maxsplit=1)[0] == "-DOCSTART-":  # whatever the delimiter, as CoNLL-2003 writes it
+            continue
+        columns = line.split() if delimiter == "whitespace" else [field.strip(" ") for field in line.split("\t")]
         if len(columns) < needed or (width is not None and len(columns) != width):
             expected = width if width is not None else f"at least {needed}"
-            raise DataError(f"{path}:{number}: expected {expected} whitespace-separated columns, found "
-                            f"{len(columns)} in {line!r}; fix the line or set token_column/tag_column")
+            separated = "whitespace-separated" if delimiter == "whitespace" else "tab-separated"
+            raise DataError(f"{path}:{number}: expected {expected} {separated} columns, found {len(columns)} in "
+                            f"{line!r}; {_conll_advice(line, delimiter, comment_prefix)}")
+        if not (columns[token_column] and columns[tag_column]):
+            raise DataError(f"{path}:{number}: empty token or tag field in {line!r}; fix the line or set "
+                            f"token_column/tag_column")
         width = len(columns)
         tokens.append(columns[token_column])
         tags.append(columns[tag_column])

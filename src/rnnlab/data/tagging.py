@@ -12,7 +12,7 @@ import datasets
 from rnnlab.data.batching import IGNORE_INDEX, pad_sequences
 from rnnlab.data.bucketed import BucketedDataModule
 from rnnlab.data.errors import DataError
-from rnnlab.data.readers import read_conll, read_conllu
+from rnnlab.data.readers import check_conll_options, read_conll, read_conllu
 from rnnlab.data.sources import load_with_fallback
 from rnnlab.data.vocab import Vocabulary
 
@@ -28,10 +28,13 @@ class TaggingDataModule(BucketedDataModule):
         name: dataset name used in messages.
         subdir: folder of this dataset inside ``data_dir``.
         files: file name per split (``train``, ``validation``, ``test``); absolute paths are used as given.
-        format: ``"conll"`` (whitespace columns) or ``"conllu"``.
+        format: ``"conll"`` (columns) or ``"conllu"``.
         token_column: word column (``conll`` only).
         tag_column: tag column; for ``conllu`` the field index (3 = UPOS).
         encoding: text encoding of the files.
+        delimiter: ``conll`` only: ``"whitespace"`` (columns split on spaces and tabs) or ``"tab"`` (on tabs
+            only, so tokens may contain spaces).
+        comment_prefix: ``conll`` only: lines starting with it are skipped (e.g. ``"#"``); None: no comments.
         data_dir: local data root (``paths.data_dir``); None to use the Hub.
         hub: Hub source: ``{path, tokens, tags}`` for a parquet dataset, or ``{urls: {split: url}}`` for
             files in ``format`` downloaded by URL.
@@ -48,20 +51,22 @@ class TaggingDataModule(BucketedDataModule):
 
     def __init__(self, name: str, subdir: str, files: dict[str, str], format: str = "conll",
                  token_column: int = 0, tag_column: int = -1, encoding: str = "utf-8",
-                 data_dir: str | None = None, hub: dict | None = None, batch_size: int = 32,
-                 eval_batch_size: int = 128, min_freq: int = 1, lowercase: bool = False,
-                 max_word_length: int = 0, num_workers: int = 0, seed: int = 0):
+                 delimiter: str = "whitespace", comment_prefix: str | None = None, data_dir: str | None = None,
+                 hub: dict | None = None, batch_size: int = 32, eval_batch_size: int = 128, min_freq: int = 1,
+                 lowercase: bool = False, max_word_length: int = 0, num_workers: int = 0, seed: int = 0):
         super().__init__(batch_size, eval_batch_size, num_workers, seed)
         if format not in ("conll", "conllu"):
             raise ValueError(f"data.format must be 'conll' or 'conllu', got {format!r}")
         missing = set(SPLITS) - set(files)
         if missing:
             raise ValueError(f"data.files needs an entry for {sorted(missing)}")
+        check_conll_options(delimiter, comment_prefix)
         if max_word_length < 0:
             raise ValueError(f"data.max_word_length must be >= 0, got {max_word_length}")
         self.name, self.subdir, self.files = name, subdir, dict(files)
         self.format, self.token_column, self.tag_column = format, token_column, tag_column
         self.encoding, self.data_dir, self.hub = encoding, data_dir, hub
+        self.delimiter, self.comment_prefix = delimiter, comment_prefix
         self.min_freq, self.lowercase, self.max_word_length = min_freq, lowercase, max_word_length
         self.vocab: Vocabulary | None = None
         self.chars: Vocabulary | None = None
@@ -72,7 +77,8 @@ class TaggingDataModule(BucketedDataModule):
     def _read(self, path: Path) -> list[dict]:
         if self.format == "conllu":
             return read_conllu(path, self.tag_column, self.encoding)
-        return read_conll(path, self.token_column, self.tag_column, self.encoding)
+        return read_conll(path, self.token_column, self.tag_column, self.encoding, self.delimiter,
+                          self.comment_prefix)
 
     def _load_hub(self, splits: tuple[str, ...]) -> dict[str, list[dict]]:
         if "urls" in self.hub:
@@ -140,10 +146,17 @@ class TaggingDataModule(BucketedDataModule):
         self.chars = Vocabulary.from_dict(model_kwargs["chars"]) if model_kwargs.get("chars") else None
 
     def add_split(self, name: str, examples: list[dict]) -> None:
-        unseen = {tag for example in examples for tag in example["tags"] if tag not in self.tags}
-        if unseen:  # only outside training: setup puts every split's tags in the vocabulary
-            raise DataError(f"{self.name} {name}: tags {sorted(unseen)} are not among the model's tags "
-                            f"{self.tags.items}; evaluate on data annotated with the model's tag set")
+        """Encodes a split; gold tags the model lacks (evaluation data only) are appended to ``tags``.
+
+        Setup puts every split's tags in the vocabulary, so only data read later (``eval.py input=FILE``) can
+        bring new ones. Their ids follow the model's tags, so the model never predicts them and their gold
+        entities (tokens) count as misses; ``TaggingModule.set_gold_tags`` makes its metrics score them.
+        """
+        unseen = sorted({tag for example in examples for tag in example["tags"] if tag not in self.tags})
+        if unseen:
+            log.warning("%s: tags %s are not among the model's tags %s; the model never predicts them, so their "
+                        "gold entities (tokens) count as misses", name, unseen, self.tags.items)
+            self.tags = Vocabulary([*self.tags.items, *unseen], unk=None)
         super().add_split(name, examples)
 
     def encoder(self):

@@ -59,12 +59,25 @@ class TaggingModule(SupervisedTask):
         self.head = MLPHead(self.encoder.get_output_dim(), len(self.tags), model.get("head_hidden", 0),
                             model.get("head_activation", "tanh"), model.get("dropout", 0.0))
         self.crf = CRF(len(self.tags)) if model.get("crf", False) else None
-        self.metrics = nn.ModuleDict({stage: self._make_metric(metric) for stage in ("val", "test")})
+        self.set_gold_tags(self.tags.items)
 
-    def _make_metric(self, metric: str) -> Metric:
-        if metric == "span_f1":
-            return SpanF1(self.tags.items, ignore_index=IGNORE_INDEX)
-        return MulticlassAccuracy(len(self.tags), average="micro", ignore_index=IGNORE_INDEX)
+    def set_gold_tags(self, tags: list[str]) -> None:
+        """(Re)builds the metrics over a gold tag set: the model's tags, then any gold tags it lacks.
+
+        Evaluation data may hold tags the model never saw; with ids after the model's, their tokens count as
+        wrong and their entities as missed, and an entity type only they carry gets an F1 of 0.
+
+        Args:
+            tags: the gold tag vocabulary's items; its first ``len(self.tags)`` are the model's, in order.
+        """
+        if tags[:len(self.tags)] != self.tags.items:
+            raise ValueError(f"gold tags must start with the model's tags {self.tags.items}, got {tags}")
+        self.metrics = nn.ModuleDict({stage: self._make_metric(tags) for stage in ("val", "test")})
+
+    def _make_metric(self, tags: list[str]) -> Metric:
+        if self.hparams.metric == "span_f1":
+            return SpanF1(tags, ignore_index=IGNORE_INDEX)
+        return MulticlassAccuracy(len(tags), average="micro", ignore_index=IGNORE_INDEX)
 
     def forward(self, tokens: Tensor, mask: Tensor, chars: Tensor | None = None) -> Tensor:
         """``(B, T)`` word ids and mask (and ``(B, T, L)`` character ids with ``model.chars``) -> ``(B, T, C)``
@@ -79,10 +92,21 @@ class TaggingModule(SupervisedTask):
 
     def _loss(self, scores: Tensor, batch: dict) -> Tensor:
         """Mean per real token: the CRF's sentence NLLs are summed and divided by the token count, so both
-        heads train at the same learning rates."""
+        heads train at the same learning rates.
+
+        Gold tags the model lacks (ids >= C, only in evaluation data: see ``set_gold_tags``) have no score, so
+        their tokens (with the CRF, their sentences) are left out; a batch of nothing else has loss 0.
+        """
+        tags, mask = batch["tags"], batch["mask"]  # (B, T) each
+        lacking = tags >= scores.shape[-1]  # (B, T)
         if self.crf is None:
-            return F.cross_entropy(scores.flatten(0, 1), batch["tags"].flatten(), ignore_index=IGNORE_INDEX)
-        return self.crf.nll(scores, batch["tags"], batch["mask"]).sum() / batch["mask"].sum()
+            targets = tags.masked_fill(lacking, IGNORE_INDEX).flatten()  # (B*T,)
+            total = F.cross_entropy(scores.flatten(0, 1), targets, ignore_index=IGNORE_INDEX, reduction="sum")
+            return total / targets.ne(IGNORE_INDEX).sum().clamp(min=1)
+        kept = ~lacking.any(1)  # (B,)
+        # Weighted rather than indexed, so no device sync: a left-out sentence's NLL (any tag will do) counts 0.
+        nll = self.crf.nll(scores, tags.masked_fill(lacking, 0), mask)  # (B,)
+        return (nll * kept).sum() / (mask & kept.unsqueeze(1)).sum().clamp(min=1)
 
     def _decode(self, scores: Tensor, mask: Tensor) -> Tensor:
         if self.crf is None:
