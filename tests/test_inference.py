@@ -298,6 +298,21 @@ def test_missing_and_invalid_checkpoints_and_inputs(trained, tmp_path: Path, cap
     assert f"input {tmp_path / 'none.conll'} not found; pass input= a file in the model's data format" in message
 
 
+def test_a_device_name_torch_does_not_know_is_named_before_the_checkpoint(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    text = write_lines(tmp_path / "in.txt", ["a b"])
+    message = user_error("predict", [f"ckpt_path={tmp_path / 'none.ckpt'}", f"input={text}", "device=gpu"], capsys)
+    assert "device=gpu is not a device name; use cpu, cuda or cuda:N (the N-th GPU)" in message
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the message of a machine without CUDA")
+def test_cuda_without_a_gpu_is_named_not_taken_for_a_bad_checkpoint(trained, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    text = write_lines(tmp_path / "in.txt", ["a b"])
+    message = user_error("predict", [f"ckpt_path={trained['ner'][0]}", f"input={text}", "device=cuda"], capsys)
+    assert f"device=cuda, but torch {torch.__version__} finds no CUDA GPU; use device=cpu" in message
+
+
 @pytest.mark.parametrize("version", [None, CHECKPOINT_FORMAT + 1])
 def test_incompatible_format_versions(version: int | None, trained, tmp_path: Path,
                                       capsys: pytest.CaptureFixture) -> None:

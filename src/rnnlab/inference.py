@@ -51,7 +51,23 @@ class Loaded:
         return f"{self.path} holds a {self.task} {self.kind}"
 
 
-def _read(path: Path, device: str) -> dict:
+def _device(name: str) -> torch.device:
+    """``name`` as a device this machine has; checked before reading, so torch's errors are not taken for a bad
+    checkpoint."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device={name} is not a device name; use cpu, cuda or cuda:N (the N-th GPU)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise UserError(f"device={name}, but torch {torch.__version__} finds no CUDA GPU; use device=cpu")
+        if device.index is not None and device.index >= count:
+            raise UserError(f"device={name}, but torch finds {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    return device
+
+
+def _read(path: Path, device: torch.device) -> dict:
     if not path.is_file():
         raise UserError(f"checkpoint {path} not found; pass ckpt_path= a .ckpt file written by train.py, e.g. "
                         f"outputs/<task>/<time>/checkpoints/last.ckpt")
@@ -94,12 +110,13 @@ def load_checkpoint(path: str | Path, task: str | None = None, device: str = "cp
     Args:
         path: the ``.ckpt`` file.
         task: the task the caller expects (e.g. ``ner``); None accepts any supported one.
-        device: where the weights go (``cpu``, ``cuda``).
+        device: where the weights go (``cpu``, ``cuda``, ``cuda:1``).
 
     Raises:
-        UserError: the file is missing or no checkpoint, its format version is not this rnnlab's, its task is
-            not supported or not ``task``.
+        UserError: ``device`` is no device of this machine; the file is missing or no checkpoint, its format
+            version is not this rnnlab's, its task is not supported or not ``task``.
     """
+    device = _device(device)
     path = Path(path)
     checkpoint = _read(path, device)
     info = _check_format(path, checkpoint)
