@@ -20,6 +20,9 @@ Why these levels: a working run reaches about 1.0 (ppl below 1.2, BLEU near 90 o
 and seconds, so the levels leave room for other seeds and library versions; a model that did not learn
 stays near the last column, so the levels tell the two apart. ``test_levels_need_optimizer_steps`` checks
 that second half: with optimiser steps that change nothing, no case reaches its level.
+
+What a level cannot see: a loss that also scores padding positions still learns these fixtures, so
+``test_padding_leaves_the_training_loss_unchanged`` checks directly that padding never changes a loss.
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ from typing import Callable
 import pytest
 import torch
 from omegaconf import DictConfig
+from torch import Tensor
 
 from conftest import compose_train
-from rnnlab.pipeline import train
+from rnnlab.data.batching import IGNORE_INDEX
+from rnnlab.pipeline import build, train
 
 NER_LEXICON = {"O": ["the", "met", "in", "visited", "said", "and", "from", "today"],
                "I-PER": ["anna", "boris", "chen"], "I-LOC": ["paris", "lima", "oslo"],
@@ -50,6 +55,10 @@ SYMBOLS = ["a", "b", "c", "d", "e", "f", "g", "h"]
 SMALL = ["model.embedding_dim=16", "model.encoder.hidden_size=16", "model.head_hidden=0", "model.dropout=0",
          "model.embedding_dropout=0", "model.word_dropout=0", "logger=[]"]
 FAST = [*SMALL, "data.batch_size=10", "task.optimizer.lr=0.02", "trainer.max_epochs=3"]
+
+# What a padding step holds, per batch key of the file-based tasks; word id 0 is <pad> in every vocabulary.
+PADDING = {"tokens": 0, "mask": False, "tags": IGNORE_INDEX, "targets": IGNORE_INDEX, "source": 0,
+           "source_mask": False, "target": 0, "target_mask": False}
 
 Example = Callable[[random.Random], dict[str, str]]  # one example: the text of each file suffix
 
@@ -159,3 +168,25 @@ def test_levels_need_optimizer_steps(name: str, tmp_path: Path, monkeypatch: pyt
     value = train(cfg)[case.metric]
     assert not case.reached(value), f"{case.metric} = {value:.4g} without a single step, level {case.level}"
 
+
+def padded(batch: dict, steps: int = 3) -> dict:
+    """The batch with ``steps`` more padding steps after every sequence."""
+    def pad(value: Tensor, fill: int | bool) -> Tensor:
+        return torch.cat([value, value.new_full((value.shape[0], steps), fill)], dim=1)
+
+    return {key: pad(value, PADDING[key]) if key in PADDING else value for key, value in batch.items()}
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log")  # the step logs; no trainer here
+@pytest.mark.parametrize("name", [name for name, case in CASES.items() if case.example])
+def test_padding_leaves_the_training_loss_unchanged(name: str, tmp_path: Path) -> None:
+    """Padding steps after every sequence change no training loss. The learning runs cannot tell: a loss that
+    also scores padding (as the first tag, as ``<pad>`` words) or a classifier that reads it reaches every
+    level."""
+    datamodule, module = build(configure(name, tmp_path))
+    batch = next(iter(datamodule.train_dataloader()))
+    losses = []
+    for version in (batch, padded(batch)):
+        module.on_train_epoch_start()  # the language model starts each epoch from a fresh state
+        losses.append(module.training_step(version, 0))
+    torch.testing.assert_close(losses[1], losses[0])
