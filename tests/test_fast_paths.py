@@ -202,12 +202,17 @@ def test_cells_equal_torch_modules(cell: type, torch_class: type[nn.RNNBase], nu
 
 @pytest.mark.parametrize("cell", FAST_CELLS)
 def test_auto_never_runs_the_step_loop(cell: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Sigmoid cells take their whole-sequence kernel; the per-step ``cell.forward`` is never called."""
-    encoder = RNNEncoder(CELLS[cell], INPUT, HIDDEN, 2, True)
-    for layer in encoder.layers:
+    """Sigmoid cells take their whole-sequence kernel: with the per-step ``cell.forward`` gone, "auto" still
+    computes the reference loop's outputs, final states and gradients."""
+    torch.manual_seed(0)
+    fast, reference = fast_and_reference(cell, "bi-stacked", torch.float64)
+    x = torch.randn(3, 5, INPUT, dtype=torch.float64, requires_grad=True)
+    mask = make_mask([5, 1, 3])
+    expected = run_and_differentiate(reference, x, mask, None)
+    for layer in fast.layers:
         for direction in layer:
-            monkeypatch.setattr(direction.cell, "forward", None)
-    encoder(torch.randn(3, 5, INPUT), make_mask([5, 1, 3])).outputs.sum().backward()
+            monkeypatch.setattr(direction.cell, "forward", None)  # calling it would raise
+    assert_close(run_and_differentiate(fast, x, mask, None), expected, TOLERANCE[torch.float64])
 
 
 @pytest.mark.skipif(not cpu_bf16_support()[0], reason=f"no bf16 on this CPU: {cpu_bf16_support()[1]}")
