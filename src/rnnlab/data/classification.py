@@ -273,12 +273,14 @@ class ClassificationDataModule(BucketedDataModule):
 
     # ----------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
-        """Reads the data and builds the vocabularies from train, once."""
+        """Reads the data and builds the vocabularies from train (see ``extend_vocabulary``), once."""
         if self.vocab is not None:
             return
         splits = self.read_splits()
         self.labels = self._check_labels(splits)
-        self.vocab = Vocabulary.build((self._tokens(ex["text"]) for ex in splits["train"]), min_freq=self.min_freq)
+        self.vocab = self.extend_vocabulary(
+            Vocabulary.build((self._tokens(ex["text"]) for ex in splits["train"]), min_freq=self.min_freq),
+            (self._tokens(ex["text"]) for split in SPLITS[1:] for ex in splits[split]))
         for split in SPLITS:
             self.add_split(split, splits[split])
         counts = torch.bincount(torch.tensor(self.datasets["train"]["label"]), minlength=len(self.labels))
