@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import CONF, compose_train
+from conftest import CONF, compose_train, skip_without_vectors
 from rnnlab import inference
 from rnnlab.cells import LSTMCell
 from rnnlab.chars import CharEncoder
@@ -182,8 +182,10 @@ def test_reduce_on_plateau_watches_the_validation_metric_with_mode_max(data_dir:
     train(cfg)  # two epochs: the scheduler stepped on val/acc
 
 
-@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*_char*.yaml")))
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")
+                                                if p.stem.split("_")[0] in ("ner", "pos")))
 def test_tagging_recipes_run(experiment: str, data_dir: Path, tmp_path: Path) -> None:
     cfg = compose_train([f"experiment={experiment}", "debug=fast", f"paths.data_dir={data_dir}"], tmp_path)
+    skip_without_vectors(cfg)
     assert cfg.model.chars and cfg.data.max_word_length > 0
     assert 0.0 <= train(cfg)[f"test/{'f1' if cfg.task.name == 'ner' else 'acc'}"] <= 1.0
