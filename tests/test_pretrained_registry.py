@@ -75,7 +75,7 @@ def test_named_source_exact_form_then_lowercase(tiny_package: PackagedVectors,
     assert vectors.tolist() == [tiny_vectors(w) for w in ("the", "london", "paris", "cat")]
     assert vectors.dtype == torch.float32
     assert f"{NAME}: vectors for 4 of 7 vocabulary words (2 by their lowercased form)" in caplog.text
-    assert vector_words(NAME) == frozenset(TINY_WORDS)
+    assert vector_words(NAME, DIM) == frozenset(TINY_WORDS)
 
 
 def test_named_source_of_another_size_names_the_option(tiny_package: PackagedVectors) -> None:
@@ -90,7 +90,7 @@ def test_missing_package_is_one_line_naming_the_extra(tiny_package: PackagedVect
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     hide_package(monkeypatch)
     with pytest.raises(UserError) as error:
-        vector_words(NAME)
+        vector_words(NAME, DIM)
     message = str(error.value)
     assert "\n" not in message
     assert message.startswith(f"model.pretrained_vectors={NAME} reads the package tiny-vectors-dist, which is not "
@@ -159,7 +159,7 @@ def test_checkpoint_with_named_vectors_predicts_without_the_package(tiny_package
     train(cfg)
     hide_package(monkeypatch)
     with pytest.raises(UserError, match="not installed"):
-        vector_words(NAME)  # the package is gone indeed
+        vector_words(NAME, DIM)  # the package is gone indeed
     loaded = inference.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert loaded.module.embedder.pretrained_vectors == NAME
     berlin = loaded.module.embedder.embedding.weight[loaded.module.vocab["Berlin"]]
@@ -176,5 +176,5 @@ def test_installed_glove_package_loads() -> None:
     ids, vectors = read_pretrained("glove-6b-50d", ["<pad>", "The", "zzqxv-not-a-word"], 50)
     assert ids.tolist() == [1] and vectors.shape == (1, 50)
     assert vectors[0, :2].tolist() == pytest.approx([0.418, 0.24968])
-    words = vector_words("glove-6b-50d")
+    words = vector_words("glove-6b-50d", 50)
     assert len(words) == 400_000 and "the" in words and "The" not in words

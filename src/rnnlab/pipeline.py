@@ -45,7 +45,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     datamodule = instantiate(cfg.data)
     vectors = cfg.model.get("pretrained_vectors")
     if vectors and isinstance(datamodule, BucketedDataModule):
-        datamodule.pretrained_words = vector_words(vectors)
+        datamodule.pretrained_words = vector_words(vectors, cfg.model.embedding_dim)
     datamodule.setup("fit")  # vocabularies are built once, here, before any process is spawned
     # Called directly, not through instantiate: vocabularies are data, and words such as "???" or "${x}"
     # must not be read as OmegaConf syntax.

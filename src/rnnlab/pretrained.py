@@ -137,13 +137,21 @@ def _source(spec: str, node: str) -> PackagedVectors | Path:
     return path
 
 
-def vector_words(spec: str, node: str = NODE) -> frozenset[str]:
-    """Every word that the source ``spec`` (a ``REGISTRY`` name or a vectors file) has a vector for; ``node`` is
-    the config node that names it, for messages."""
+def vector_words(spec: str, dim: int, node: str = NODE) -> frozenset[str]:
+    """Every word that the source ``spec`` (a ``REGISTRY`` name or a vectors file) has a vector for.
+
+    Args:
+        spec: a ``REGISTRY`` name or a vectors file.
+        dim: the embedding size the model expects: a source of another size fails here, before data is read.
+        node: the config node holding ``pretrained_vectors`` and ``embedding_dim``, for messages.
+
+    Raises:
+        UserError: as ``read_pretrained``.
+    """
     source = _source(spec, node)
     if isinstance(source, PackagedVectors):
-        return frozenset(source.words(spec, node))
-    return frozenset(word for _, word, _ in _vector_lines(source))
+        return frozenset(source.table(spec, dim, node)[0])
+    return frozenset(word for _, word, _ in _vector_lines(source, dim, node))
 
 
 def read_pretrained(spec: str, words: Sequence[str], dim: int, node: str = NODE) -> tuple[Tensor, Tensor]:

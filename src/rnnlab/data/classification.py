@@ -289,7 +289,7 @@ class ClassificationDataModule(BucketedDataModule):
         for split in SPLITS:
             self.add_split(split, splits[split])
         counts = torch.bincount(torch.tensor(self.datasets["train"]["label"]), minlength=len(self.labels))
-        log.info("%s: %d words, classes %s with train counts %s; %s sentences", self.name, len(self.vocab),
+        log.info("%s: %d words, classes %s with train counts %s; %s examples", self.name, len(self.vocab),
                  self.labels.items, counts.tolist(), {s: len(d) for s, d in self.datasets.items()})
 
     def _tokens(self, text: str) -> list[str]:
