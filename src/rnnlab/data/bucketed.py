@@ -44,18 +44,22 @@ class BucketedDataModule(L.LightningDataModule):
         self.pretrained_words: Container[str] | None = None
 
     def extend_vocabulary(self, vocab: Vocabulary, sequences: Iterable[Iterable[str]]) -> Vocabulary:
-        """``vocab`` and the words of ``sequences`` that have a pretrained vector (by their exact or lowercased
-        form), when ``pretrained_words`` is set.
+        """The input vocabulary and the words of the validation and test input that have a pretrained vector.
 
-        Called with the validation and test input, normalised as for lookup: their words known to the vectors
-        keep their pretrained row instead of becoming ``<unk>`` (Lample et al. 2016). Only an input vocabulary
-        grows, never labels or targets.
+        Those words keep their pretrained row instead of becoming ``<unk>`` (Lample et al. 2016). Only an input
+        vocabulary grows, never labels or targets; without ``pretrained_words`` nothing changes.
+
+        Args:
+            vocab: the vocabulary built from train.
+            sequences: the validation and test token sequences, normalised as for lookup.
+
+        Returns:
+            ``vocab`` with the new words appended (by their exact or lowercased form, see ``rnnlab.pretrained``).
         """
         if self.pretrained_words is None:
             return vocab
-        known = self.pretrained_words
         extended = vocab.extend(word for sequence in sequences for word in sequence
-                                if word not in vocab and knows(known, word))
+                                if word not in vocab and knows(self.pretrained_words, word))
         log.info("%s: %d validation/test words with a pretrained vector join the %d vocabulary words of train",
                  self.name, len(extended) - len(vocab), len(vocab))
         return extended

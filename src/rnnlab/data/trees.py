@@ -107,7 +107,7 @@ def read_tree_examples(path: str | Path, encoding: str = "utf-8", granularity: s
         except ValueError as error:
             raise DataError(f"{where}: malformed tree: {error}; {FORMAT_HINT}") from None
         root = len(spans) - 1
-        for node in range(root if not phrases else 0, root + 1):
+        for node in range(0 if phrases else root, root + 1):
             first, end, label = spans[node]
             if label in mapping:
                 examples.append({"text": " ".join(words[first:end]), "label": mapping[label], "where": where,
