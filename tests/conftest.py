@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 # Hugging Face libraries read these once, at import: set them before anything imports them, so no test
@@ -115,6 +116,15 @@ def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
     """The config ``train.py`` would run with these overrides, writing into ``output_dir``."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("train", overrides=[*overrides, f"paths.output_dir={output_dir}"])
+
+
+def skip_without_vectors(cfg: DictConfig) -> None:
+    """Skips the test when ``model.pretrained_vectors`` names packaged vectors that are not installed."""
+    from rnnlab.pretrained import REGISTRY
+
+    source = REGISTRY.get(cfg.model.get("pretrained_vectors"))
+    if source is not None and importlib.util.find_spec(source.module) is None:
+        pytest.skip(f"{source.distribution} is not installed (rnnlab's {source.extra} extra)")
 
 
 @pytest.fixture

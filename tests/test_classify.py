@@ -9,12 +9,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import CONF, SHARED_DATA, compose_train
+from conftest import CONF, SHARED_DATA, compose_train, skip_without_vectors
 from rnnlab.data.classification import ClassificationDataModule, read_labelled, split_examples
 from rnnlab.data.errors import DataError
 from rnnlab.encoders.cnn import CNNEncoder
 from rnnlab.pipeline import build, train
 from rnnlab.tasks.classification import ClassificationModule
+from test_sst_trees import write_trees
 
 SST_LINES = ["1 a stirring , funny and finally transporting film", "0 apparently reassembled from the floor .",
              "1 great fun", "0 dull", "1 the best movie of the year , by far", "0 not worth a minute of your time"]
@@ -63,8 +64,9 @@ def test_train_fast_dev_run(model: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("sst*.yaml")))
 def test_experiment_recipes_run(experiment: str, tmp_path: Path) -> None:
-    data_dir = write_sst(write_sst(tmp_path / "data"), "sst5", "stsa.fine")
+    data_dir = write_trees(write_sst(write_sst(tmp_path / "data"), "sst5", "stsa.fine"))
     cfg = compose_train([f"experiment={experiment}", "debug=fast", f"paths.data_dir={data_dir}"], tmp_path)
+    skip_without_vectors(cfg)
     assert cfg.task.name == experiment.split("_")[0]
     assert 0.0 <= train(cfg)["test/acc"] <= 1.0
 

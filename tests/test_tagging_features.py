@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import CONF, compose_train
+from conftest import CONF, compose_train, skip_without_vectors
+from rnnlab import inference
 from rnnlab.cells import LSTMCell
 from rnnlab.chars import CharEncoder
 from rnnlab.data.vocab import Vocabulary
@@ -20,7 +21,7 @@ from rnnlab.encoders import RNNEncoder
 from rnnlab.encoders.cnn import CNNEncoder
 from rnnlab.heads import CRF
 from rnnlab.pipeline import build, train
-from rnnlab.pretrained import VectorFileError, read_vectors
+from rnnlab.pretrained import VectorFileError, read_pretrained
 
 
 # ----------------------------------------------------------------- CRF
@@ -92,7 +93,7 @@ WORDS = ["<pad>", "<unk>", "the", "Paris", "zebra"]
 def test_glove_file_exact_form_first_then_lowercase(tmp_path: Path) -> None:
     path = tmp_path / "vectors.txt"
     path.write_text("paris 1 1 1\nthe 0.5 -0.5 2\nParis 2 2 2\nThe 9 9 9\n")
-    ids, vectors = read_vectors(path, WORDS, 3)
+    ids, vectors = read_pretrained(str(path), WORDS, 3)
     assert ids.tolist() == [2, 3]
     assert vectors.tolist() == [[0.5, -0.5, 2.0], [2.0, 2.0, 2.0]]  # "Paris" exact wins over "paris"
 
@@ -101,7 +102,7 @@ def test_word2vec_header_gzip_and_lowercase_fallback(tmp_path: Path) -> None:
     path = tmp_path / "vectors.txt.gz"
     with gzip.open(path, "wt", encoding="utf-8") as handle:
         handle.write("2 2\nparis 1 2\nwho 3 4\n")
-    ids, vectors = read_vectors(path, WORDS, 2)
+    ids, vectors = read_pretrained(str(path), WORDS, 2)
     assert ids.tolist() == [3] and vectors.tolist() == [[1.0, 2.0]]
 
 
@@ -110,7 +111,7 @@ def test_vector_size_mismatch_names_file_line_and_option(tmp_path: Path, content
     path = tmp_path / "vectors.txt"
     path.write_text(content)
     with pytest.raises(VectorFileError, match=rf"vectors.txt:{line}: vectors of size 3, but model.embedding_dim is 4"):
-        read_vectors(path, WORDS, 4)
+        read_pretrained(str(path), WORDS, 4)
 
 
 @pytest.mark.parametrize("bad", ["the 1 2", "the 1 x 3"])
@@ -118,7 +119,7 @@ def test_malformed_line_names_file_and_line(tmp_path: Path, bad: str) -> None:
     path = tmp_path / "vectors.txt"
     path.write_text(f"zebra 1 2 3\n{bad}\n")
     with pytest.raises(VectorFileError, match=r"vectors.txt:2: malformed line"):
-        read_vectors(path, WORDS, 3)
+        read_pretrained(str(path), WORDS, 3)
 
 
 def test_embedder_loads_found_words_and_freezes(tmp_path: Path) -> None:
@@ -192,8 +193,9 @@ def test_checkpoint_loads_without_the_vectors_file(data_dir: Path, tmp_path: Pat
     module = TaggingModule.load_from_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").eval()
     london = module.embedder.embedding.weight[module.vocab["London"]]  # found by its lowercased form
     assert (london - 0.5).abs().max() < 0.1  # the file's vector, a few small steps later
-    datamodule, _ = build(cfg)
-    batch = next(iter(datamodule.test_dataloader()))
+    datamodule = inference.datamodule(inference.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt"))
+    datamodule.add_split("test", datamodule.read_splits(("test",))["test"])
+    batch = next(iter(datamodule.ordered_dataloader("test")))
     predicted = module.decode(batch)  # (B, T)
     assert predicted.shape == batch["tokens"].shape and predicted.dtype == torch.long
     assert module(batch["tokens"], batch["mask"], batch["chars"]).shape == (*batch["tokens"].shape, len(module.tags))
@@ -210,8 +212,10 @@ def test_reduce_on_plateau_watches_the_validation_metric_with_mode_max(data_dir:
     train(cfg)  # two epochs: the scheduler stepped on val/acc
 
 
-@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*_char*.yaml")))
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")
+                                                if p.stem.split("_")[0] in ("ner", "pos")))
 def test_tagging_recipes_run(experiment: str, data_dir: Path, tmp_path: Path) -> None:
     cfg = compose_train([f"experiment={experiment}", "debug=fast", f"paths.data_dir={data_dir}"], tmp_path)
+    skip_without_vectors(cfg)
     assert cfg.model.chars and cfg.data.max_word_length > 0
     assert 0.0 <= train(cfg)[f"test/{'f1' if cfg.task.name == 'ner' else 'acc'}"] <= 1.0

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.pretrained import read_vectors
+from rnnlab.pretrained import NODE, read_pretrained
 
 
 class WordEmbedder(nn.Module):
@@ -22,7 +22,8 @@ class WordEmbedder(nn.Module):
         dropout: dropout on the vectors.
         word_dropout: training-time probability of replacing a real word by ``<unk>``, so the model learns a
             useful unknown-word vector for the rare and unseen words of test data.
-        pretrained_vectors: optional vectors file (see ``rnnlab.pretrained``), read by ``load_pretrained``.
+        pretrained_vectors: optional vectors: a named source or a file (see ``rnnlab.pretrained``), read by
+            ``load_pretrained``.
         words: the vocabulary in id order; needed with ``pretrained_vectors``.
         freeze: keep the vectors fixed during training.
     """
@@ -47,7 +48,7 @@ class WordEmbedder(nn.Module):
     @classmethod
     def from_config(cls, model: dict, vocab: Vocabulary) -> "WordEmbedder":
         """From a ``model`` config: ``embedding_dim``, ``embedding_dropout``, ``word_dropout``,
-        ``pretrained_vectors`` (a file path or null) and ``freeze_embeddings``."""
+        ``pretrained_vectors`` (a named source, a file path or null) and ``freeze_embeddings``."""
         return cls(len(vocab), model["embedding_dim"], vocab.pad_id, vocab[vocab.unk],
                    model.get("embedding_dropout", 0.0), model.get("word_dropout", 0.0),
                    model.get("pretrained_vectors"), vocab.items, model.get("freeze_embeddings", False))
@@ -59,10 +60,7 @@ class WordEmbedder(nn.Module):
         """
         if not self.pretrained_vectors:
             return 0
-        ids, vectors = read_vectors(self.pretrained_vectors, self.words, self.embedding_dim)
-        with torch.no_grad():
-            self.embedding.weight[ids] = vectors.to(self.embedding.weight)
-        return len(ids)
+        return load_vectors(self.embedding, self.pretrained_vectors, self.words)
 
     @property
     def embedding_dim(self) -> int:
@@ -74,3 +72,18 @@ class WordEmbedder(nn.Module):
             drop = (torch.rand(tokens.shape, device=tokens.device) < self.word_dropout) & (tokens != self.pad_id)
             tokens = tokens.masked_fill(drop, self.unk_id)
         return self.dropout(self.embedding(tokens))
+
+
+def load_vectors(embedding: nn.Embedding, spec: str, words: Sequence[str], node: str = NODE) -> int:
+    """Overwrites the rows of ``embedding`` whose word the vectors ``spec`` hold; returns how many were found.
+
+    Args:
+        embedding: one row per word of ``words``.
+        spec: a named source or a vectors file (see ``rnnlab.pretrained``).
+        words: the vocabulary, in id order.
+        node: the config node naming ``spec``, for messages.
+    """
+    ids, vectors = read_pretrained(spec, words, embedding.embedding_dim, node)  # (N,), (N, E)
+    with torch.no_grad():
+        embedding.weight[ids] = vectors.to(embedding.weight)
+    return len(ids)

@@ -13,9 +13,11 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.callbacks import stop_reason
+from rnnlab.data.bucketed import BucketedDataModule
 from rnnlab.errors import UserError
 from rnnlab.loggers import finish_wandb
 from rnnlab.precision import choose_precision
+from rnnlab.pretrained import vector_words
 from rnnlab.rundir import make_writable_dir, resume_checkpoint
 from rnnlab.tasks.base import count_parameters
 
@@ -35,8 +37,17 @@ def _plain(node: DictConfig | None) -> dict | None:
 
 
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
-    """The DataModule (data read, vocabularies built) and the task's LightningModule sized from it."""
+    """The DataModule (data read, vocabularies built) and the task's LightningModule sized from it.
+
+    With ``model.pretrained_vectors``, validation and test words that the vectors hold join the input
+    vocabulary (``BucketedDataModule.extend_vocabulary``); a language model's vocabulary is also its output
+    classes, so it is left as train makes it. A resumed run lists the vectors' words again, so that its
+    vocabulary comes out as the first run's; their values are read only by a run from scratch.
+    """
     datamodule = instantiate(cfg.data)
+    vectors = cfg.model.get("pretrained_vectors")
+    if vectors and isinstance(datamodule, BucketedDataModule):
+        datamodule.pretrained_words = vector_words(vectors, cfg.model.embedding_dim)
     datamodule.setup("fit")  # vocabularies are built once, here, before any process is spawned
     # Called directly, not through instantiate: vocabularies are data, and words such as "???" or "${x}"
     # must not be read as OmegaConf syntax.

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from abc import abstractmethod
-from typing import Callable
+from typing import Callable, Container, Iterable
 
 import datasets
 import lightning as L
@@ -12,6 +13,10 @@ from torch.utils.data import DataLoader
 from rnnlab.data.batching import map_rows
 from rnnlab.data.resumable import ResumableLoader
 from rnnlab.data.sampling import BucketBatchSampler
+from rnnlab.data.vocab import Vocabulary
+from rnnlab.pretrained import knows
+
+log = logging.getLogger(__name__)
 
 
 class BucketedDataModule(L.LightningDataModule):
@@ -19,6 +24,10 @@ class BucketedDataModule(L.LightningDataModule):
 
     Subclasses fill ``self.datasets`` (split name -> HF ``Dataset`` with a ``length`` column) in ``setup``,
     say how examples become rows in ``encoder`` and how rows become a batch in ``collate_fn``.
+
+    When the model's input embedding has pretrained vectors, whoever builds the run sets ``pretrained_words``
+    (the words they hold) before ``setup``, and ``setup`` passes the input vocabulary through
+    ``extend_vocabulary``.
 
     Args:
         batch_size: training batch size.
@@ -32,6 +41,28 @@ class BucketedDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.seed = num_workers, seed
         self.datasets: dict[str, datasets.Dataset] = {}
+        self.pretrained_words: Container[str] | None = None
+
+    def extend_vocabulary(self, vocab: Vocabulary, sequences: Iterable[Iterable[str]]) -> Vocabulary:
+        """The input vocabulary and the words of the validation and test input that have a pretrained vector.
+
+        Those words keep their pretrained row instead of becoming ``<unk>`` (Lample et al. 2016). Only an input
+        vocabulary grows, never labels or targets; without ``pretrained_words`` nothing changes.
+
+        Args:
+            vocab: the vocabulary built from train.
+            sequences: the validation and test token sequences, normalised as for lookup.
+
+        Returns:
+            ``vocab`` with the new words appended (by their exact or lowercased form, see ``rnnlab.pretrained``).
+        """
+        if self.pretrained_words is None:
+            return vocab
+        extended = vocab.extend(word for sequence in sequences for word in sequence
+                                if word not in vocab and knows(self.pretrained_words, word))
+        log.info("%s: %d validation/test words with a pretrained vector join the %d vocabulary words of train",
+                 self.name, len(extended) - len(vocab), len(vocab))
+        return extended
 
     @abstractmethod
     def encoder(self) -> Callable[[dict], dict]:

@@ -8,7 +8,9 @@ line whose text is empty is an error naming file and line:
   ``header`` is true); every line must have as many columns as the first one (no multi-line CSV records);
 - ``jsonl``: one JSON object per line, fields ``text_column`` / ``label_column``;
 - ``lines``: one sentence per line, no label column: the label is the key of the file in ``files`` (MR's
-  ``rt-polarity.pos`` / ``.neg``).
+  ``rt-polarity.pos`` / ``.neg``);
+- ``sst_tree``: one sentiment tree per line in PTB brackets (``rnnlab.data.trees``), read as its sentence and
+  root label (0-4); ``SentimentTreeDataModule`` also trains on the labelled phrases.
 
 Sentences are split on whitespace (the benchmark files are tokenised already).
 """
@@ -30,12 +32,13 @@ from rnnlab.data.bucketed import BucketedDataModule
 from rnnlab.data.errors import DataError
 from rnnlab.data.readers import read_lines
 from rnnlab.data.sources import load_with_fallback
+from rnnlab.data.trees import LABELS, read_tree_examples
 from rnnlab.data.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-FORMATS = ("label_text", "tsv", "csv", "jsonl", "lines")
+FORMATS = ("label_text", "tsv", "csv", "jsonl", "lines", "sst_tree")
 
 
 def _example(text: str, label: str | None, where: str) -> dict:
@@ -74,6 +77,8 @@ def read_labelled(path: str | Path, format: str, text_column: int | str = 1, lab
     """
     if format not in FORMATS:
         raise ValueError(f"data.format must be one of {FORMATS}, got {format!r}")
+    if format == "sst_tree":
+        return read_tree_examples(path, encoding)
     path = Path(path)
     examples: list[dict] = []
     names: list[str] | None = None
@@ -273,16 +278,18 @@ class ClassificationDataModule(BucketedDataModule):
 
     # ----------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
-        """Reads the data and builds the vocabularies from train, once."""
+        """Reads the data and builds the vocabularies from train (see ``extend_vocabulary``), once."""
         if self.vocab is not None:
             return
         splits = self.read_splits()
         self.labels = self._check_labels(splits)
-        self.vocab = Vocabulary.build((self._tokens(ex["text"]) for ex in splits["train"]), min_freq=self.min_freq)
+        self.vocab = self.extend_vocabulary(
+            Vocabulary.build((self._tokens(ex["text"]) for ex in splits["train"]), min_freq=self.min_freq),
+            (self._tokens(ex["text"]) for split in SPLITS[1:] for ex in splits[split]))
         for split in SPLITS:
             self.add_split(split, splits[split])
         counts = torch.bincount(torch.tensor(self.datasets["train"]["label"]), minlength=len(self.labels))
-        log.info("%s: %d words, classes %s with train counts %s; %s sentences", self.name, len(self.vocab),
+        log.info("%s: %d words, classes %s with train counts %s; %s examples", self.name, len(self.vocab),
                  self.labels.items, counts.tolist(), {s: len(d) for s, d in self.datasets.items()})
 
     def _tokens(self, text: str) -> list[str]:
@@ -306,6 +313,73 @@ class ClassificationDataModule(BucketedDataModule):
 
     def collate_fn(self):
         return partial(_collate, self.vocab.pad_id)
+
+
+class SentimentTreeDataModule(ClassificationDataModule):
+    """The Stanford Sentiment Treebank as trees (``data=sst_trees``): trains on every labelled phrase, evaluates
+    on whole sentences.
+
+    Training examples are the phrases of every train tree, its sentence among them (Kim 2014 and Tai et al. 2015
+    trained so); validation and test examples, like any file given to ``read_file``, are the sentences with their
+    root labels. ``binary`` granularity drops neutral phrases and sentences (see ``rnnlab.data.trees``).
+
+    Args:
+        name: dataset name used in messages.
+        subdir: folder of this dataset inside ``data_dir``.
+        files: tree file per split (``train``, ``validation``, ``test``).
+        granularity: ``fine`` (labels 0-4) or ``binary`` (``0`` negative, ``1`` positive).
+        deduplicate: keep each (phrase, label) pair of train once (frequent phrases, e.g. single words, then
+            weigh no more than rare ones).
+        sentences_only: train on the sentences alone (the sentence-level task of ``data=sst2`` / ``sst5``).
+        encoding: text encoding of the files.
+        data_dir: local data root (``paths.data_dir``); there is no Hub copy.
+        batch_size: training batch size.
+        eval_batch_size: validation/test batch size.
+        min_freq: words rarer than this in the train phrases map to ``<unk>``.
+        lowercase: lowercase words before lookup.
+        num_workers: DataLoader workers.
+        seed: seed of the batch order.
+    """
+
+    def __init__(self, name: str, subdir: str, files: dict[str, str], granularity: str = "fine",
+                 deduplicate: bool = False, sentences_only: bool = False, encoding: str = "utf-8",
+                 data_dir: str | None = None, batch_size: int = 32, eval_batch_size: int = 256, min_freq: int = 1,
+                 lowercase: bool = False, num_workers: int = 0, seed: int = 0):
+        if granularity not in LABELS:
+            raise ValueError(f"data.granularity must be one of {list(LABELS)}, got {granularity!r}")
+        missing = set(SPLITS) - set(files)
+        if missing:
+            raise ValueError(f"data.files needs a tree file for {sorted(missing)}")
+        super().__init__(name, subdir, files, format="sst_tree", encoding=encoding, labels=LABELS[granularity],
+                         data_dir=data_dir, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                         min_freq=min_freq, lowercase=lowercase, num_workers=num_workers, seed=seed)
+        # Every labelled node of each file; ``read_splits`` and ``read_file`` keep what each split needs.
+        self.read = partial(read_tree_examples, encoding=encoding, granularity=granularity, phrases=True)
+        self.granularity, self.deduplicate, self.sentences_only = granularity, deduplicate, sentences_only
+
+    def read_splits(self, splits: tuple[str, ...] = SPLITS) -> dict[str, list[dict]]:
+        """Train: its phrases (or sentences), de-duplicated on request; validation and test: sentences."""
+        read = super().read_splits(splits)
+        if "train" in read:
+            train = _sentences(read["train"]) if self.sentences_only else read["train"]
+            if self.deduplicate:
+                first: dict[tuple[str, str], dict] = {}
+                for example in train:
+                    first.setdefault((example["text"], example["label"]), example)
+                train = list(first.values())
+            log.info("%s: %d training %s%s, %s labels", self.name, len(train),
+                     "sentences" if self.sentences_only else "phrases",
+                     " (each phrase and label once)" if self.deduplicate else "", self.granularity)
+            read["train"] = train
+        return {split: examples if split == "train" else _sentences(examples) for split, examples in read.items()}
+
+    def read_file(self, path: str | Path) -> list[dict]:
+        """The sentences of a tree file, with their root labels."""
+        return _sentences(super().read_file(path))
+
+
+def _sentences(examples: list[dict]) -> list[dict]:
+    return [example for example in examples if example["sentence"]]
 
 
 def _check_known(examples: list[dict], labels: list[str], advice: str) -> None:

@@ -105,12 +105,13 @@ class TaggingDataModule(BucketedDataModule):
 
     # ----------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
-        """Reads the data and builds the vocabularies from train, once."""
+        """Reads the data and builds the vocabularies from train (see ``extend_vocabulary``), once."""
         if self.vocab is not None:
             return
         splits = self.read_splits()
-        words = [[self._normalise(w) for w in ex["tokens"]] for ex in splits["train"]]
-        self.vocab = Vocabulary.build(words, min_freq=self.min_freq)
+        words = {split: [[self._normalise(w) for w in ex["tokens"]] for ex in splits[split]] for split in SPLITS}
+        self.vocab = self.extend_vocabulary(Vocabulary.build(words["train"], min_freq=self.min_freq),
+                                            words["validation"] + words["test"])
         if self.max_word_length:
             self.chars = Vocabulary.build(w for ex in splits["train"] for w in ex["tokens"])
         train_tags = Vocabulary.build((ex["tags"] for ex in splits["train"]), specials=())

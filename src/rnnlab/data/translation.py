@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
+from itertools import chain
 from pathlib import Path
 
 import datasets
@@ -147,7 +148,8 @@ class TranslationDataModule(BucketedDataModule):
 
     # ----------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
-        """Reads and tokenises the data and builds both vocabularies from train, once."""
+        """Reads and tokenises the data and builds both vocabularies from train, once; the source vocabulary
+        passes through ``extend_vocabulary`` (the target one is the output layer's classes: never extended)."""
         if self.source_vocab is not None:
             return
         splits = self.read_splits()
@@ -162,8 +164,9 @@ class TranslationDataModule(BucketedDataModule):
                 lambda row: len(row["source_tokens"]) <= limit and len(row["target_tokens"]) <= limit)
             log.info("%s: %d of %d training pairs are at most %d tokens long", self.name, len(tables["train"]),
                      before, limit)
-        self.source_vocab = Vocabulary.build(tables["train"]["source_tokens"], self.min_freq, SOURCE_SPECIALS,
-                                             self.max_vocab)
+        self.source_vocab = self.extend_vocabulary(
+            Vocabulary.build(tables["train"]["source_tokens"], self.min_freq, SOURCE_SPECIALS, self.max_vocab),
+            chain(tables["validation"]["source_tokens"], tables["test"]["source_tokens"]))
         self.target_vocab = Vocabulary.build(tables["train"]["target_tokens"], self.target_min_freq,
                                              TARGET_SPECIALS, self.max_vocab)
         encode = partial(_encode, self.source_vocab, self.target_vocab)

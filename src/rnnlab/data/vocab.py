@@ -39,6 +39,11 @@ class Vocabulary:
             kept = kept[:max(0, max_size - len(specials))]
         return cls([*specials, *kept], unk=UNK if UNK in specials else None)
 
+    def extend(self, items: Iterable[str]) -> "Vocabulary":
+        """This vocabulary with the new ``items`` appended, each once, in order; the ids it gave stay."""
+        added = (item for item in dict.fromkeys(items) if item not in self.index)
+        return Vocabulary([*self.items, *added], unk=self.unk)
+
     def __len__(self) -> int:
         return len(self.items)
 

@@ -64,11 +64,15 @@ class TaskModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         # Pretrained word vectors are read for a fresh run only: a resumed run, like a loaded checkpoint,
-        # takes its weights from the checkpoint (restored before this hook) and never needs the file.
+        # takes its weights from the checkpoint (restored before this hook) and never reads the vectors.
         if self.trainer.ckpt_path is None:
-            for module in self.modules():
-                if isinstance(module, WordEmbedder):
-                    module.load_pretrained()
+            self.load_pretrained()
+
+    def load_pretrained(self) -> None:
+        """Reads the pretrained vectors of every ``WordEmbedder``; a task with other embeddings extends it."""
+        for module in self.modules():
+            if isinstance(module, WordEmbedder):
+                module.load_pretrained()
 
     def log_metric(self, stage: str, metric: Metric) -> dict[str, Tensor]:
         """Computes, logs and resets an epoch metric; tracks the best validation value."""

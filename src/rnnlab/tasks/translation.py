@@ -16,7 +16,7 @@ from torchmetrics import MaxMetric
 from rnnlab.data.translation import BOS, EOS
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.decoding import STRATEGIES, Bridge, RNNDecoder, States, decode
-from rnnlab.embeddings import WordEmbedder
+from rnnlab.embeddings import WordEmbedder, load_vectors
 from rnnlab.encoders import build_encoder
 from rnnlab.metrics import Perplexity
 from rnnlab.tasks.base import TaskModule
@@ -67,7 +67,8 @@ class TranslationModule(TaskModule):
             ``dropout`` (None: ``model.dropout``), ``bridge`` (see ``rnnlab.decoding.Bridge``),
             ``feed_context`` (also read the encoder's sentence representation at every step, Cho et al.
             2014; false: the lecture's model, where the source enters only through the initial states),
-            ``implementation``.
+            ``implementation``, ``pretrained_vectors`` (target-side vectors, as ``model.pretrained_vectors``
+            gives the source side: see ``rnnlab.pretrained``).
         source_vocab: source vocabulary (``Vocabulary.to_dict()``), from the DataModule.
         target_vocab: target vocabulary with ``<bos>`` and ``<eos>``, from the DataModule.
         target_lang: language of the Moses detokeniser.
@@ -114,12 +115,21 @@ class TranslationModule(TaskModule):
             self.encoder.get_output_dim() if options.get("feed_context") else 0)
         self.bridge = Bridge(self.encoder, self.decoder.num_layers, self.decoder.hidden_size,
                              self.decoder.num_states, options.get("bridge", "auto"))
+        self.target_vectors = options.get("pretrained_vectors")
         self.ppl = torch.nn.ModuleDict({stage: Perplexity() for stage in ("val", "test")})
         self.bleu_best = MaxMetric()
         self.bleu_best.persistent(True)  # kept by a resumed run, like ``best``
         self._outputs: list[tuple[int, str, str]] = []  # (index, hypothesis, reference) of this epoch
 
     # ----------------------------------------------------------------- model
+    def load_pretrained(self) -> None:
+        """The source vectors (``model.pretrained_vectors``), then the target ones
+        (``model.decoder.pretrained_vectors``) into the decoder's input embedding; the output layer keeps its own
+        weights."""
+        super().load_pretrained()
+        if self.target_vectors:
+            load_vectors(self.decoder.embedding, self.target_vectors, self.target_vocab.items, "model.decoder")
+
     def encode(self, source: Tensor, source_mask: Tensor) -> tuple[States, tuple[Tensor, ...]]:
         """``(B, S)`` source ids and mask -> the decoder's initial state of each layer, and what the decoder
         reads at every step (the ``(B, D)`` sentence representation with ``feed_context``, else nothing)."""
