@@ -1,12 +1,13 @@
 """Training speed of every cell variant against ``torch.nn.LSTM`` of the same size.
 
-Times one forward + backward pass in training mode through ``RNNEncoder`` for each cell, and through
-``torch.nn.LSTM`` / ``torch.nn.RNN`` (packed when lengths vary), at three shapes; prints a Markdown table of
-median milliseconds and the ratio to ``nn.LSTM``.
+Times one forward + backward pass in training mode through ``RNNEncoder`` for each cell of
+``conf/model/cell/`` (as a run builds it), and through ``torch.nn.LSTM`` / ``torch.nn.RNN`` (packed when lengths
+vary), at three shapes; prints a Markdown table of median milliseconds and the ratio to ``nn.LSTM``.
 
-    python benchmarks/cells.py                       # all shapes, CPU
+    python benchmarks/cells.py                       # every cell, all shapes, CPU
     python benchmarks/cells.py --quick               # fewer repeats
     python benchmarks/cells.py --shapes lm --repeats 20 --device cuda
+    python benchmarks/cells.py --cells lstm,peephole,peephole:peephole=full   # a cell with options
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import platform
 import statistics
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnlab.cells import CIFGCell, ElmanCell, LSTMCell, PeepholeLSTMCell
+from rnnlab.cells.discovery import cell_factory, cell_names
 from rnnlab.encoders import RNNEncoder
 
 
@@ -48,13 +48,11 @@ SHAPES = {
     "long": Shape(64, 200, 128, 128),
 }
 
-CELLS: dict[str, Callable[[int, int], nn.Module]] = {
-    "elman": ElmanCell,
-    "lstm": LSTMCell,
-    "cifg": CIFGCell,
-    "peephole-full": partial(PeepholeLSTMCell, peephole="full"),
-    "peephole-diagonal": partial(PeepholeLSTMCell, peephole="diagonal"),
-}
+
+def parse_cell(spec: str) -> tuple[str, dict[str, str]]:
+    """``name`` or ``name:key=value[:key=value...]`` (options of the cell's YAML) -> ``(name, options)``."""
+    name, *options = spec.split(":")
+    return name, dict(option.split("=", 1) for option in options)
 
 
 def make_batch(shape: Shape, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -144,9 +142,9 @@ def time_ner_epoch(cell: str, data_dir: str) -> float:
 
     from rnnlab.pipeline import build
 
-    name, _, variant = cell.partition("-")
+    name, options = parse_cell(cell)
     overrides = ["task=ner", "model=bilstm", f"model/cell={name}", f"paths.data_dir={data_dir}",
-                 "paths.output_dir=."] + ([f"model.cell.peephole={variant}"] if variant else [])
+                 "paths.output_dir=.", *(f"model.cell.{key}={value}" for key, value in options.items())]
     with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     datamodule, module = build(cfg)
@@ -161,7 +159,8 @@ def time_ner_epoch(cell: str, data_dir: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated subset of {list(SHAPES)}")
-    parser.add_argument("--cells", default=",".join(CELLS), help=f"comma-separated subset of {list(CELLS)}")
+    parser.add_argument("--cells", default=",".join(cell_names()),
+                        help=f"comma-separated cells of {cell_names()}, each optionally name:key=value")
     parser.add_argument("--repeats", type=int, default=15, help="timed runs per model (median reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs first")
     parser.add_argument("--quick", action="store_true", help="3 repeats after 1 warm-up")
@@ -193,7 +192,8 @@ def main() -> None:
         x, mask = make_batch(shape, device)
         models: dict[str, nn.Module] = {"nn.LSTM": TorchRNN(nn.LSTM, shape), "nn.RNN": TorchRNN(nn.RNN, shape)}
         for name in args.cells.split(","):
-            models[name] = Encoder(CELLS[name], shape, args.implementation)
+            cell_name, options = parse_cell(name)
+            models[name] = Encoder(cell_factory(cell_name, **options), shape, args.implementation)
         baseline = None
         for name, model in models.items():
             ms = time_training_step(model.to(device), x, mask, args.warmup, args.repeats, clock)

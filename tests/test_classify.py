@@ -85,7 +85,7 @@ def test_classify_on_mr_learns_the_fixture(tmp_path: Path) -> None:
 def classifier(model: list[str]) -> ClassificationModule:
     cfg = compose_train(["task=sst2", *model, "model.embedding_dim=8", "model.head_hidden=6"], Path("/tmp"))
     vocab = {"items": ["<pad>", "<unk>", *"abcdefgh"], "unk": "<unk>"}
-    return ClassificationModule(OmegaConf.to_container(cfg.model), vocab, {"items": ["0", "1", "2"], "unk": None})
+    return ClassificationModule(OmegaConf.to_container(cfg.model, resolve=True), vocab, {"items": ["0", "1", "2"], "unk": None})
 
 
 @pytest.mark.parametrize("model", [["model=bilstm"], ["model=bilstm", "model/cell=peephole"],

@@ -8,23 +8,20 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from rnnlab.cells import CIFGCell, ElmanCell, LSTMCell, PeepholeLSTMCell
+from rnnlab.cells.discovery import cell_factory, cell_names
 from rnnlab.encoders import RecurrentLayer, RNNEncoder
-from rnnlab.kernels import peephole_lstm_sequence
+from rnnlab.kernels.peephole import peephole_lstm_sequence
 from rnnlab.precision import cpu_bf16_support
 
 INPUT, HIDDEN = 3, 4
-CELLS = {
-    "elman": ElmanCell,
-    "lstm": LSTMCell,
-    "cifg": CIFGCell,
-    # Non-zero peepholes, or the peephole terms would not be tested.
-    "peephole-full": partial(PeepholeLSTMCell, peephole="full", peephole_init=0.3),
-    "peephole-diagonal": partial(PeepholeLSTMCell, peephole="diagonal", peephole_init=0.3),
-    # No kernel for this gate: "auto" falls back to the per-step loop.
-    "peephole-hard-sigmoid": partial(PeepholeLSTMCell, gate="hard_sigmoid", peephole_init=0.3),
+# Every cell of conf/model/cell/, as a run builds it, and variants that matter here: peepholes that are not zero
+# (else their terms go untested) and a gate without a kernel ("auto" falls back to the per-step loop).
+CELLS = {name: cell_factory(name) for name in cell_names()} | {
+    "peephole-full": cell_factory("peephole", peephole="full", peephole_init=0.3),
+    "peephole-diagonal": cell_factory("peephole", peephole="diagonal", peephole_init=0.3),
+    "peephole-hard-sigmoid": cell_factory("peephole", gate="hard_sigmoid", peephole_init=0.3),
 }
-FAST_CELLS = [name for name in CELLS if "hard" not in name]
+FAST_CELLS = [name for name, factory in CELLS.items() if factory(INPUT, HIDDEN).fused_kernel() is not None]
 # (num_layers, bidirectional, style, reverse)
 ENCODERS = {
     "forward": (1, False, "stacked", False),
@@ -168,36 +165,39 @@ def test_padding_invariance() -> None:
 
 
 def copy_into_torch(encoder: RNNEncoder, module: nn.RNNBase) -> None:
-    """Copies an ``RNNEncoder``'s LSTM/Elman weights into ``nn.LSTM`` / ``nn.RNN`` (which has two biases)."""
+    """Copies an ``RNNEncoder``'s weights into PyTorch's RNN of the same equations, through each cell's
+    ``fused_kernel`` parameters ``[w_ih, w_hh, b_ih, b_hh]`` (PyTorch's layout)."""
     with torch.no_grad():
         for k, layer in enumerate(encoder.layers):
             for d, direction in enumerate(layer):
                 suffix = f"_l{k}" + ("_reverse" if d else "")
-                getattr(module, "weight_ih" + suffix).copy_(direction.cell.weight_ih)
-                getattr(module, "weight_hh" + suffix).copy_(direction.cell.weight_hh)
-                getattr(module, "bias_ih" + suffix).copy_(direction.cell.bias)
-                getattr(module, "bias_hh" + suffix).zero_()
+                for name, value in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), direction.cell.fused_kernel()[1]):
+                    getattr(module, name + suffix).copy_(value)
+
+
+# The reference implementation of each cell that has one: PyTorch's RNN of the same equations. A new cell with
+# such a twin adds one line here.
+TORCH_TWINS = {"elman": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 @pytest.mark.parametrize("implementation", ["auto", "reference"])
 @pytest.mark.parametrize("num_layers,bidirectional", [(1, False), (2, False), (2, True)],
                          ids=["layer", "2-layer", "bi-2-layer"])
-@pytest.mark.parametrize("cell,torch_class", [(LSTMCell, nn.LSTM), (ElmanCell, nn.RNN)], ids=["lstm", "elman"])
-def test_cells_equal_torch_modules(cell: type, torch_class: type[nn.RNNBase], num_layers: int,
-                                   bidirectional: bool, implementation: str) -> None:
+@pytest.mark.parametrize("cell", TORCH_TWINS)
+def test_cells_equal_torch_modules(cell: str, num_layers: int, bidirectional: bool, implementation: str) -> None:
+    """Outputs and input gradients equal PyTorch's, with random biases so every bias term counts."""
     torch.manual_seed(0)
-    encoder = RNNEncoder(cell, INPUT, HIDDEN, num_layers, bidirectional, implementation=implementation).double()
-    module = torch_class(INPUT, HIDDEN, num_layers, bidirectional=bidirectional, batch_first=True).double()
+    encoder = RNNEncoder(CELLS[cell], INPUT, HIDDEN, num_layers, bidirectional, implementation=implementation).double()
+    with torch.no_grad():
+        for parameter in encoder.parameters():
+            parameter.normal_(std=0.5)
+    module = TORCH_TWINS[cell](INPUT, HIDDEN, num_layers, bidirectional=bidirectional, batch_first=True).double()
     copy_into_torch(encoder, module)
-    x = torch.randn(3, 5, INPUT, dtype=torch.float64)
+    x = torch.randn(3, 5, INPUT, dtype=torch.float64, requires_grad=True)
     ours = encoder(x, make_mask([5, 5, 5])).outputs
     theirs = module(x)[0]
-    assert (ours - theirs).abs().max() < 1e-5
-    ours_grads = torch.autograd.grad(ours.pow(2).sum(), [p for layer in encoder.layers for d in layer
-                                                         for p in (d.cell.weight_ih, d.cell.weight_hh, d.cell.bias)])
-    theirs_grads = torch.autograd.grad(theirs.pow(2).sum(), [getattr(module, name) for names in module._all_weights
-                                                             for name in names if "bias_hh" not in name])
-    assert_close(list(ours_grads), list(theirs_grads), 1e-5)
+    assert (ours - theirs).abs().max() < 1e-10
+    assert_close(torch.autograd.grad(ours.pow(2).sum(), x), torch.autograd.grad(theirs.pow(2).sum(), x), 1e-10)
 
 
 @pytest.mark.parametrize("cell", FAST_CELLS)

@@ -16,7 +16,8 @@ from rnnlab.cells import CIFGCell, ElmanCell, LSTMCell, PeepholeLSTMCell
 from rnnlab.cells.gates import hard_sigmoid
 from rnnlab.data.synthetic import COPY_BLANK, COPY_DELIMITER, COPY_OFFSET, IGNORE_INDEX, SyntheticDataModule
 from rnnlab.diagnostics import gradient_norms
-from rnnlab.diagnostics.memory_heatmap import main as heatmap_main
+from rnnlab.cells.discovery import cell_names
+from rnnlab.diagnostics.memory_heatmap import gate_trace, main as heatmap_main
 from rnnlab.encoders import RNNEncoder
 from rnnlab.pipeline import build, train
 
@@ -147,12 +148,20 @@ def test_fast_dev_run(task: str, model: str, tmp_path: Path) -> None:
     assert (tmp_path / "gradient_flow.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize("cell,gate", [("elman", "sigmoid"), ("cifg", "hard"), ("peephole", "straight_through"),
-                                       ("lstm", "hard_sigmoid")])
-def test_long_range_experiment_runs_every_cell(cell: str, gate: str, tmp_path: Path) -> None:
-    cfg = compose_train(["experiment=long_range", f"cell={cell}", f"gate={gate}", "debug=fast", "data.distance=5",
-                         *SMALL], tmp_path)
-    assert cfg.model.name == cell and cfg.task.name == "recall"
+@pytest.mark.parametrize("cell", cell_names())
+def test_long_range_experiment_runs_every_cell(cell: str, tmp_path: Path) -> None:
+    """Every cell of conf/model/cell/ runs in the lab, with the lab's forget bias where the cell has a forget gate."""
+    cfg = compose_train(["experiment=long_range", f"model/cell={cell}", "debug=fast", "data.distance=5", *SMALL],
+                        tmp_path)
+    assert cfg.task.name == "recall" and cfg.model.cell.get("forget_bias", 3.0) == 3.0
+    assert 0.0 <= train(cfg)["test/acc"] <= 1.0
+
+
+@pytest.mark.parametrize("gate", ["hard", "straight_through", "hard_sigmoid"])
+def test_long_range_experiment_runs_every_gate(gate: str, tmp_path: Path) -> None:
+    cfg = compose_train(["experiment=long_range", "model/cell=cifg", f"model.gate={gate}", "debug=fast",
+                         "data.distance=5", *SMALL], tmp_path)
+    assert cfg.model.cell.gate == gate
     assert 0.0 <= train(cfg)["test/acc"] <= 1.0
 
 
@@ -208,8 +217,11 @@ def test_gradient_norms_on_the_tagger(data_dir: Path, tmp_path: Path) -> None:
     assert len(curves["layer0"]) == batch["tokens"].shape[1] and min(curves["layer0/backward"]) >= 0
 
 
-def test_memory_heatmap_writes_a_png(data_dir: Path, tmp_path: Path) -> None:
-    cfg = compose_train(["task=ner", "model=lstm", "debug=fast", f"paths.data_dir={data_dir}"], tmp_path)
+@pytest.mark.parametrize("cell", cell_names())
+def test_memory_heatmap_writes_a_png(cell: str, data_dir: Path, tmp_path: Path) -> None:
+    """One panel per gate and state the cell declares, for every cell."""
+    cfg = compose_train(["task=ner", "model=lstm", f"model/cell={cell}", "debug=fast", f"paths.data_dir={data_dir}"],
+                        tmp_path)
     datamodule, module = build(cfg)
     trainer = L.Trainer(fast_dev_run=True, logger=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, datamodule=datamodule)
@@ -218,6 +230,10 @@ def test_memory_heatmap_writes_a_png(data_dir: Path, tmp_path: Path) -> None:
     out = heatmap_main([f"ckpt_path={ckpt}", "sentence=UNESCO praises Danish plan to Korhonen",
                         f"out={tmp_path / 'memory.png'}", "module=rnnlab.tasks.tagging.TaggingModule", "units=8"])
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cell_module = module.encoder.layers[0][0].cell
+    words, trace = gate_trace(module, "UNESCO praises Danish")
+    assert list(trace) == [*cell_module.gate_names, *cell_module.state_names]
+    assert all(values.shape == (len(words), cell_module.hidden_size) for values in trace.values())
 
 
 # ----------------------------------------------------------------- sweep analysis

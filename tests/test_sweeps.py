@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from conftest import CONF, ROOT
 from rnnlab.analysis import report
+from rnnlab.cells.discovery import cell_names
 
 SWEEPS = ROOT / "sweeps"
 
@@ -182,3 +183,16 @@ def test_submitit_local_launcher_runs_a_job(data_dir: Path, tmp_path: Path) -> N
     metrics = json.loads(next(sweep_dir.glob("*/metrics.json")).read_text())
     assert 0.0 <= metrics["test/acc"] <= 1.0
     assert list(sweep_dir.glob(".submitit/*/*_log.out"))  # ran as a submitit job
+
+
+@pytest.mark.parametrize("name", ["cells", "long_range"])
+def test_cell_sweeps_expand_to_every_configured_cell(name: str) -> None:
+    """``model/cell: glob(*)`` expands, as Hydra's sweeper expands it, to every file of conf/model/cell/."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    value = compose_sweep(name).hydra.sweeper.params["model/cell"]
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(CONF)))
+    [override] = OverridesParser.create(config_loader=loader).parse_overrides([f"model/cell={value}"])
+    assert sorted(override.sweep_string_iterator()) == cell_names()

@@ -67,7 +67,7 @@ def test_training_learns_and_checkpoints(data_dir: Path, tmp_path: Path) -> None
 
 def test_unknown_cell_lists_the_choices(tmp_path: Path) -> None:
     with pytest.raises(MissingConfigException) as error:
-        compose_train(["model/cell=gru"], tmp_path)
+        compose_train(["model/cell=no_such_cell"], tmp_path)
     for cell in CELLS:
         assert cell in str(error.value)
 

@@ -73,7 +73,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule, module = build(cfg)
     (output_dir / "vocab.json").write_text(json.dumps(datamodule.model_kwargs(), ensure_ascii=False))
     num_parameters = count_parameters(module)
-    log.info("model: %s, %d trainable parameters", cfg.model.get("name", "?"), num_parameters)
+    cell = cfg.model.get("cell")
+    log.info("model: %s%s, %d trainable parameters", cfg.model.get("name", "?"),
+             f" with {cell._target_.rsplit('.', 1)[-1]}" if cell else "", num_parameters)
 
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, precision=precision,

@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 SOLVED_ACC = 0.95     # accuracy counted as solving the task
 CHANCE_MARGIN = 0.05  # mean accuracy below chance + this is "at chance" (~3 sd of a 500-example test set)
@@ -40,6 +40,13 @@ class Run:
     gradient_flow: list[dict] | None
 
 
+def _variant(folder: Path, config: DictConfig) -> str:
+    """The run's cell: its ``model/cell`` choice as Hydra recorded it, else its model's name."""
+    hydra_file = folder / ".hydra" / "hydra.yaml"
+    choice = OmegaConf.load(hydra_file).hydra.runtime.choices.get("model/cell") if hydra_file.exists() else None
+    return str(choice or config.model.name)
+
+
 def load_runs(sweep_dir: str | Path) -> list[Run]:
     """Every job folder below ``sweep_dir`` that holds a ``metrics.json``."""
     runs = []
@@ -49,7 +56,7 @@ def load_runs(sweep_dir: str | Path) -> list[Run]:
         metrics = json.loads(metrics_path.read_text())
         name = "mse" if config.task.mode == "min" else "acc"
         flow_path = folder / "gradient_flow.json"
-        runs.append(Run(folder, str(config.model.name), str(config.model.cell.get("gate", "-")),
+        runs.append(Run(folder, _variant(folder, config), str(config.model.cell.get("gate", "-")),
                         int(config.data.distance), int(config.seed), name, metrics[f"test/{name}"],
                         metrics["test/chance"], metrics.get("train_seconds", 0.0),
                         json.loads(flow_path.read_text()) if flow_path.exists() else None))

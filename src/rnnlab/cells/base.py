@@ -20,15 +20,17 @@ class RecurrentCell(nn.Module, ABC):
     runs the time loop. To add a cell variant, subclass this in one file and point a YAML file in
     ``conf/model/cell/`` at it.
 
+    A cell declares itself to the rest of the framework: ``state_names`` names its state tensors (``h`` first),
+    ``gate_names`` the gates ``gates()`` returns (for the memory heatmaps), and ``fused_kernel()`` may name a
+    whole-sequence kernel of ``rnnlab.kernels`` that computes exactly this cell.
+
     Args:
         input_size: size of ``x_t``.
         hidden_size: size of ``h_t`` and of every state tensor.
-
-    Subclasses set ``num_states`` (1 for ``(h,)``, 2 for ``(h, c)``) and may override ``fused_kernel`` to
-    let the layer run a library kernel over whole sequences when the math is identical.
     """
 
-    num_states: int = 1
+    state_names: tuple[str, ...] = ("h",)
+    gate_names: tuple[str, ...] = ()
 
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
@@ -36,6 +38,11 @@ class RecurrentCell(nn.Module, ABC):
             raise ValueError(f"input_size and hidden_size must be positive, got {input_size} and {hidden_size}")
         self.input_size = input_size
         self.hidden_size = hidden_size
+
+    @property
+    def num_states(self) -> int:
+        """How many tensors the state holds."""
+        return len(self.state_names)
 
     def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> State:
         """Zeros for every state tensor, each ``(B, H)``."""
@@ -52,12 +59,19 @@ class RecurrentCell(nn.Module, ABC):
         """Parameters mapped onto a whole-sequence kernel that computes exactly this cell, or ``None``.
 
         Returns:
-            ``(mode, params)``: ``mode`` ``"lstm"`` or ``"rnn_tanh"`` with ``[w_ih, w_hh, b_ih, b_hh]`` in
-            PyTorch's weight layout, or a key of ``rnnlab.encoders.layer.SEQUENCE_KERNELS`` with the
-            parameters that kernel documents; built from this cell's parameters on each call so gradients
+            ``(name, params)``: a kernel registered in ``rnnlab.kernels.KERNELS`` carrying ``num_states`` state
+            tensors, with the parameters that kernel documents (``[w_ih, w_hh, b_ih, b_hh]`` in PyTorch's layout
+            for ``lstm``, ``gru``, ``rnn_tanh``); built from this cell's parameters on each call so gradients
             flow back to them.
         """
         return None
+
+    def gates(self, x_t: Tensor, state: State) -> dict[str, Tensor]:
+        """One step's gates, named as ``gate_names``, each ``(B, H)``; none for a cell without gates."""
+        return {}
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}"
 
     @abstractmethod
     def forward(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
@@ -83,7 +97,8 @@ class GatedCell(RecurrentCell):
         gate: gate function name, see ``rnnlab.cells.gates``; only ``sigmoid`` admits the fused kernels.
     """
 
-    num_states = 2
+    state_names = ("h", "c")
+    gate_names = ("forget", "input", "output")
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0, gate: str = "sigmoid"):
         super().__init__(input_size, hidden_size)
@@ -103,11 +118,14 @@ class GatedCell(RecurrentCell):
             ``forget``, ``input``, ``output`` (the gates) and ``memory`` (the new c), each ``(B, H)``.
         """
 
+    def gates(self, x_t: Tensor, state: State) -> dict[str, Tensor]:
+        values = self.gate_values(x_t, state)
+        return {name: values[name] for name in self.gate_names}
+
     def forward(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         gates = self.gate_values(x_t, state)
         h = gates["output"] * torch.tanh(gates["memory"])  # h(n) = o(n) × tanh(c(n))
         return h, (h, gates["memory"])
 
     def extra_repr(self) -> str:
-        return (f"{self.input_size}, {self.hidden_size}, forget_bias={self.forget_bias}, "
-                f"gate={self.gate_name!r}")
+        return f"{super().extra_repr()}, forget_bias={self.forget_bias}, gate={self.gate_name!r}"

@@ -1,10 +1,12 @@
-"""Looking inside the memory: forget, input and output gates and memory cells of a trained gated model.
+"""Looking inside the memory: the gates and the state of a trained recurrent model's cell, step by step.
 
     python -m rnnlab.diagnostics.memory_heatmap ckpt_path=RUN/checkpoints/last.ckpt \\
         sentence="Anna Korhonen flew from Oslo to Nairobi for the World Bank ." out=memory.png [units=32] [module=...]
 
 Works with any Lightning checkpoint of a task module whose ``forward(tokens (B, T), mask (B, T))`` reads
-token ids and whose encoder's first layer runs a gated cell (``gate_values``). Words are looked up in the
+token ids and whose encoder's first layer runs a cell: one panel per gate the cell declares (``gate_names``,
+e.g. forget, input, output) and per state tensor (``state_names``: ``h``, and ``c`` for the LSTM family). Words
+are looked up in the
 module's ``vocab`` when it has one (taggers); otherwise the sentence is a list of token ids (the synthetic
 tasks). The module class is read from the run's ``.hydra/config.yaml`` next to the checkpoint, or given as
 ``module=rnnlab.tasks.tagging.TaggingModule``.
@@ -20,9 +22,6 @@ import numpy as np
 import torch
 from hydra.utils import get_class
 from omegaconf import OmegaConf
-
-PANELS = ("forget", "input", "output", "memory")
-
 
 def module_class(ckpt_path: str | Path) -> type[L.LightningModule]:
     """The task module class of a run's checkpoint, from ``task.module._target_`` in its Hydra config."""
@@ -45,14 +44,13 @@ def encode_sentence(module: L.LightningModule, sentence: str) -> tuple[list[str]
 
 @torch.no_grad()
 def gate_trace(module: L.LightningModule, sentence: str) -> tuple[list[str], dict[str, np.ndarray]]:
-    """Runs the sentence and steps the first layer's (forward) cell to record its gates.
+    """Runs the sentence and steps the first layer's (forward) cell to record its gates and states.
 
     Returns:
-        The tokens, and for each of ``PANELS`` a ``(T, H)`` array.
+        The tokens, and a ``(T, H)`` array for each of the cell's ``gate_names`` and ``state_names`` (in that
+        order: gates first, the state last).
     """
     cell = module.encoder.layers[0][0].cell
-    if not hasattr(cell, "gate_values"):
-        raise ValueError(f"the first layer's cell, {type(cell).__name__}, has no gates")
     words, tokens = encode_sentence(module, sentence)
     captured = {}
     hook = module.encoder.register_forward_pre_hook(lambda encoder, args: captured.update(x=args[0]))
@@ -63,33 +61,37 @@ def gate_trace(module: L.LightningModule, sentence: str) -> tuple[list[str], dic
         hook.remove()
     x = captured["x"]  # (1, T, I): what the encoder read
     state = cell.initial_state(1, x.device, x.dtype)
-    trace: dict[str, list[np.ndarray]] = {name: [] for name in PANELS}
+    trace: dict[str, list[np.ndarray]] = {name: [] for name in (*cell.gate_names, *cell.state_names)}
     for t in range(x.shape[1]):
-        values = cell.gate_values(x[:, t], state)
-        for name in PANELS:
-            trace[name].append(values[name][0].cpu().numpy())
+        gates = cell.gates(x[:, t], state)
         _, state = cell(x[:, t], state)
+        for name, value in (*gates.items(), *zip(cell.state_names, state)):
+            trace[name].append(value[0].cpu().numpy())
     return words, {name: np.stack(rows) for name, rows in trace.items()}
 
 
-def plot_memory(words: list[str], trace: dict[str, np.ndarray], path: str | Path, units: int = 32,
-                title: str = "") -> None:
-    """Heatmaps (units x tokens) of the gates (0..1) and the memory (diverging around 0).
+def plot_memory(words: list[str], trace: dict[str, np.ndarray], states: tuple[str, ...], path: str | Path,
+                units: int = 32, title: str = "") -> None:
+    """Heatmaps (units x tokens), one per entry of ``trace``: gates in 0..1, states diverging around 0.
 
     Args:
-        units: how many memory cells to show: those whose memory varies most over the sentence.
+        trace: as ``gate_trace`` returns, the cell's state last.
+        states: which entries of ``trace`` are states (the rest are gates).
+        units: how many units to show: those whose last state (the LSTM's memory c) varies most.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = np.argsort(-trace["memory"].std(axis=0))[:units]
-    fig, axes = plt.subplots(len(PANELS), 1, figsize=(max(6.0, 0.45 * len(words) + 2), 2.2 * len(PANELS) + 0.8),
-                             sharex=True)
-    for ax, name in zip(axes, PANELS):
+    panels = list(trace)
+    shown = np.argsort(-trace[panels[-1]].std(axis=0))[:units]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(6.0, 0.45 * len(words) + 2), 2.2 * len(panels) + 0.8),
+                             sharex=True, squeeze=False)
+    axes = axes[:, 0]
+    for ax, name in zip(axes, panels):
         values = trace[name][:, shown].T  # (units, T)
-        if name == "memory":
+        if name in states:
             bound = float(np.abs(values).max()) or 1.0
             image = ax.imshow(values, aspect="auto", cmap="RdBu_r", vmin=-bound, vmax=bound)
         else:
@@ -114,9 +116,10 @@ def main(argv: list[str] | None = None) -> Path:
     cls = get_class(args.module) if "module" in args else module_class(args.ckpt_path)
     module = cls.load_from_checkpoint(args.ckpt_path, map_location="cpu", weights_only=True)
     words, trace = gate_trace(module, str(args.sentence))
-    cell = type(module.encoder.layers[0][0].cell).__name__
+    cell = module.encoder.layers[0][0].cell
     run = Path(args.ckpt_path).resolve().parent.parent.name
-    plot_memory(words, trace, args.out, int(args.get("units", 32)), title=f"{cell}, first layer, forward ({run})")
+    plot_memory(words, trace, cell.state_names, args.out, int(args.get("units", 32)),
+                title=f"{type(cell).__name__}, first layer, forward ({run})")
     return Path(args.out)
 
 

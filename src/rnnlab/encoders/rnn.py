@@ -11,7 +11,9 @@ from torch import Tensor, nn
 
 from rnnlab.cells.base import RecurrentCell, State
 from rnnlab.encoders.batch import SortedBatch
-from rnnlab.encoders.layer import LIBRARY_KERNELS, SEQUENCE_KERNELS, RecurrentLayer, run_library_kernel
+from rnnlab.encoders.layer import RecurrentLayer
+from rnnlab.kernels import KERNELS, LibraryKernel, SequenceKernel
+from rnnlab.kernels.library import run_library_kernel
 
 CellFactory = Callable[[int, int], RecurrentCell]
 STYLES = ("stacked", "independent")
@@ -89,7 +91,7 @@ class RNNEncoder(nn.Module):
     def forward(self, x: Tensor, mask: Tensor, initial_states: list[list[State]] | None = None) -> EncoderOutput:
         """Encodes a padded batch.
 
-        With ``implementation="auto"``, cells that map onto PyTorch's LSTM/RNN kernels run the whole stack
+        With ``implementation="auto"``, cells that map onto a PyTorch stack kernel run the whole stack
         in one kernel call (two for an ``"independent"`` multi-layer BiRNN) on one packed batch; cells with
         a sequence kernel run on one sorted, time-major copy of the batch shared by all layers.
 
@@ -107,12 +109,13 @@ class RNNEncoder(nn.Module):
         kernels = [[direction.kernel() for direction in layer] for layer in self.layers]
         modes = {kernel[0] if kernel is not None else None for layer in kernels for kernel in layer}
         mode = modes.pop() if len(modes) == 1 else None
-        if mode in LIBRARY_KERNELS:
+        kind = KERNELS[mode] if mode is not None else None
+        if isinstance(kind, LibraryKernel):
             lengths = mask.sum(dim=1)  # (B,)
             if bool((lengths > 0).all()):  # packing refuses empty sentences
                 outputs, final_states = self._library(mode, kernels, x, lengths, initial_states)
                 return self._output(outputs, final_states)
-        if mode in SEQUENCE_KERNELS:
+        if isinstance(kind, SequenceKernel):
             batch = SortedBatch(mask)
             sorted_states = [[tuple(map(batch.sort, state)) for state in layer] for layer in initial_states]
             outputs, final_states = self._stack(

@@ -27,6 +27,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from rnnlab.kernels.registry import SequenceKernel, State, register_kernel
+
 
 def _slots(steps: int, reverse: bool) -> tuple[slice, slice]:
     """Slots holding each step's previous and new state, as slices of a ``(T + 1, ...)`` buffer."""
@@ -203,3 +205,12 @@ def peephole_lstm_sequence(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh
                                           lengths, batch_sizes, reverse)
     return PeepholeLSTMFunction.apply(x.contiguous(), h0, c0, w_ih, w_hh, bias, w_ci, w_co, lengths, batch_sizes,
                                       reverse)
+
+
+def _run_sorted(params: list[Tensor], x: Tensor, batch: Any, state: State, reverse: bool) -> tuple[Tensor, State]:
+    """``peephole_lstm_sequence`` as a ``SequenceKernel``: params ``[w_ih, w_hh, bias, w_ci, w_co]``."""
+    out, h, c = peephole_lstm_sequence(x, *state, *params, batch.lengths, batch.batch_sizes, reverse)
+    return out, (h, c)
+
+
+register_kernel("peephole_lstm", SequenceKernel(_run_sorted, num_states=2))

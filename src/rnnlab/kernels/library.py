@@ -1,0 +1,67 @@
+"""PyTorch's stack kernels (``torch.lstm``, ``torch.gru``, ``torch.rnn_tanh``) over a padded batch."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from rnnlab.kernels.registry import KERNELS, LibraryKernel, State
+
+
+def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
+    """Reverses each sequence within its own length; padding stays where it is.
+
+    Args:
+        x: ``(B, T, D)`` right-padded batch.
+        lengths: ``(B,)`` real lengths.
+    """
+    steps = torch.arange(x.shape[1], device=x.device)  # (T,)
+    index = lengths.to(x.device).unsqueeze(1) - 1 - steps  # (B, T)
+    index = torch.where(index >= 0, index, steps)
+    return x.gather(1, index.unsqueeze(-1).expand_as(x))
+
+
+def run_library_kernel(name: str, params: list[Tensor], x: Tensor, lengths: Tensor, states: list[State],
+                       num_layers: int = 1, bidirectional: bool = False, reverse: bool = False,
+                       dropout: float = 0.0, train: bool = False) -> tuple[Tensor, list[State]]:
+    """Runs a stack of layers in one call of a ``LibraryKernel``, packed if lengths vary.
+
+    Args:
+        name: a registered ``LibraryKernel``.
+        params: ``[w_ih, w_hh, b_ih, b_hh]`` of each layer and direction, layer-major, forward first.
+        x: ``(B, T, I)`` right-padded inputs.
+        lengths: ``(B,)`` real lengths, all positive.
+        states: initial state of each layer and direction, in the order of ``params``.
+        num_layers: depth of the stack.
+        bidirectional: both directions, the reverse one reading each sentence from its last token.
+        reverse: a unidirectional stack reading right to left.
+        dropout: on the outputs of every layer but the last, while ``train``.
+        train: training mode.
+
+    Returns:
+        ``(outputs, final_states)``: ``(B, T, D*H)`` zero at padding, and the final state of each layer and
+        direction in the order of ``params``.
+    """
+    kernel = KERNELS[name]
+    assert isinstance(kernel, LibraryKernel), name
+    total_length = x.shape[1]
+    if reverse:
+        x = reverse_padded(x, lengths)
+    hx = tuple(torch.stack(s) for s in zip(*states))  # each (L*D, B, H)
+    one_state = kernel.num_states == 1  # torch.gru / torch.rnn_* take h alone, torch.lstm a tuple (h, c)
+    if bool((lengths == total_length).all()):  # no padding: skip packing
+        out, *final = kernel.run(x, hx[0] if one_state else hx, params, True, num_layers, dropout, train,
+                                 bidirectional, True)
+    else:
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        order, unorder = packed.sorted_indices, packed.unsorted_indices
+        hx = tuple(s.index_select(1, order) for s in hx)
+        data, *final = kernel.run(packed.data, packed.batch_sizes, hx[0] if one_state else hx, params, True,
+                                  num_layers, dropout, train, bidirectional)
+        out, _ = pad_packed_sequence(PackedSequence(data, packed.batch_sizes, order, unorder),
+                                     batch_first=True, total_length=total_length)
+        final = [s.index_select(1, unorder) for s in final]
+    if reverse:
+        out = reverse_padded(out, lengths)
+    return out, list(zip(*final))
