@@ -38,7 +38,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from conftest import compose_train
-from rnnlab.data.batching import IGNORE_INDEX
+from rnnlab.data.special import IGNORE_INDEX
 from rnnlab.pipeline import build, train
 
 NER_LEXICON = {"O": ["the", "met", "in", "visited", "said", "and", "from", "today"],

@@ -14,7 +14,8 @@ from conftest import compose_train
 from rnnlab.analysis import long_range
 from rnnlab.cells import CIFGCell, ElmanCell, LSTMCell, PeepholeLSTMCell
 from rnnlab.cells.gates import hard_sigmoid
-from rnnlab.data.synthetic import COPY_BLANK, COPY_DELIMITER, COPY_OFFSET, IGNORE_INDEX, SyntheticDataModule
+from rnnlab.data.special import IGNORE_INDEX
+from rnnlab.data.synthetic import COPY_BLANK, COPY_DELIMITER, COPY_OFFSET, SyntheticDataModule
 from rnnlab.diagnostics import gradient_norms
 from rnnlab.cells.discovery import cell_names
 from rnnlab.diagnostics.memory_heatmap import gate_trace, main as heatmap_main

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from lightning.fabric.utilities.apply_func import apply_to_collection
 from torch import Tensor, nn
 
-from rnnlab.data.lm import BOS, EOS, IGNORE_INDEX
+from rnnlab.data.special import BOS, EOS, IGNORE_INDEX
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.embeddings import WordEmbedder
 from rnnlab.encoders import build_encoder

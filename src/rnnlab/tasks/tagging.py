@@ -9,7 +9,7 @@ from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
 from rnnlab.chars import CharEncoder
-from rnnlab.data.tagging import IGNORE_INDEX
+from rnnlab.data.special import IGNORE_INDEX
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.embeddings import WordEmbedder
 from rnnlab.encoders import build_encoder

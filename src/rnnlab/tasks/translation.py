@@ -13,7 +13,7 @@ from sacremoses import MosesDetokenizer
 from torch import Tensor
 from torchmetrics import MaxMetric
 
-from rnnlab.data.translation import BOS, EOS
+from rnnlab.data.special import BOS, EOS
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.decoding import STRATEGIES, Bridge, RNNDecoder, States, decode
 from rnnlab.embeddings import WordEmbedder, load_vectors
