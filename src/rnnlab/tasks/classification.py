@@ -3,7 +3,7 @@
 The lecture's classifier: ``z(1)`` is the encoder's sentence representation (unidirectional RNN: the state
 after the last real token; BiRNN: last forward state ⊕ backward state at the first token),
 ``z(2) = σ(U(1) z(1) + b(1))`` and ``w = U(2) z(2) + b(2)`` are the scores before the softmax. The same
-module runs the CNN baseline (Kim 2014), whose encoder returns the pooled sentence vector directly.
+module runs the CNN baseline (Kim 2014), whose sentence representation is its pooled features.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.embeddings import WordEmbedder
-from rnnlab.encoders import EncoderOutput, build_sentence_encoder
+from rnnlab.encoders import build_sentence_encoder
 from rnnlab.heads import MLPHead
 from rnnlab.tasks.base import SupervisedTask
 
@@ -64,9 +64,8 @@ class ClassificationModule(SupervisedTask):
     def forward(self, tokens: Tensor, mask: Tensor) -> Tensor:
         """``(B, T)`` word ids and mask -> ``(B, C)`` class scores."""
         encoded = self.encoder(self.embedder(tokens), mask)
-        if not isinstance(encoded, EncoderOutput):  # the CNN pools by itself
-            return self.head(encoded)  # (B, D) -> (B, C)
-        if self.pooling == "max":  # padding never wins the max
+        # The CNN has no token outputs: its sentence vector is pooled already. With max pooling, padding never wins.
+        if self.pooling == "max" and encoded.outputs is not None:
             return self.head(encoded.outputs.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1))
         return self.head(encoded.sentence)
 
