@@ -338,10 +338,10 @@ def test_checkpoint_of_another_task(trained, tmp_path: Path, capsys: pytest.Capt
     message = user_error("predict", [f"ckpt_path={lm}", f"input={text}"], capsys)
     assert "holds a lm language model; set mode= to one of ('generate', 'score')" in message
     message = user_error("predict", [f"ckpt_path={ner}", f"input={text}", "mode=score"], capsys)
-    assert "holds a ner tagger; drop mode=: it is for language models" in message
+    assert "holds a ner tagger; drop mode=: a tagger has no modes" in message
     message = user_error("predict", [f"ckpt_path={trained['sst2'][0]}", f"input={text}", "input_format=conll"],
                          capsys)
-    assert "input_format=conll is for taggers" in message
+    assert "input_format=conll is not for a classifier; use input_format=text" in message
     message = user_error("eval", [f"ckpt_path={lm}", "data.format=conll", f"paths.output_dir={tmp_path}"], capsys)
     assert "data.format is not an option of LMDataModule, the data of" in message
 

@@ -21,14 +21,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.errors import UserError
 from rnnlab.tasks.base import CHECKPOINT_FORMAT, TaskModule
-from rnnlab.tasks.classification import ClassificationModule
-from rnnlab.tasks.lm import LanguageModelModule
-from rnnlab.tasks.tagging import TaggingModule
-from rnnlab.tasks.translation import TranslationModule
-
-# What eval.py and predict.py support, by module class, with the name messages use.
-KINDS = {TaggingModule: "tagger", ClassificationModule: "classifier", LanguageModelModule: "language model",
-         TranslationModule: "translation model"}
 
 
 @dataclass
@@ -40,15 +32,11 @@ class Loaded:
     path: Path
 
     @property
-    def kind(self) -> str:
-        return KINDS[type(self.module)]
-
-    @property
     def task(self) -> str:
         return self.config["task"]["name"]
 
     def describe(self) -> str:
-        return f"{self.path} holds a {self.task} {self.kind}"
+        return f"{self.path} holds a {self.task} {self.module.kind}"
 
 
 def _device(name: str) -> torch.device:
@@ -122,9 +110,10 @@ def load_checkpoint(path: str | Path, task: str | None = None, device: str = "cp
     info = _check_format(path, checkpoint)
     module_class = get_class(info["module"])
     config = info["config"]
-    if module_class not in KINDS:
+    if not (issubclass(module_class, TaskModule) and module_class.kind):
         raise UserError(f"{path} holds a {config['task']['name']} model ({module_class.__name__}); eval.py and "
-                        f"predict.py read taggers, classifiers, language models and translation models")
+                        f"predict.py read the task modules that say how (TaskModule.kind and its inference "
+                        f"methods)")
     module = module_class(**checkpoint["hyper_parameters"])
     module.load_state_dict(checkpoint["state_dict"])
     module.run_config = config
@@ -132,6 +121,15 @@ def load_checkpoint(path: str | Path, task: str | None = None, device: str = "cp
     if task is not None and task != loaded.task:
         raise UserError(f"{loaded.describe()}, not a {task} model; drop task_name= or pass a {task} checkpoint")
     return loaded
+
+
+def configure(module: TaskModule, options: DictConfig) -> None:
+    """Applies the options of an eval.py or predict.py config that change the model's outputs (see
+    ``TaskModule.configure_inference``)."""
+    try:
+        module.configure_inference(options)
+    except ValueError as error:
+        raise UserError(str(error)) from None
 
 
 def _merge(base: dict, overrides: dict) -> dict:

@@ -41,6 +41,8 @@ class ClassificationModule(SupervisedTask):
     main_metric = "acc"
     higher_is_better = True
     target_key = "labels"
+    kind = "classifier"
+    predictions_extension = "tsv"
 
     def __init__(self, model: dict, vocab: dict, labels: dict, optimizer: dict | None = None,
                  scheduler: dict | None = None):
@@ -73,6 +75,20 @@ class ClassificationModule(SupervisedTask):
         """The most probable class of each sentence of a batch, with its probability."""
         probabilities, ids = self(batch["tokens"], batch["mask"]).softmax(-1).max(-1)  # (B,)
         return [(self.labels.items[i], p) for i, p in zip(ids.tolist(), probabilities.tolist())]
+
+    def format_predictions(self, examples: list[dict], outputs: list[tuple[str, float]]) -> str:
+        """A TSV table: text, gold label, predicted label, its probability."""
+        rows = [f"{example['text']}\t{example['label']}\t{label}\t{probability:.4f}\n"
+                for example, (label, probability) in zip(examples, outputs)]
+        return "text\tgold\tpredicted\tprobability\n" + "".join(rows)
+
+    def prediction_example(self, item: str) -> dict | None:
+        return {"text": item} if item.strip() else None
+
+    def render_prediction(self, item: str, prediction: tuple[str, float]) -> str:
+        """``label<TAB>probability<TAB>text``."""
+        label, probability = prediction
+        return f"{label}\t{probability:.4f}\t{item}\n"
 
     def compute_loss(self, batch: dict) -> tuple[Tensor, Tensor]:
         logits = self(batch["tokens"], batch["mask"])  # (B, C)

@@ -10,7 +10,8 @@ start of every training, validation and test epoch.
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Iterable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +24,9 @@ from rnnlab.embeddings import WordEmbedder
 from rnnlab.encoders import build_encoder
 from rnnlab.heads import MLPHead
 from rnnlab.metrics import Perplexity
-from rnnlab.tasks.base import TaskModule
+from rnnlab.tasks.base import PredictedBatches, TaskModule
 
+GENERATED_WORDS = 50  # predict.py's mode=generate without max_length
 INIT_RANGE = 0.1  # embeddings uniform in ±0.1 (Zaremba et al. 2014; PyTorch's word_language_model)
 
 
@@ -53,6 +55,12 @@ def _output_layer(model: dict, input_dim: int, embedder: WordEmbedder, default_a
                 f"{embedder.embedding_dim} to project, or make the sizes equal")
         output.weight = embedder.embedding.weight
     return head
+
+
+def _check_sampling(max_length: int, temperature: float, top_k: int) -> None:
+    if temperature < 0 or top_k < 0 or max_length < 0:
+        raise ValueError(f"temperature, top_k and max_length must be >= 0, got {temperature}, {top_k}, "
+                         f"{max_length}")
 
 
 class RNNLanguageModel(nn.Module):
@@ -142,6 +150,8 @@ class LanguageModelModule(TaskModule):
 
     main_metric = "ppl"
     higher_is_better = False
+    kind = "language model"
+    prediction_modes = ("generate", "score")
 
     def __init__(self, model: dict, vocab: dict, optimizer: dict | None = None, scheduler: dict | None = None):
         super().__init__(optimizer, scheduler)
@@ -194,6 +204,42 @@ class LanguageModelModule(TaskModule):
         counts = (batch["targets"] != IGNORE_INDEX).sum(1)
         return list(zip(nll.sum(1).tolist(), counts.tolist()))
 
+    # ------------------------------------------------------------- inference
+    def check_prediction_options(self, options: Mapping[str, Any]) -> None:
+        super().check_prediction_options(options)
+        if options["mode"] == "generate":
+            _check_sampling(self._max_length(options), options["temperature"], options["top_k"])
+
+    @staticmethod
+    def _max_length(options: Mapping[str, Any]) -> int:
+        return GENERATED_WORDS if options["max_length"] is None else options["max_length"]
+
+    def prediction_example(self, item: str) -> dict:
+        return {"tokens": item.split()}  # an empty line is the empty sentence <bos> <eos>
+
+    def render_prediction(self, item: str, prediction: tuple[float, int]) -> str:
+        """``perplexity<TAB>tokens<TAB>text``."""
+        nll, count = prediction
+        return f"{math.exp(nll / count):.4f}\t{count}\t{item}\n"
+
+    def prediction_output(self, items: Iterable[str], predicted: PredictedBatches,
+                          options: Mapping[str, Any]) -> Iterator[str]:
+        """``mode=score``: a line per input, then the perplexity over all of them (``<total>``);
+        ``mode=generate``: ``num_samples`` continuations per prompt line, sample ``i`` drawn with ``seed + i``."""
+        if options["mode"] == "generate":
+            for prompt in items:
+                words = prompt.split()
+                yield "".join(" ".join([*words, *self.sample(words, self._max_length(options), options["temperature"],
+                                                             options["top_k"], options["seed"] + i)]) + "\n"
+                              for i in range(options["num_samples"]))
+            return
+        total_nll, total_count = 0.0, 0
+        for batch, predictions in predicted(items):
+            yield "".join(self.render_prediction(item, prediction) for item, prediction in zip(batch, predictions))
+            total_nll += sum(nll for nll, _ in predictions)
+            total_count += sum(count for _, count in predictions)
+        yield f"{math.exp(total_nll / max(total_count, 1)):.4f}\t{total_count}\t<total>\n"
+
     def on_train_epoch_start(self) -> None:
         self.states.pop("train", None)
 
@@ -238,9 +284,7 @@ class LanguageModelModule(TaskModule):
         Returns:
             The generated words (not the prompt), ending with ``<eos>`` when the model stopped.
         """
-        if temperature < 0 or top_k < 0 or max_length < 0:
-            raise ValueError(f"temperature, top_k and max_length must be >= 0, got {temperature}, {top_k}, "
-                             f"{max_length}")
+        _check_sampling(max_length, temperature, top_k)
         words = prompt.split() if isinstance(prompt, str) else list(prompt)
         generator = torch.Generator(device=self.device)
         if seed is not None:

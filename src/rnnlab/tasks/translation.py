@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import sacrebleu
 import torch
@@ -82,6 +82,8 @@ class TranslationModule(TaskModule):
 
     main_metric = "loss"
     higher_is_better = False
+    kind = "translation model"
+    predictions_extension = "hyp"
 
     def __init__(self, model: dict, source_vocab: dict, target_vocab: dict, target_lang: str = "en",
                  lowercase: bool = False, decoding: dict | None = None, bleu_every_n_epochs: int = 1,
@@ -165,6 +167,31 @@ class TranslationModule(TaskModule):
     def predict_step(self, batch: dict, batch_idx: int = 0) -> list[str]:
         """The detokenised translation of each source of a batch, decoded as ``self.decoding`` says."""
         return [self.detokenise(ids) for ids in self.translate(batch["source"], batch["source_mask"])]
+
+    # ------------------------------------------------------------- inference
+    def configure_inference(self, options: Mapping[str, Any]) -> None:
+        """``beam_size`` 1 is greedy search, more is beam search; ``max_length`` caps the output. None keeps the
+        checkpoint's ``task.decoding``."""
+        beam_size, max_length = options.get("beam_size"), options.get("max_length")
+        if beam_size is not None:
+            if beam_size < 1:
+                raise ValueError(f"beam_size must be >= 1 (1: greedy search), got {beam_size}")
+            self.decoding.update(strategy="greedy" if beam_size == 1 else "beam", beam_size=beam_size)
+        if max_length is not None:
+            self.decoding["max_length"] = max_length
+
+    def finds_input(self, path: str) -> bool:
+        return True  # a file stem: the DataModule names the files it lacks
+
+    def format_predictions(self, examples: list[dict], outputs: list[str]) -> str:
+        """A translation a line."""
+        return "".join(hypothesis + "\n" for hypothesis in outputs)
+
+    def prediction_example(self, item: str) -> dict | None:
+        return {"source": item.strip(), "target": "", "index": 0} if item.strip() else None
+
+    def render_prediction(self, item: str, prediction: str) -> str:
+        return prediction + "\n"
 
     # ----------------------------------------------------------------- steps
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
