@@ -13,7 +13,7 @@ from conftest import CONF, SHARED_DATA, compose_train, skip_without_vectors
 from rnnlab.data.classification import ClassificationDataModule, read_labelled, split_examples
 from rnnlab.data.errors import DataError
 from rnnlab.encoders.cnn import CNNEncoder
-from rnnlab.pipeline import build, train
+from rnnlab.run.pipeline import build, train
 from rnnlab.tasks.classification import ClassificationModule
 from test_sst_trees import write_trees
 

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MinMetric, Metric
 
-from rnnlab.embeddings import WordEmbedder
+from rnnlab.models.embeddings import WordEmbedder
 
 # Version of what rnnlab adds to a Lightning checkpoint (``checkpoint["rnnlab"]``); raise it when a change
 # makes older rnnlab unable to read new checkpoints.
@@ -34,7 +34,7 @@ class TaskModule(L.LightningModule):
     A checkpoint holds, besides Lightning's weights and ``hyper_parameters`` (the vocabularies among them),
     ``checkpoint["rnnlab"]``: the ``format`` version, the module's class and ``run_config``, the resolved run
     config as a plain dict (its ``data`` entry says how text was read and normalised). So a checkpoint alone
-    rebuilds the model and reads new text as training did; see ``rnnlab.inference``.
+    rebuilds the model and reads new text as training did; see ``rnnlab.cli.inference``.
 
     ``eval.py`` and ``predict.py`` (``rnnlab.cli``) read a checkpoint through the methods under "inference"
     below, so a new task plugs in by setting ``kind`` and overriding what differs from the defaults; a task

@@ -14,9 +14,9 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.embeddings import WordEmbedder
 from rnnlab.encoders import build_sentence_encoder
 from rnnlab.heads import MLPHead
+from rnnlab.models.embeddings import WordEmbedder
 from rnnlab.tasks.base import SupervisedTask
 
 POOLINGS = ("final", "max")

@@ -11,13 +11,13 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
-from rnnlab.chars import CharEncoder
 from rnnlab.data.special import IGNORE_INDEX
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.embeddings import WordEmbedder
 from rnnlab.encoders import build_encoder
 from rnnlab.heads import CRF, MLPHead
 from rnnlab.metrics import SpanF1
+from rnnlab.models.chars import CharEncoder
+from rnnlab.models.embeddings import WordEmbedder
 from rnnlab.tasks.base import SupervisedTask
 
 METRICS = ("accuracy", "span_f1")

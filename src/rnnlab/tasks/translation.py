@@ -15,10 +15,10 @@ from torchmetrics import MaxMetric
 
 from rnnlab.data.special import BOS, EOS
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.decoding import STRATEGIES, Bridge, RNNDecoder, States, decode
-from rnnlab.embeddings import WordEmbedder, load_vectors
 from rnnlab.encoders import build_encoder
 from rnnlab.metrics import Perplexity
+from rnnlab.models.decoding import STRATEGIES, Bridge, RNNDecoder, States, decode
+from rnnlab.models.embeddings import WordEmbedder, load_vectors
 from rnnlab.tasks.base import TaskModule
 
 DECODING_DEFAULTS = {"strategy": "greedy", "beam_size": 5, "length_penalty": 1.0, "max_length": 100}
@@ -64,11 +64,11 @@ class TranslationModule(TaskModule):
         model: the ``model`` config: ``embedding_dim``, ``embedding_dropout``, ``word_dropout``, ``dropout``,
             ``cell``, ``encoder`` (the source side) and ``decoder``: ``cell`` (None: the encoder's),
             ``hidden_size`` / ``num_layers`` (None: the encoder's), ``embedding_dim`` (None: the model's),
-            ``dropout`` (None: ``model.dropout``), ``bridge`` (see ``rnnlab.decoding.Bridge``),
+            ``dropout`` (None: ``model.dropout``), ``bridge`` (see ``rnnlab.models.decoding.Bridge``),
             ``feed_context`` (also read the encoder's sentence representation at every step, Cho et al.
             2014; false: the lecture's model, where the source enters only through the initial states),
             ``implementation``, ``pretrained_vectors`` (target-side vectors, as ``model.pretrained_vectors``
-            gives the source side: see ``rnnlab.pretrained``).
+            gives the source side: see ``rnnlab.models.pretrained``).
         source_vocab: source vocabulary (``Vocabulary.to_dict()``), from the DataModule.
         target_vocab: target vocabulary with ``<bos>`` and ``<eos>``, from the DataModule.
         target_lang: language of the Moses detokeniser.

@@ -28,9 +28,9 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from rnnlab.cli.inference import Loaded, batched, configure, data_overrides, datamodule, load_checkpoint
 from rnnlab.data.readers import read_conll, read_conllu, read_lines
-from rnnlab.errors import UserError
-from rnnlab.inference import Loaded, batched, configure, data_overrides, datamodule, load_checkpoint
+from rnnlab.run.errors import UserError
 
 INPUT_FORMATS = ("text", "conll", "conllu")
 STDIN = "-"

@@ -10,9 +10,9 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from rnnlab.errors import UserError
-from rnnlab.inference import Loaded, configure, data_overrides, datamodule, load_checkpoint
-from rnnlab.precision import choose_precision
+from rnnlab.cli.inference import Loaded, configure, data_overrides, datamodule, load_checkpoint
+from rnnlab.run.errors import UserError
+from rnnlab.run.precision import choose_precision
 
 log = logging.getLogger(__name__)
 

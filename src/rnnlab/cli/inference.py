@@ -19,8 +19,17 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.errors import UserError
+from rnnlab.run.errors import UserError
 from rnnlab.tasks.base import CHECKPOINT_FORMAT, TaskModule
+
+# Modules moved when the package root was split into models/, run/ and cli/. Checkpoints written before store
+# class paths in them (the run config's callback and logger ``_target_``s); they are read as the new paths, so
+# those checkpoints load unchanged, with no format change.
+MOVED_MODULES = {f"rnnlab.{name}": f"rnnlab.{package}.{name}" for package, names in {
+    "models": ("embeddings", "chars", "pretrained", "decoding"),
+    "run": ("pipeline", "callbacks", "loggers", "rundir", "errors", "precision"),
+    "cli": ("inference", "evaluate", "predict"),
+}.items() for name in names}
 
 
 @dataclass
@@ -75,6 +84,22 @@ def _read(path: Path, device: torch.device) -> dict:
     return checkpoint
 
 
+def current_path(path: str) -> str:
+    """A class path as this rnnlab names it: a path into a module listed in ``MOVED_MODULES`` is moved."""
+    module, _, name = path.rpartition(".")
+    return f"{MOVED_MODULES.get(module, module)}.{name}"
+
+
+def current_targets(node: Any) -> Any:
+    """A stored config (dicts, lists, values) with every ``_target_`` read by ``current_path``."""
+    if isinstance(node, dict):
+        return {key: current_path(value) if key == "_target_" and isinstance(value, str) else current_targets(value)
+                for key, value in node.items()}
+    if isinstance(node, list):
+        return [current_targets(item) for item in node]
+    return node
+
+
 def _check_format(path: Path, checkpoint: dict) -> dict:
     info = checkpoint.get("rnnlab")
     version = info.get("format") if isinstance(info, dict) else None
@@ -108,13 +133,13 @@ def load_checkpoint(path: str | Path, task: str | None = None, device: str = "cp
     path = Path(path)
     checkpoint = _read(path, device)
     info = _check_format(path, checkpoint)
-    module_class = get_class(info["module"])
-    config = info["config"]
+    module_class = get_class(current_path(info["module"]))
+    config = current_targets(info["config"])
     if not (issubclass(module_class, TaskModule) and module_class.kind):
         raise UserError(f"{path} holds a {config['task']['name']} model ({module_class.__name__}); eval.py and "
                         f"predict.py read the task modules that say how (TaskModule.kind and its inference "
                         f"methods)")
-    module = module_class(**checkpoint["hyper_parameters"])
+    module = module_class(**current_targets(checkpoint["hyper_parameters"]))
     module.load_state_dict(checkpoint["state_dict"])
     module.run_config = config
     loaded = Loaded(module.to(device).eval(), config, path)
