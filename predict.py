@@ -5,8 +5,8 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from rnnlab.errors import main_guard
-from rnnlab.predict import predict
+from rnnlab.cli.predict import predict
+from rnnlab.run.errors import main_guard
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")

@@ -140,7 +140,7 @@ def time_ner_epoch(cell: str, data_dir: str) -> float:
     import lightning as L
     from hydra import compose, initialize_config_dir
 
-    from rnnlab.pipeline import build
+    from rnnlab.run.pipeline import build
 
     name, options = parse_cell(cell)
     overrides = ["task=ner", "model=bilstm", f"model/cell={name}", f"paths.data_dir={data_dir}",

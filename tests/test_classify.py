@@ -13,7 +13,7 @@ from conftest import CONF, SHARED_DATA, compose_train, skip_without_vectors
 from rnnlab.data.classification import ClassificationDataModule, read_labelled, split_examples
 from rnnlab.data.errors import DataError
 from rnnlab.encoders.cnn import CNNEncoder
-from rnnlab.pipeline import build, train
+from rnnlab.run.pipeline import build, train
 from rnnlab.tasks.classification import ClassificationModule
 from test_sst_trees import write_trees
 
@@ -124,18 +124,18 @@ def test_cnn_max_pooling_ignores_padding() -> None:
     encoder = CNNEncoder(input_size=3, filter_widths=[2, 5], num_filters=4, activation="identity")
     x = torch.randn(2, 6, 3)
     mask = torch.tensor([[True] * 6, [True, True, False, False, False, False]])
-    clean = encoder(x, mask)
+    clean = encoder(x, mask).sentence
     x_noisy = x.clone()
     x_noisy[1, 2:] = 1e4
-    torch.testing.assert_close(encoder(x_noisy, mask), clean)
-    torch.testing.assert_close(encoder(x[1:, :2], mask[1:, :2]), clean[1:])
+    torch.testing.assert_close(encoder(x_noisy, mask).sentence, clean)
+    torch.testing.assert_close(encoder(x[1:, :2], mask[1:, :2]).sentence, clean[1:])
     # By hand: width 2, wide convolution of a 2-token sentence = windows [pad, t0], [t0, t1], [t1, pad].
     conv = encoder.convolutions[0]
     windows = torch.stack([torch.cat([torch.zeros(1, 3), x[1, :1]]), x[1, :2], torch.cat([x[1, 1:2], torch.zeros(1, 3)])])
     maps = torch.einsum("wki,fik->wf", windows, conv.weight) + conv.bias  # (3, F)
     torch.testing.assert_close(clean[1, :4], maps.max(dim=0).values)
     assert encoder.get_output_dim() == 8
-    assert torch.equal(encoder(x, torch.zeros_like(mask)), torch.zeros(2, 8))  # empty sentences
+    assert torch.equal(encoder(x, torch.zeros_like(mask)).sentence, torch.zeros(2, 8))  # empty sentences
 
 
 def test_cnn_rejects_bad_hyperparameters() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import compose_train, write_conll
 from rnnlab.data.sampling import BucketBatchSampler
-from rnnlab.pipeline import build, train
+from rnnlab.run.pipeline import build, train
 
 # Four sentences: with one sentence per evaluation batch each of the 2 ranks gets 2 batches, none repeated.
 SENTENCES = """UNESCO NNP B-NP I-ORG

@@ -12,8 +12,8 @@ from lightning.pytorch.callbacks import EarlyStopping
 from torch.utils.data import DataLoader
 
 from conftest import compose_train
-from rnnlab.callbacks import EarlyStoppingAfterStart, stop_reason
-from rnnlab.pipeline import train
+from rnnlab.run.callbacks import EarlyStoppingAfterStart, stop_reason
+from rnnlab.run.pipeline import train
 
 # Validation F1 per epoch of a tagger that predicts no entity for six epochs, then learns and levels off.
 LATE_START = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.3, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
@@ -90,6 +90,6 @@ def test_default_callbacks_wait_and_the_log_says_why_training_stopped(tmp_path, 
     cfg = compose_train(["task=ner", "model=bilstm", f"paths.data_dir={data_dir}", "trainer.max_epochs=2",
                          "model.embedding_dim=8", "model.encoder.hidden_size=8"], tmp_path)
     assert isinstance(instantiate(cfg.callbacks.early_stopping), EarlyStoppingAfterStart)
-    with caplog.at_level(logging.INFO, logger="rnnlab.pipeline"):
+    with caplog.at_level(logging.INFO, logger="rnnlab.run.pipeline"):
         train(cfg)
     assert "training stopped: trainer.max_epochs=2 reached" in caplog.text

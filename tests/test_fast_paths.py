@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from rnnlab.cells.discovery import cell_factory, cell_names
 from rnnlab.encoders import RecurrentLayer, RNNEncoder
 from rnnlab.kernels.peephole import peephole_lstm_sequence
-from rnnlab.precision import cpu_bf16_support
+from rnnlab.run.precision import cpu_bf16_support
 
 INPUT, HIDDEN = 3, 4
 # Every cell of conf/model/cell/, as a run builds it, and variants that matter here: peepholes that are not zero

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import math
@@ -14,13 +15,15 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.utils import get_class
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 
 from conftest import COLUMNS_OPTIONS, COLUMNS_TRAIN, CONF, ROOT, compose_train, write_conll
-from rnnlab.errors import BROKEN_PIPE_EXIT, USER_ERROR_EXIT, main_guard
-from rnnlab.evaluate import evaluate
-from rnnlab.pipeline import train
-from rnnlab.predict import predict
+from rnnlab.cli.evaluate import evaluate
+from rnnlab.cli.inference import MOVED_MODULES, load_checkpoint
+from rnnlab.cli.predict import predict
+from rnnlab.run.errors import BROKEN_PIPE_EXIT, USER_ERROR_EXIT, main_guard
+from rnnlab.run.pipeline import train
 from rnnlab.tasks.base import CHECKPOINT_FORMAT
 from test_classify import SST_LINES, write_sst
 from test_lm import PTB_LIKE, write_ptb
@@ -330,6 +333,45 @@ def test_incompatible_format_versions(version: int | None, trained, tmp_path: Pa
     assert expected in message
 
 
+OLD_MODULES = {new: old for old, new in MOVED_MODULES.items()}
+
+
+def _old_targets(node):
+    """A stored config as rnnlab wrote it before the package root was split into models/, run/ and cli/."""
+    if isinstance(node, dict):
+        return {key: _old_path(value) if key == "_target_" else _old_targets(value) for key, value in node.items()}
+    return [_old_targets(item) for item in node] if isinstance(node, list) else node
+
+
+def _old_path(path: str) -> str:
+    module, _, name = path.rpartition(".")
+    return f"{OLD_MODULES.get(module, module)}.{name}"
+
+
+def test_checkpoints_with_the_class_paths_of_before_the_package_split_still_load(trained, tmp_path: Path,
+                                                                                 capsys: pytest.CaptureFixture) -> None:
+    checkpoint = torch.load(trained["ner"][0], weights_only=True)
+    checkpoint["rnnlab"]["config"] = _old_targets(checkpoint["rnnlab"]["config"])
+    checkpoint["hyper_parameters"] = _old_targets(checkpoint["hyper_parameters"])
+    callbacks = checkpoint["rnnlab"]["config"]["callbacks"]
+    assert callbacks["rng_state"]["_target_"] == "rnnlab.callbacks.RNGState"  # as checkpoints of 21cf8ab store it
+    path = tmp_path / "old.ckpt"
+    torch.save(checkpoint, path)
+    loaded = load_checkpoint(path)
+    for name, node in loaded.config["callbacks"].items():
+        if node and "_target_" in node:
+            assert get_class(node["_target_"]).__name__ == node["_target_"].rpartition(".")[2], name
+    text = write_lines(tmp_path / "in.txt", ["EU rejects German call", "", "Peter Blackburn"])
+    assert run_predict([f"ckpt_path={path}", f"input={text}"], capsys) == \
+        run_predict([f"ckpt_path={trained['ner'][0]}", f"input={text}"], capsys)
+
+
+@pytest.mark.parametrize("old", sorted(MOVED_MODULES))
+def test_every_moved_module_has_its_new_home(old: str) -> None:
+    assert importlib.util.find_spec(MOVED_MODULES[old]) is not None
+    assert importlib.util.find_spec(old) is None  # moved, not copied
+
+
 def test_checkpoint_of_another_task(trained, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     ner, lm = trained["ner"][0], trained["lm"][0]
     text = write_lines(tmp_path / "in.txt", ["a b"])
@@ -338,10 +380,10 @@ def test_checkpoint_of_another_task(trained, tmp_path: Path, capsys: pytest.Capt
     message = user_error("predict", [f"ckpt_path={lm}", f"input={text}"], capsys)
     assert "holds a lm language model; set mode= to one of ('generate', 'score')" in message
     message = user_error("predict", [f"ckpt_path={ner}", f"input={text}", "mode=score"], capsys)
-    assert "holds a ner tagger; drop mode=: it is for language models" in message
+    assert "holds a ner tagger; drop mode=: a tagger has no modes" in message
     message = user_error("predict", [f"ckpt_path={trained['sst2'][0]}", f"input={text}", "input_format=conll"],
                          capsys)
-    assert "input_format=conll is for taggers" in message
+    assert "input_format=conll is not for a classifier; use input_format=text" in message
     message = user_error("eval", [f"ckpt_path={lm}", "data.format=conll", f"paths.output_dir={tmp_path}"], capsys)
     assert "data.format is not an option of LMDataModule, the data of" in message
 

@@ -1,7 +1,7 @@
 """Does it learn? One tiny, learnable fixture per task family, trained through the real pipeline.
 
 Each case writes a fixture whose answer is a simple function of the input (the long-range lab generates its
-own data), trains on it with ``rnnlab.pipeline.train`` on a config composed as ``train.py`` composes it, and
+own data), trains on it with ``rnnlab.run.pipeline.train`` on a config composed as ``train.py`` composes it, and
 requires the test split, drawn apart from the training split (the language model's one sentence aside), to
 reach a level:
 
@@ -38,8 +38,8 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from conftest import compose_train
-from rnnlab.data.batching import IGNORE_INDEX
-from rnnlab.pipeline import build, train
+from rnnlab.data.special import IGNORE_INDEX
+from rnnlab.run.pipeline import build, train
 
 NER_LEXICON = {"O": ["the", "met", "in", "visited", "said", "and", "from", "today"],
                "I-PER": ["anna", "boris", "chen"], "I-LOC": ["paris", "lima", "oslo"],

@@ -13,9 +13,10 @@ from torchmetrics.text import Perplexity as ReferencePerplexity
 
 from conftest import SHARED_DATA, compose_train
 from rnnlab.data.errors import DataError
-from rnnlab.data.lm import BOS, EOS, IGNORE_INDEX, SPECIALS, LMDataModule, read_text, stream_columns
+from rnnlab.data.lm import SPECIALS, LMDataModule, read_text, stream_columns
+from rnnlab.data.special import BOS, EOS, IGNORE_INDEX
 from rnnlab.metrics import Perplexity
-from rnnlab.pipeline import build, train
+from rnnlab.run.pipeline import build, train
 from rnnlab.tasks.lm import LanguageModelModule
 
 PTB_LIKE = " the cat sat on the mat \n the dog ate the cat \n a dog sat on a mat \n"

@@ -13,13 +13,14 @@ import torch
 from conftest import compose_train
 from rnnlab.analysis import long_range
 from rnnlab.cells import CIFGCell, ElmanCell, LSTMCell, PeepholeLSTMCell
-from rnnlab.cells.gates import hard_sigmoid
-from rnnlab.data.synthetic import COPY_BLANK, COPY_DELIMITER, COPY_OFFSET, IGNORE_INDEX, SyntheticDataModule
-from rnnlab.diagnostics import gradient_norms
 from rnnlab.cells.discovery import cell_names
+from rnnlab.cells.gates import hard_sigmoid
+from rnnlab.data.special import IGNORE_INDEX
+from rnnlab.data.synthetic import COPY_BLANK, COPY_DELIMITER, COPY_OFFSET, SyntheticDataModule
+from rnnlab.diagnostics import gradient_norms
 from rnnlab.diagnostics.memory_heatmap import gate_trace, main as heatmap_main
 from rnnlab.encoders import RNNEncoder
-from rnnlab.pipeline import build, train
+from rnnlab.run.pipeline import build, train
 
 GATED = [LSTMCell, CIFGCell, PeepholeLSTMCell]
 SMALL = ["data.num_train=64", "data.num_val=32", "data.num_test=32", "data.batch_size=16",

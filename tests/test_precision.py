@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from conftest import ROOT
-from rnnlab import precision
-from rnnlab.errors import UserError
-from rnnlab.precision import BF16, FP32, choose_precision, cpu_bf16_support
+from rnnlab.run import precision
+from rnnlab.run.errors import UserError
+from rnnlab.run.precision import BF16, FP32, choose_precision, cpu_bf16_support
 from test_lm import write_ptb
 
 AVX2_ONLY = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "OMP_NUM_THREADS": "1"}
@@ -46,7 +46,7 @@ def test_cpu_check_agrees_with_the_kernel() -> None:
 
 def test_cpu_check_honours_the_onednn_isa_cap() -> None:
     """``ONEDNN_MAX_CPU_ISA=AVX2`` turns any x86 CPU into one without bf16 kernels, and the check sees it."""
-    code = "from rnnlab.precision import cpu_bf16_support; print(cpu_bf16_support()[0])"
+    code = "from rnnlab.run.precision import cpu_bf16_support; print(cpu_bf16_support()[0])"
     result = subprocess.run([sys.executable, "-c", code], env=AVX2_ONLY, capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "False"
@@ -56,7 +56,7 @@ def test_cpu_check_honours_the_onednn_isa_cap() -> None:
 def test_auto_follows_the_capability(supported: bool, expected: str, monkeypatch: pytest.MonkeyPatch,
                                      caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(precision, "cpu_bf16_support", lambda: (supported, "because of the test"))
-    with caplog.at_level(logging.INFO, logger="rnnlab.precision"):
+    with caplog.at_level(logging.INFO, logger="rnnlab.run.precision"):
         assert choose_precision("auto", "cpu") == expected
     assert f"precision: {expected} (trainer.precision=auto: because of the test)" in caplog.text
 

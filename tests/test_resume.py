@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnlab.errors import USER_ERROR_EXIT
+from rnnlab.run.errors import USER_ERROR_EXIT
 
 from conftest import CONLL_TRAIN, ROOT, compose_train, write_conll
 from rnnlab.data.resumable import ResumableLoader
 from rnnlab.data.sampling import BucketBatchSampler
-from rnnlab.pipeline import train
+from rnnlab.run.pipeline import train
 
 # 8 sentences in batches of 2: 4 steps an epoch; dropout on, so the random generators matter too.
 TINY = ["task=ner", "model=bilstm", "data.batch_size=2", "model.embedding_dim=8", "model.encoder.hidden_size=8",

@@ -10,7 +10,7 @@ from conftest import SHARED_DATA, compose_train
 from rnnlab.data.classification import SentimentTreeDataModule, read_labelled
 from rnnlab.data.errors import DataError
 from rnnlab.data.trees import parse_tree, read_tree_examples
-from rnnlab.pipeline import train
+from rnnlab.run.pipeline import train
 
 GREAT = "(3 (2 It) (4 (3 (2 is) (4 great)) (2 .)))"
 DULL = "(1 (2 A) (0 (1 dull) (2 film)))"

@@ -12,16 +12,16 @@ import torch
 from torch import nn
 
 from conftest import CONF, compose_train, skip_without_vectors
-from rnnlab import inference
 from rnnlab.cells import LSTMCell
-from rnnlab.chars import CharEncoder
+from rnnlab.cli import inference
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.embeddings import WordEmbedder
 from rnnlab.encoders import RNNEncoder
 from rnnlab.encoders.cnn import CNNEncoder
 from rnnlab.heads import CRF
-from rnnlab.pipeline import build, train
-from rnnlab.pretrained import VectorFileError, read_pretrained
+from rnnlab.models.chars import CharEncoder
+from rnnlab.models.embeddings import WordEmbedder
+from rnnlab.models.pretrained import VectorFileError, read_pretrained
+from rnnlab.run.pipeline import build, train
 
 
 # ----------------------------------------------------------------- CRF

@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 
 from conftest import CONF, ROOT, compose_train
-from rnnlab.pipeline import train
+from rnnlab.run.pipeline import train
 
 TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if not p.stem.startswith("_"))

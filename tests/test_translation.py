@@ -13,10 +13,11 @@ import torch
 from conftest import SHARED_DATA, compose_train
 from rnnlab.cells import ElmanCell, LSTMCell, PeepholeLSTMCell
 from rnnlab.data.errors import DataError
-from rnnlab.data.translation import BOS, EOS, TranslationDataModule
-from rnnlab.decoding import Bridge, RNNDecoder, beam_search, greedy_search
+from rnnlab.data.special import BOS, EOS
+from rnnlab.data.translation import TranslationDataModule
 from rnnlab.encoders import RNNEncoder
-from rnnlab.pipeline import build, train
+from rnnlab.models.decoding import Bridge, RNNDecoder, beam_search, greedy_search
+from rnnlab.run.pipeline import build, train
 from rnnlab.tasks.translation import corpus_scores
 
 GERMAN = ["Ein Hund läuft.", "Zwei Männer spielen Fußball.", "Eine Frau liest ein Buch.",

@@ -117,7 +117,7 @@ def load_multirun(sweep_dir: str | Path, metric: str | None = None) -> list[Run]
 def load_wandb(project: str, group: str | None = None, metric: str | None = None) -> list[Run]:
     """Finished runs of a W&B project (``ENTITY/PROJECT``), optionally of one group (a sweep).
 
-    A run's configuration is its name (the Hydra overrides minus the seed, see ``rnnlab.loggers``).
+    A run's configuration is its name (the Hydra overrides minus the seed, see ``rnnlab.run.loggers``).
     """
     import wandb
 

@@ -7,8 +7,6 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-IGNORE_INDEX = -100  # targets that the loss and the metrics skip: padding, or text read without gold labels
-
 
 def map_rows(encoder: Callable[[dict], dict], examples: list[dict]) -> list[dict]:
     """Applies a batched encoder (columns -> columns, as ``datasets.map(batched=True)`` calls it) to examples.

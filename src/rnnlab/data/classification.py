@@ -27,7 +27,8 @@ from pathlib import Path
 import datasets
 import torch
 
-from rnnlab.data.batching import IGNORE_INDEX, pad_sequences
+from rnnlab.data.batching import pad_sequences
+from rnnlab.data.special import IGNORE_INDEX
 from rnnlab.data.bucketed import BucketedDataModule
 from rnnlab.data.errors import DataError
 from rnnlab.data.readers import read_lines

@@ -30,15 +30,13 @@ from rnnlab.data.errors import DataError
 from rnnlab.data.readers import read_lines
 from rnnlab.data.resumable import ResumableLoader
 from rnnlab.data.sources import load_with_fallback, local_files
-from rnnlab.data.vocab import PAD, UNK, Vocabulary
+from rnnlab.data.special import BOS, EOS, IGNORE_INDEX, PAD, UNK
+from rnnlab.data.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-BOS = "<bos>"
-EOS = "<eos>"
 SPECIALS = (PAD, UNK, BOS, EOS)
-IGNORE_INDEX = -100  # targets the loss and the perplexity skip: <bos> and the padding of the last column
 
 
 def read_text(path: str | Path, encoding: str = "utf-8") -> list[dict]:

@@ -18,9 +18,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from rnnlab.data.special import IGNORE_INDEX
+
 TASKS = ("recall", "adding", "copy")
 SPLITS = ("train", "validation", "test")
-IGNORE_INDEX = -100  # targets of the copy task where nothing is to be predicted
 # Token ids of the copy task below its data symbols.
 COPY_BLANK, COPY_DELIMITER, COPY_OFFSET = 1, 2, 3
 

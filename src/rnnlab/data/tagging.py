@@ -9,7 +9,8 @@ from pathlib import Path
 
 import datasets
 
-from rnnlab.data.batching import IGNORE_INDEX, pad_sequences
+from rnnlab.data.batching import pad_sequences
+from rnnlab.data.special import IGNORE_INDEX
 from rnnlab.data.bucketed import BucketedDataModule
 from rnnlab.data.errors import DataError
 from rnnlab.data.readers import check_conll_options, read_conll, read_conllu

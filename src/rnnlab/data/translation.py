@@ -24,13 +24,12 @@ from rnnlab.data.bucketed import BucketedDataModule
 from rnnlab.data.errors import DataError
 from rnnlab.data.readers import read_lines
 from rnnlab.data.sources import load_with_fallback, local_files
-from rnnlab.data.vocab import PAD, UNK, Vocabulary
+from rnnlab.data.special import BOS, EOS, PAD, UNK
+from rnnlab.data.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-BOS = "<bos>"
-EOS = "<eos>"
 SOURCE_SPECIALS = (PAD, UNK, EOS)
 TARGET_SPECIALS = (PAD, UNK, BOS, EOS)
 

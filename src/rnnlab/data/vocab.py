@@ -7,8 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
-PAD = "<pad>"
-UNK = "<unk>"
+from rnnlab.data.special import PAD, UNK
 
 
 class Vocabulary:

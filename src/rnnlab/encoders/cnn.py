@@ -11,6 +11,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from rnnlab.encoders.output import EncoderOutput
+
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "identity": nn.Identity}
 
 
@@ -49,7 +51,7 @@ class CNNEncoder(nn.Module):
         """Size of the sentence vector: one pooled feature per map."""
         return self.num_filters * len(self.filter_widths)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor) -> EncoderOutput:
         """Encodes a padded batch.
 
         Args:
@@ -57,7 +59,8 @@ class CNNEncoder(nn.Module):
             mask: ``(B, T)`` bool, True at real tokens (a prefix of each row).
 
         Returns:
-            ``(B, D)`` sentence vectors, ``D = get_output_dim()``; zeros for an empty sentence.
+            ``EncoderOutput`` whose ``sentence`` is the ``(B, D)`` pooled vectors, ``D = get_output_dim()``
+            (zeros for an empty sentence); no token outputs, no states.
         """
         lengths = mask.sum(dim=1, keepdim=True)  # (B, 1)
         x = (x * mask.unsqueeze(-1)).transpose(1, 2)  # (B, I, T): padding reads as the zero vectors of a wide conv
@@ -69,4 +72,4 @@ class CNNEncoder(nn.Module):
             maps = maps.masked_fill(~real.unsqueeze(1), torch.finfo(maps.dtype).min)
             pooled.append(maps.max(dim=-1).values)  # (B, F)
         sentence = torch.cat(pooled, dim=-1)  # (B, D)
-        return self.activation(sentence) * (lengths > 0)
+        return EncoderOutput(None, self.activation(sentence) * (lengths > 0), [])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
@@ -12,27 +11,12 @@ from torch import Tensor, nn
 from rnnlab.cells.base import RecurrentCell, State
 from rnnlab.encoders.batch import SortedBatch
 from rnnlab.encoders.layer import RecurrentLayer
+from rnnlab.encoders.output import EncoderOutput
 from rnnlab.kernels import KERNELS, LibraryKernel, SequenceKernel
 from rnnlab.kernels.library import run_library_kernel
 
 CellFactory = Callable[[int, int], RecurrentCell]
 STYLES = ("stacked", "independent")
-
-
-@dataclass
-class EncoderOutput:
-    """What an encoder returns.
-
-    Attributes:
-        outputs: ``(B, T, D)`` token representations, zero at padding.
-        sentence: ``(B, D)`` the lecture's sentence representation: the forward RNN's state after the last
-            real token, concatenated (BiRNN) with the backward RNN's state after the first token.
-        final_states: per layer, per direction (forward first), the final state tuple of ``(B, H)``.
-    """
-
-    outputs: Tensor
-    sentence: Tensor
-    final_states: list[list[State]]
 
 
 class RNNEncoder(nn.Module):

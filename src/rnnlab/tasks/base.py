@@ -1,19 +1,24 @@
-"""What every task's LightningModule shares: optimisers, checkpoint contents and epoch-level metrics."""
+"""What every task's LightningModule shares: optimisers, checkpoint contents, epoch-level metrics, and the
+interface through which ``eval.py`` and ``predict.py`` use a task without knowing it."""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import lightning as L
 from hydra.utils import instantiate
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MinMetric, Metric
 
-from rnnlab.embeddings import WordEmbedder
+from rnnlab.models.embeddings import WordEmbedder
 
 # Version of what rnnlab adds to a Lightning checkpoint (``checkpoint["rnnlab"]``); raise it when a change
 # makes older rnnlab unable to read new checkpoints.
 CHECKPOINT_FORMAT = 1
+
+# predict.py's batches: each input item (a line, or a token list) with its prediction (None for an empty line).
+PredictedBatches = Callable[[Iterable[Any]], Iterator[tuple[list, list]]]
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -29,7 +34,11 @@ class TaskModule(L.LightningModule):
     A checkpoint holds, besides Lightning's weights and ``hyper_parameters`` (the vocabularies among them),
     ``checkpoint["rnnlab"]``: the ``format`` version, the module's class and ``run_config``, the resolved run
     config as a plain dict (its ``data`` entry says how text was read and normalised). So a checkpoint alone
-    rebuilds the model and reads new text as training did; see ``rnnlab.inference``.
+    rebuilds the model and reads new text as training did; see ``rnnlab.cli.inference``.
+
+    ``eval.py`` and ``predict.py`` (``rnnlab.cli``) read a checkpoint through the methods under "inference"
+    below, so a new task plugs in by setting ``kind`` and overriding what differs from the defaults; a task
+    with ``kind`` None (the synthetic lab) is trained only.
 
     Args:
         optimizer: a partial optimiser config (``_target_`` + ``_partial_: true``) taking the parameters.
@@ -39,6 +48,12 @@ class TaskModule(L.LightningModule):
 
     main_metric = "loss"
     higher_is_better = False
+
+    kind: str | None = None  # the model's name in messages (e.g. "tagger"); None: eval/predict refuse it
+    predictions_extension: str | None = None  # of eval.py's predictions file; None: it writes none
+    input_formats: tuple[str, ...] = ("text",)  # predict.py's input_format values it reads
+    input_tokens = False  # predict.py hands prediction_example token lists (split lines, CoNLL sentences)
+    prediction_modes: tuple[str, ...] = ()  # predict.py's mode values; () : mode= must stay unset
 
     def __init__(self, optimizer: dict | None = None, scheduler: dict | None = None):
         super().__init__()
@@ -74,6 +89,68 @@ class TaskModule(L.LightningModule):
             if isinstance(module, WordEmbedder):
                 module.load_pretrained()
 
+    # ------------------------------------------------------------- inference
+    def configure_inference(self, options: Mapping[str, Any]) -> None:
+        """Takes the options of an ``eval.py`` or ``predict.py`` config that change this model's outputs (e.g.
+        a translation model's ``beam_size``); the default reads none.
+
+        Raises:
+            ValueError: an option's value is invalid (the message names it).
+        """
+
+    def check_prediction_options(self, options: Mapping[str, Any]) -> None:
+        """Checks ``predict.py``'s ``mode`` and ``input_format`` against ``prediction_modes`` and ``input_formats``.
+
+        Raises:
+            ValueError: what this model cannot do, and what to pass instead.
+        """
+        mode, modes = options["mode"], self.prediction_modes
+        if mode is None and modes:
+            raise ValueError(f"set mode= to one of {modes}")
+        if mode is not None and not modes:
+            raise ValueError(f"drop mode=: a {self.kind} has no modes")
+        if mode is not None and mode not in modes:
+            raise ValueError(f"mode={mode} is not a mode; use one of {modes}")
+        if options["input_format"] not in self.input_formats:
+            raise ValueError(f"input_format={options['input_format']} is not for a {self.kind}; use "
+                             + " or ".join(f"input_format={name}" for name in self.input_formats))
+
+    def finds_input(self, path: str) -> bool:
+        """Whether ``eval.py``'s ``input=`` names something to read: by default, an existing file."""
+        return Path(path).is_file()
+
+    def prepare_evaluation(self, data: L.LightningDataModule) -> None:
+        """Adapts the model to the evaluation data, once it is read; by default nothing to do."""
+
+    def format_predictions(self, examples: list[dict], outputs: list) -> str:
+        """``eval.py``'s predictions file (``predictions_extension`` set): the examples' ``predict_step``
+        outputs as text, in order."""
+        raise NotImplementedError(f"{type(self).__name__} sets predictions_extension but formats no predictions")
+
+    def prediction_example(self, item: Any) -> dict | None:
+        """A ``predict.py`` input item (a line, or a token list with ``input_tokens``) as an example of the
+        DataModule's ``encode``; None for an empty input, answered by an empty line."""
+        raise NotImplementedError(f"{type(self).__name__} sets a kind but reads no input")
+
+    def render_prediction(self, item: Any, prediction: Any) -> str:
+        """One input item and its ``predict_step`` output as ``predict.py``'s output text (an empty input is
+        answered by an empty line without asking)."""
+        raise NotImplementedError(f"{type(self).__name__} sets a kind but renders no predictions")
+
+    def prediction_output(self, items: Iterable[Any], predicted: PredictedBatches,
+                          options: Mapping[str, Any]) -> Iterator[str]:
+        """``predict.py``'s output, a chunk per batch (each flushed once written, so it survives a later error).
+
+        Args:
+            items: the input items, read lazily.
+            predicted: batches of items with their predictions, from ``items``.
+            options: the ``predict.py`` config.
+        """
+        for batch, predictions in predicted(items):
+            yield "".join("\n" if prediction is None else self.render_prediction(item, prediction)
+                          for item, prediction in zip(batch, predictions))
+
+    # ------------------------------------------------------------- metrics
     def log_metric(self, stage: str, metric: Metric) -> dict[str, Tensor]:
         """Computes, logs and resets an epoch metric; tracks the best validation value."""
         values = metric.compute()

@@ -3,7 +3,7 @@
 The lecture's classifier: ``z(1)`` is the encoder's sentence representation (unidirectional RNN: the state
 after the last real token; BiRNN: last forward state ⊕ backward state at the first token),
 ``z(2) = σ(U(1) z(1) + b(1))`` and ``w = U(2) z(2) + b(2)`` are the scores before the softmax. The same
-module runs the CNN baseline (Kim 2014), whose encoder returns the pooled sentence vector directly.
+module runs the CNN baseline (Kim 2014), whose sentence representation is its pooled features.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.embeddings import WordEmbedder
-from rnnlab.encoders import EncoderOutput, build_sentence_encoder
+from rnnlab.encoders import build_sentence_encoder
 from rnnlab.heads import MLPHead
+from rnnlab.models.embeddings import WordEmbedder
 from rnnlab.tasks.base import SupervisedTask
 
 POOLINGS = ("final", "max")
@@ -41,6 +41,8 @@ class ClassificationModule(SupervisedTask):
     main_metric = "acc"
     higher_is_better = True
     target_key = "labels"
+    kind = "classifier"
+    predictions_extension = "tsv"
 
     def __init__(self, model: dict, vocab: dict, labels: dict, optimizer: dict | None = None,
                  scheduler: dict | None = None):
@@ -64,9 +66,8 @@ class ClassificationModule(SupervisedTask):
     def forward(self, tokens: Tensor, mask: Tensor) -> Tensor:
         """``(B, T)`` word ids and mask -> ``(B, C)`` class scores."""
         encoded = self.encoder(self.embedder(tokens), mask)
-        if not isinstance(encoded, EncoderOutput):  # the CNN pools by itself
-            return self.head(encoded)  # (B, D) -> (B, C)
-        if self.pooling == "max":  # padding never wins the max
+        # The CNN has no token outputs: its sentence vector is pooled already. With max pooling, padding never wins.
+        if self.pooling == "max" and encoded.outputs is not None:
             return self.head(encoded.outputs.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1))
         return self.head(encoded.sentence)
 
@@ -74,6 +75,20 @@ class ClassificationModule(SupervisedTask):
         """The most probable class of each sentence of a batch, with its probability."""
         probabilities, ids = self(batch["tokens"], batch["mask"]).softmax(-1).max(-1)  # (B,)
         return [(self.labels.items[i], p) for i, p in zip(ids.tolist(), probabilities.tolist())]
+
+    def format_predictions(self, examples: list[dict], outputs: list[tuple[str, float]]) -> str:
+        """A TSV table: text, gold label, predicted label, its probability."""
+        rows = [f"{example['text']}\t{example['label']}\t{label}\t{probability:.4f}\n"
+                for example, (label, probability) in zip(examples, outputs)]
+        return "text\tgold\tpredicted\tprobability\n" + "".join(rows)
+
+    def prediction_example(self, item: str) -> dict | None:
+        return {"text": item} if item.strip() else None
+
+    def render_prediction(self, item: str, prediction: tuple[str, float]) -> str:
+        """``label<TAB>probability<TAB>text``."""
+        label, probability = prediction
+        return f"{label}\t{probability:.4f}\t{item}\n"
 
     def compute_loss(self, batch: dict) -> tuple[Tensor, Tensor]:
         logits = self(batch["tokens"], batch["mask"])  # (B, C)

@@ -1,8 +1,6 @@
 """Word-level language modeling: an RNN LM with truncated BPTT, and the lecture's MLP n-gram LM baseline.
 
-RNN LM (lecture 2): ``p(y1 ... yn) = prod_i p(y_i | <bos>, y_1 ... y_{i-1})``, the hidden state read by a
-softmax output layer. MLP n-gram LM (lecture 1, Bengio et al. 2003): ``x = [emb(y_{i-1}); ...; emb(y_{i-n+1})]``,
-``z = σ(U1 x + b1)``, ``p(y_i | ...) = softmax(U2 z + b2)``. Both read the same contiguous stream of windows
+The networks are in ``rnnlab.models.lm``. Both read the same contiguous stream of windows
 (``rnnlab.data.lm``) and carry a state across windows: the RNN its hidden state (detached, so gradients stop
 at the window: truncated BPTT), the n-gram model its last ``n-2`` input words. The states restart at the
 start of every training, validation and test epoch.
@@ -10,123 +8,27 @@ start of every training, validation and test epoch.
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Iterable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
 from lightning.fabric.utilities.apply_func import apply_to_collection
 from torch import Tensor, nn
 
-from rnnlab.data.lm import BOS, EOS, IGNORE_INDEX
+from rnnlab.data.special import BOS, EOS, IGNORE_INDEX
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.embeddings import WordEmbedder
-from rnnlab.encoders import build_encoder
-from rnnlab.heads import MLPHead
 from rnnlab.metrics import Perplexity
-from rnnlab.tasks.base import TaskModule
+from rnnlab.models.lm import ARCHITECTURES
+from rnnlab.tasks.base import PredictedBatches, TaskModule
 
-INIT_RANGE = 0.1  # embeddings uniform in ±0.1 (Zaremba et al. 2014; PyTorch's word_language_model)
-
-
-def _embedder(model: dict, vocab: Vocabulary) -> WordEmbedder:
-    embedder = WordEmbedder.from_config(model, vocab)
-    with torch.no_grad():
-        embedder.embedding.weight.uniform_(-INIT_RANGE, INIT_RANGE)
-        embedder.embedding.weight[vocab.pad_id].zero_()
-    return embedder
+GENERATED_WORDS = 50  # predict.py's mode=generate without max_length
 
 
-def _output_layer(model: dict, input_dim: int, embedder: WordEmbedder, default_activation: str) -> MLPHead:
-    """The softmax layer (optionally after the head's hidden layer), its weights tied to the embeddings on
-    request (Press & Wolf 2017; Inan et al. 2017)."""
-    vocab_size = embedder.embedding.num_embeddings
-    head = MLPHead(input_dim, vocab_size, model.get("head_hidden", 0),
-                   model.get("head_activation", default_activation), model.get("dropout", 0.0))
-    output = head.layers[-1]
-    nn.init.zeros_(output.bias)
-    if model.get("tie_weights", False):
-        if output.in_features != embedder.embedding_dim:
-            raise ValueError(
-                f"model.tie_weights needs the output layer's input size ({output.in_features}: "
-                f"head_hidden, or the encoder's hidden size when head_hidden=0) to equal "
-                f"model.embedding_dim ({embedder.embedding_dim}); set model.head_hidden="
-                f"{embedder.embedding_dim} to project, or make the sizes equal")
-        output.weight = embedder.embedding.weight
-    return head
-
-
-class RNNLanguageModel(nn.Module):
-    """Embeddings -> unidirectional encoder -> (MLP) -> scores over the vocabulary.
-
-    Args:
-        model: the ``model`` config: ``embedding_dim``, ``embedding_dropout``, ``word_dropout``, ``cell``,
-            ``encoder``, ``head_hidden`` (0 for the lecture's output layer on ``h``), ``head_activation``,
-            ``dropout`` (on the encoder output), ``tie_weights``.
-        vocab: the word vocabulary.
-    """
-
-    def __init__(self, model: dict, vocab: Vocabulary):
-        super().__init__()
-        self.embedder = _embedder(model, vocab)
-        self.encoder = build_encoder(model, self.embedder.embedding_dim)
-        if self.encoder.bidirectional or any(direction.reverse for layer in self.encoder.layers
-                                             for direction in layer):
-            raise ValueError("a language model predicts each word from the words before it, so its encoder "
-                             "must read left to right: use a unidirectional model (model=lstm, rnn, cifg, "
-                             "peephole) with model.encoder.bidirectional=false and model.encoder.reverse=false")
-        self.head = _output_layer(model, self.encoder.get_output_dim(), self.embedder, "tanh")
-
-    def forward(self, tokens: Tensor, mask: Tensor, state: list | None = None) -> tuple[Tensor, list]:
-        """``(B, T)`` ids and mask, state from the previous window -> ``(B, T, V)`` scores, new state."""
-        encoded = self.encoder(self.embedder(tokens), mask, state)
-        return self.head(encoded.outputs), encoded.final_states
-
-    @staticmethod
-    def detach_state(state: list) -> list:
-        """The state with its history cut: the next window back-propagates only into itself."""
-        return [[tuple(s.detach() for s in direction) for direction in layer] for layer in state]
-
-
-class NGramMLPLanguageModel(nn.Module):
-    """The MLP n-gram LM: ``p(y_i | y_{i-1} ... y_{i-n+1})`` from the concatenated embeddings.
-
-    Args:
-        model: the ``model`` config: ``order`` (n; 3 is the lecture's 2nd-order Markov chain),
-            ``embedding_dim``, ``embedding_dropout``, ``word_dropout``, ``head_hidden`` (size of ``z``),
-            ``head_activation`` (``sigmoid``: the lecture's σ), ``dropout``, ``tie_weights``.
-        vocab: the word vocabulary.
-    """
-
-    def __init__(self, model: dict, vocab: Vocabulary):
-        super().__init__()
-        self.order = int(model.get("order", 3))
-        if self.order < 2:
-            raise ValueError(f"model.order of an n-gram LM must be >= 2 (n-1 previous words), got {self.order}")
-        if model.get("head_hidden", 0) <= 0:
-            raise ValueError("model.head_hidden of the MLP n-gram LM must be positive: the size of its hidden layer")
-        self.pad_id = vocab.pad_id
-        self.embedder = _embedder(model, vocab)
-        self.head = _output_layer(model, (self.order - 1) * self.embedder.embedding_dim, self.embedder, "sigmoid")
-
-    def forward(self, tokens: Tensor, mask: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(B, T)`` ids, the previous window's last ``n-2`` ids -> ``(B, T, V)`` scores, new state.
-
-        Before the first window the context is padding (a zero vector), as for any unknown history.
-        """
-        if state is None:
-            state = tokens.new_full((tokens.shape[0], self.order - 2), self.pad_id)
-        context = torch.cat([state, tokens], dim=1)  # (B, n-2+T)
-        # Window t holds y_{t-n+2} ... y_t; flipped so the most recent word comes first, as on the slide.
-        windows = context.unfold(1, self.order - 1, 1).flip(-1)  # (B, T, n-1)
-        x = self.embedder(windows).flatten(2)  # (B, T, (n-1)E)
-        return self.head(x), context[:, context.shape[1] - (self.order - 2):]
-
-    @staticmethod
-    def detach_state(state: Tensor) -> Tensor:
-        return state  # word ids: no history to cut
-
-
-ARCHITECTURES = {"rnn": RNNLanguageModel, "ngram_mlp": NGramMLPLanguageModel}
+def _check_sampling(max_length: int, temperature: float, top_k: int) -> None:
+    if temperature < 0 or top_k < 0 or max_length < 0:
+        raise ValueError(f"temperature, top_k and max_length must be >= 0, got {temperature}, {top_k}, "
+                         f"{max_length}")
 
 
 class LanguageModelModule(TaskModule):
@@ -134,7 +36,7 @@ class LanguageModelModule(TaskModule):
 
     Args:
         model: the ``model`` config; ``architecture`` (``rnn`` by default, or ``ngram_mlp``) picks the network
-            (see ``RNNLanguageModel`` and ``NGramMLPLanguageModel`` for the keys each reads).
+            (see ``rnnlab.models.lm`` for the keys each network reads).
         vocab: word vocabulary (``Vocabulary.to_dict()``), from the DataModule.
         optimizer: see ``TaskModule``.
         scheduler: see ``TaskModule``.
@@ -142,6 +44,8 @@ class LanguageModelModule(TaskModule):
 
     main_metric = "ppl"
     higher_is_better = False
+    kind = "language model"
+    prediction_modes = ("generate", "score")
 
     def __init__(self, model: dict, vocab: dict, optimizer: dict | None = None, scheduler: dict | None = None):
         super().__init__(optimizer, scheduler)
@@ -194,6 +98,42 @@ class LanguageModelModule(TaskModule):
         counts = (batch["targets"] != IGNORE_INDEX).sum(1)
         return list(zip(nll.sum(1).tolist(), counts.tolist()))
 
+    # ------------------------------------------------------------- inference
+    def check_prediction_options(self, options: Mapping[str, Any]) -> None:
+        super().check_prediction_options(options)
+        if options["mode"] == "generate":
+            _check_sampling(self._max_length(options), options["temperature"], options["top_k"])
+
+    @staticmethod
+    def _max_length(options: Mapping[str, Any]) -> int:
+        return GENERATED_WORDS if options["max_length"] is None else options["max_length"]
+
+    def prediction_example(self, item: str) -> dict:
+        return {"tokens": item.split()}  # an empty line is the empty sentence <bos> <eos>
+
+    def render_prediction(self, item: str, prediction: tuple[float, int]) -> str:
+        """``perplexity<TAB>tokens<TAB>text``."""
+        nll, count = prediction
+        return f"{math.exp(nll / count):.4f}\t{count}\t{item}\n"
+
+    def prediction_output(self, items: Iterable[str], predicted: PredictedBatches,
+                          options: Mapping[str, Any]) -> Iterator[str]:
+        """``mode=score``: a line per input, then the perplexity over all of them (``<total>``);
+        ``mode=generate``: ``num_samples`` continuations per prompt line, sample ``i`` drawn with ``seed + i``."""
+        if options["mode"] == "generate":
+            for prompt in items:
+                words = prompt.split()
+                yield "".join(" ".join([*words, *self.sample(words, self._max_length(options), options["temperature"],
+                                                             options["top_k"], options["seed"] + i)]) + "\n"
+                              for i in range(options["num_samples"]))
+            return
+        total_nll, total_count = 0.0, 0
+        for batch, predictions in predicted(items):
+            yield "".join(self.render_prediction(item, prediction) for item, prediction in zip(batch, predictions))
+            total_nll += sum(nll for nll, _ in predictions)
+            total_count += sum(count for _, count in predictions)
+        yield f"{math.exp(total_nll / max(total_count, 1)):.4f}\t{total_count}\t<total>\n"
+
     def on_train_epoch_start(self) -> None:
         self.states.pop("train", None)
 
@@ -238,9 +178,7 @@ class LanguageModelModule(TaskModule):
         Returns:
             The generated words (not the prompt), ending with ``<eos>`` when the model stopped.
         """
-        if temperature < 0 or top_k < 0 or max_length < 0:
-            raise ValueError(f"temperature, top_k and max_length must be >= 0, got {temperature}, {top_k}, "
-                             f"{max_length}")
+        _check_sampling(max_length, temperature, top_k)
         words = prompt.split() if isinstance(prompt, str) else list(prompt)
         generator = torch.Generator(device=self.device)
         if seed is not None:

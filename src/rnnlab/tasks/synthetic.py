@@ -7,7 +7,8 @@ from torch import Tensor, nn
 from torchmetrics import MeanSquaredError, Metric
 from torchmetrics.classification import MulticlassAccuracy
 
-from rnnlab.data.synthetic import IGNORE_INDEX, TASKS
+from rnnlab.data.special import IGNORE_INDEX
+from rnnlab.data.synthetic import TASKS
 from rnnlab.encoders import build_encoder
 from rnnlab.heads import MLPHead
 from rnnlab.tasks.base import SupervisedTask

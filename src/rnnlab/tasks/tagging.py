@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
-from rnnlab.chars import CharEncoder
-from rnnlab.data.tagging import IGNORE_INDEX
+from rnnlab.data.special import IGNORE_INDEX
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.embeddings import WordEmbedder
 from rnnlab.encoders import build_encoder
 from rnnlab.heads import CRF, MLPHead
 from rnnlab.metrics import SpanF1
+from rnnlab.models.chars import CharEncoder
+from rnnlab.models.embeddings import WordEmbedder
 from rnnlab.tasks.base import SupervisedTask
 
 METRICS = ("accuracy", "span_f1")
+
+
+def conll_block(columns: list[list[str]]) -> str:
+    """One sentence in CoNLL layout: a line per token with the columns tab-separated, then a blank line."""
+    return "".join("\t".join(row) + "\n" for row in zip(*columns)) + "\n"
 
 
 class TaggingModule(SupervisedTask):
@@ -38,6 +46,10 @@ class TaggingModule(SupervisedTask):
 
     higher_is_better = True
     target_key = "tags"
+    kind = "tagger"
+    predictions_extension = "conll"
+    input_formats = ("text", "conll", "conllu")
+    input_tokens = True
 
     def __init__(self, model: dict, vocab: dict, tags: dict, chars: dict | None = None, metric: str = "accuracy",
                  optimizer: dict | None = None, scheduler: dict | None = None):
@@ -125,6 +137,21 @@ class TaggingModule(SupervisedTask):
         """The predicted tags of each sentence of a batch."""
         tags = self.decode(batch).tolist()  # (B, T)
         return [self.tags.decode(row[:length]) for row, length in zip(tags, batch["mask"].sum(1).tolist())]
+
+    def prepare_evaluation(self, data: L.LightningDataModule) -> None:
+        self.set_gold_tags(data.tags.items)  # with any gold tags of the data that the model lacks
+
+    def format_predictions(self, examples: list[dict], outputs: list[list[str]]) -> str:
+        """CoNLL blocks of token, gold tag, predicted tag."""
+        return "".join(conll_block([example["tokens"], example["tags"], tags])
+                       for example, tags in zip(examples, outputs))
+
+    def prediction_example(self, item: list[str]) -> dict | None:
+        return {"tokens": item} if item else None
+
+    def render_prediction(self, item: list[str], prediction: list[str]) -> str:
+        """``token<TAB>tag`` lines, then a blank line."""
+        return conll_block([item, prediction])
 
     def compute_loss(self, batch: dict) -> tuple[Tensor, Tensor]:
         scores = self._scores(batch)  # (B, T, C)

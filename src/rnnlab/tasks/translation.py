@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import sacrebleu
 import torch
@@ -13,12 +13,12 @@ from sacremoses import MosesDetokenizer
 from torch import Tensor
 from torchmetrics import MaxMetric
 
-from rnnlab.data.translation import BOS, EOS
+from rnnlab.data.special import BOS, EOS
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.decoding import STRATEGIES, Bridge, RNNDecoder, States, decode
-from rnnlab.embeddings import WordEmbedder, load_vectors
 from rnnlab.encoders import build_encoder
 from rnnlab.metrics import Perplexity
+from rnnlab.models.decoding import STRATEGIES, Bridge, RNNDecoder, States, decode
+from rnnlab.models.embeddings import WordEmbedder, load_vectors
 from rnnlab.tasks.base import TaskModule
 
 DECODING_DEFAULTS = {"strategy": "greedy", "beam_size": 5, "length_penalty": 1.0, "max_length": 100}
@@ -64,11 +64,11 @@ class TranslationModule(TaskModule):
         model: the ``model`` config: ``embedding_dim``, ``embedding_dropout``, ``word_dropout``, ``dropout``,
             ``cell``, ``encoder`` (the source side) and ``decoder``: ``cell`` (None: the encoder's),
             ``hidden_size`` / ``num_layers`` (None: the encoder's), ``embedding_dim`` (None: the model's),
-            ``dropout`` (None: ``model.dropout``), ``bridge`` (see ``rnnlab.decoding.Bridge``),
+            ``dropout`` (None: ``model.dropout``), ``bridge`` (see ``rnnlab.models.decoding.Bridge``),
             ``feed_context`` (also read the encoder's sentence representation at every step, Cho et al.
             2014; false: the lecture's model, where the source enters only through the initial states),
             ``implementation``, ``pretrained_vectors`` (target-side vectors, as ``model.pretrained_vectors``
-            gives the source side: see ``rnnlab.pretrained``).
+            gives the source side: see ``rnnlab.models.pretrained``).
         source_vocab: source vocabulary (``Vocabulary.to_dict()``), from the DataModule.
         target_vocab: target vocabulary with ``<bos>`` and ``<eos>``, from the DataModule.
         target_lang: language of the Moses detokeniser.
@@ -82,6 +82,8 @@ class TranslationModule(TaskModule):
 
     main_metric = "loss"
     higher_is_better = False
+    kind = "translation model"
+    predictions_extension = "hyp"
 
     def __init__(self, model: dict, source_vocab: dict, target_vocab: dict, target_lang: str = "en",
                  lowercase: bool = False, decoding: dict | None = None, bleu_every_n_epochs: int = 1,
@@ -165,6 +167,31 @@ class TranslationModule(TaskModule):
     def predict_step(self, batch: dict, batch_idx: int = 0) -> list[str]:
         """The detokenised translation of each source of a batch, decoded as ``self.decoding`` says."""
         return [self.detokenise(ids) for ids in self.translate(batch["source"], batch["source_mask"])]
+
+    # ------------------------------------------------------------- inference
+    def configure_inference(self, options: Mapping[str, Any]) -> None:
+        """``beam_size`` 1 is greedy search, more is beam search; ``max_length`` caps the output. None keeps the
+        checkpoint's ``task.decoding``."""
+        beam_size, max_length = options.get("beam_size"), options.get("max_length")
+        if beam_size is not None:
+            if beam_size < 1:
+                raise ValueError(f"beam_size must be >= 1 (1: greedy search), got {beam_size}")
+            self.decoding.update(strategy="greedy" if beam_size == 1 else "beam", beam_size=beam_size)
+        if max_length is not None:
+            self.decoding["max_length"] = max_length
+
+    def finds_input(self, path: str) -> bool:
+        return True  # a file stem: the DataModule names the files it lacks
+
+    def format_predictions(self, examples: list[dict], outputs: list[str]) -> str:
+        """A translation a line."""
+        return "".join(hypothesis + "\n" for hypothesis in outputs)
+
+    def prediction_example(self, item: str) -> dict | None:
+        return {"source": item.strip(), "target": "", "index": 0} if item.strip() else None
+
+    def render_prediction(self, item: str, prediction: str) -> str:
+        return prediction + "\n"
 
     # ----------------------------------------------------------------- steps
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:

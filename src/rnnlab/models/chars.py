@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.encoders import EncoderOutput, build_sentence_encoder
+from rnnlab.encoders import build_sentence_encoder
 
 
 class CharEncoder(nn.Module):
@@ -22,7 +22,7 @@ class CharEncoder(nn.Module):
         pad_id: character padding id (its vector stays zero).
         embedding_dim: size of each character vector.
         encoder: reads ``(N, L, embedding_dim)`` characters with their ``(N, L)`` mask and returns a word
-            vector per row (``EncoderOutput.sentence`` or a tensor), of size ``encoder.get_output_dim()``.
+            vector per row (``EncoderOutput.sentence``), of size ``encoder.get_output_dim()``.
         dropout: dropout on the character vectors.
     """
 
@@ -55,8 +55,7 @@ class CharEncoder(nn.Module):
         # Only the real words, each spelling once: padding costs nothing and frequent words are read once.
         words, inverse = torch.unique(chars[mask], dim=0, return_inverse=True)  # (N, L), (W,)
         char_mask = words != self.pad_id  # (N, L)
-        encoded = self.encoder(self.dropout(self.embedding(words)), char_mask)
-        features = encoded.sentence if isinstance(encoded, EncoderOutput) else encoded  # (N, D)
+        features = self.encoder(self.dropout(self.embedding(words)), char_mask).sentence  # (N, D)
         out = features.new_zeros(*mask.shape, features.shape[-1])  # (B, T, D)
         out[mask] = features[inverse]
         return out

@@ -12,13 +12,13 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.callbacks import stop_reason
 from rnnlab.data.bucketed import BucketedDataModule
-from rnnlab.errors import UserError
-from rnnlab.loggers import finish_wandb
-from rnnlab.precision import choose_precision
-from rnnlab.pretrained import vector_words
-from rnnlab.rundir import make_writable_dir, resume_checkpoint
+from rnnlab.models.pretrained import vector_words
+from rnnlab.run.callbacks import stop_reason
+from rnnlab.run.errors import UserError
+from rnnlab.run.loggers import finish_wandb
+from rnnlab.run.precision import choose_precision
+from rnnlab.run.rundir import make_writable_dir, resume_checkpoint
 from rnnlab.tasks.base import count_parameters
 
 log = logging.getLogger(__name__)

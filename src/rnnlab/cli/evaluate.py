@@ -10,22 +10,13 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from rnnlab.errors import UserError
-from rnnlab.inference import Loaded, data_overrides, datamodule, load_checkpoint
-from rnnlab.precision import choose_precision
-from rnnlab.tasks.classification import ClassificationModule
-from rnnlab.tasks.lm import LanguageModelModule
-from rnnlab.tasks.tagging import TaggingModule
-from rnnlab.tasks.translation import TranslationModule
+from rnnlab.cli.inference import Loaded, configure, data_overrides, datamodule, load_checkpoint
+from rnnlab.run.errors import UserError
+from rnnlab.run.precision import choose_precision
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-
-
-def conll_block(columns: list[list[str]]) -> str:
-    """One sentence in CoNLL layout: a line per token with the columns tab-separated, then a blank line."""
-    return "".join("\t".join(row) + "\n" for row in zip(*columns)) + "\n"
 
 
 def writable_dir(path: str | Path, option: str) -> Path:
@@ -40,29 +31,6 @@ def writable_dir(path: str | Path, option: str) -> Path:
     return path
 
 
-def decoding_overrides(module: TranslationModule, beam_size: int | None, max_length: int | None) -> None:
-    """Sets a translation model's search: ``beam_size`` 1 is greedy, more is beam search; None keeps the
-    checkpoint's ``task.decoding``."""
-    if beam_size is not None:
-        if beam_size < 1:
-            raise UserError(f"beam_size must be >= 1 (1: greedy search), got {beam_size}")
-        module.decoding.update(strategy="greedy" if beam_size == 1 else "beam", beam_size=beam_size)
-    if max_length is not None:
-        module.decoding["max_length"] = max_length
-
-
-def _predictions(examples: list[dict], outputs: list, module: L.LightningModule) -> tuple[str, str]:
-    """The predictions file's extension and text, in the input's order."""
-    if isinstance(module, TaggingModule):
-        return "conll", "".join(conll_block([example["tokens"], example["tags"], tags])
-                                for example, tags in zip(examples, outputs))
-    if isinstance(module, ClassificationModule):
-        rows = [f"{example['text']}\t{example['label']}\t{label}\t{probability:.4f}\n"
-                for example, (label, probability) in zip(examples, outputs)]
-        return "tsv", "text\tgold\tpredicted\tprobability\n" + "".join(rows)
-    return "hyp", "".join(hypothesis + "\n" for hypothesis in outputs)
-
-
 def _data_overrides(cfg: DictConfig) -> dict:
     overrides = data_overrides(cfg.data)
     if cfg.paths.get("data_dir"):
@@ -72,7 +40,8 @@ def _data_overrides(cfg: DictConfig) -> dict:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Tests a checkpoint on ``cfg.split`` of its data (or on the file ``cfg.input``) and writes into
-    ``paths.output_dir``: ``metrics.json`` and, except for language models, ``predictions/<name>.<ext>``.
+    ``paths.output_dir``: ``metrics.json`` and, for tasks with a ``predictions_extension`` (not language
+    models), ``predictions/<name>.<ext>``.
 
     ``<name>`` is the split, or the input file's stem; the metrics are keyed ``<name>/<metric>``, so
     ``split=test`` reproduces the ``test/...`` metrics training logged for the same checkpoint.
@@ -83,11 +52,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     output_dir = writable_dir(cfg.paths.output_dir, "paths.output_dir")
     loaded: Loaded = load_checkpoint(cfg.ckpt_path, cfg.get("task_name"))
     module = loaded.module
-    if isinstance(module, TranslationModule):
-        decoding_overrides(module, cfg.get("beam_size"), cfg.get("max_length"))
+    configure(module, cfg)
     data = datamodule(loaded, _data_overrides(cfg))
     if cfg.get("input"):
-        if not (isinstance(module, TranslationModule) or Path(cfg.input).is_file()):  # translation: a stem
+        if not module.finds_input(cfg.input):
             raise UserError(f"input {cfg.input} not found; pass input= a file in the model's data format")
         name = Path(cfg.input).name.split(".")[0] or "input"
         examples = data.read_file(cfg.input)
@@ -97,8 +65,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     else:
         raise UserError(f"split={cfg.split} is not a split; use one of {', '.join(SPLITS)}, or input=FILE")
     data.add_split(name, examples)
-    if isinstance(module, TaggingModule):
-        module.set_gold_tags(data.tags.items)  # with any gold tags of the data that the model lacks
+    module.prepare_evaluation(data)
     log.info("%s; evaluating on %s (%d examples)", loaded.describe(), name, len(examples))
 
     precision = choose_precision(cfg.trainer.get("precision"), cfg.trainer.get("accelerator", "auto"))
@@ -107,11 +74,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     trainer.test(module, dataloaders=loader, verbose=False)
     metrics = {f"{name}/{key.split('/', 1)[1]}": float(value) for key, value in trainer.callback_metrics.items()
                if key.startswith("test/")}
-    if not isinstance(module, LanguageModelModule):
+    if module.predictions_extension:
         outputs = [item for batch in trainer.predict(module, dataloaders=loader) for item in batch]
-        extension, text = _predictions(examples, outputs, module)
+        text = module.format_predictions(examples, outputs)
         (output_dir / "predictions").mkdir(exist_ok=True)
-        (output_dir / "predictions" / f"{name}.{extension}").write_text(text, encoding="utf-8")
+        (output_dir / "predictions" / f"{name}.{module.predictions_extension}").write_text(text, encoding="utf-8")
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     log.info("metrics: %s", json.dumps({k: round(v, 4) for k, v in sorted(metrics.items())}))
     return metrics

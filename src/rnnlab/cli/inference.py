@@ -19,16 +19,17 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.errors import UserError
+from rnnlab.run.errors import UserError
 from rnnlab.tasks.base import CHECKPOINT_FORMAT, TaskModule
-from rnnlab.tasks.classification import ClassificationModule
-from rnnlab.tasks.lm import LanguageModelModule
-from rnnlab.tasks.tagging import TaggingModule
-from rnnlab.tasks.translation import TranslationModule
 
-# What eval.py and predict.py support, by module class, with the name messages use.
-KINDS = {TaggingModule: "tagger", ClassificationModule: "classifier", LanguageModelModule: "language model",
-         TranslationModule: "translation model"}
+# Modules moved when the package root was split into models/, run/ and cli/. Checkpoints written before store
+# class paths in them (the run config's callback and logger ``_target_``s); they are read as the new paths, so
+# those checkpoints load unchanged, with no format change.
+MOVED_MODULES = {f"rnnlab.{name}": f"rnnlab.{package}.{name}" for package, names in {
+    "models": ("embeddings", "chars", "pretrained", "decoding"),
+    "run": ("pipeline", "callbacks", "loggers", "rundir", "errors", "precision"),
+    "cli": ("inference", "evaluate", "predict"),
+}.items() for name in names}
 
 
 @dataclass
@@ -40,15 +41,11 @@ class Loaded:
     path: Path
 
     @property
-    def kind(self) -> str:
-        return KINDS[type(self.module)]
-
-    @property
     def task(self) -> str:
         return self.config["task"]["name"]
 
     def describe(self) -> str:
-        return f"{self.path} holds a {self.task} {self.kind}"
+        return f"{self.path} holds a {self.task} {self.module.kind}"
 
 
 def _device(name: str) -> torch.device:
@@ -87,6 +84,22 @@ def _read(path: Path, device: torch.device) -> dict:
     return checkpoint
 
 
+def current_path(path: str) -> str:
+    """A class path as this rnnlab names it: a path into a module listed in ``MOVED_MODULES`` is moved."""
+    module, _, name = path.rpartition(".")
+    return f"{MOVED_MODULES.get(module, module)}.{name}"
+
+
+def current_targets(node: Any) -> Any:
+    """A stored config (dicts, lists, values) with every ``_target_`` read by ``current_path``."""
+    if isinstance(node, dict):
+        return {key: current_path(value) if key == "_target_" and isinstance(value, str) else current_targets(value)
+                for key, value in node.items()}
+    if isinstance(node, list):
+        return [current_targets(item) for item in node]
+    return node
+
+
 def _check_format(path: Path, checkpoint: dict) -> dict:
     info = checkpoint.get("rnnlab")
     version = info.get("format") if isinstance(info, dict) else None
@@ -120,18 +133,28 @@ def load_checkpoint(path: str | Path, task: str | None = None, device: str = "cp
     path = Path(path)
     checkpoint = _read(path, device)
     info = _check_format(path, checkpoint)
-    module_class = get_class(info["module"])
-    config = info["config"]
-    if module_class not in KINDS:
+    module_class = get_class(current_path(info["module"]))
+    config = current_targets(info["config"])
+    if not (issubclass(module_class, TaskModule) and module_class.kind):
         raise UserError(f"{path} holds a {config['task']['name']} model ({module_class.__name__}); eval.py and "
-                        f"predict.py read taggers, classifiers, language models and translation models")
-    module = module_class(**checkpoint["hyper_parameters"])
+                        f"predict.py read the task modules that say how (TaskModule.kind and its inference "
+                        f"methods)")
+    module = module_class(**current_targets(checkpoint["hyper_parameters"]))
     module.load_state_dict(checkpoint["state_dict"])
     module.run_config = config
     loaded = Loaded(module.to(device).eval(), config, path)
     if task is not None and task != loaded.task:
         raise UserError(f"{loaded.describe()}, not a {task} model; drop task_name= or pass a {task} checkpoint")
     return loaded
+
+
+def configure(module: TaskModule, options: DictConfig) -> None:
+    """Applies the options of an eval.py or predict.py config that change the model's outputs (see
+    ``TaskModule.configure_inference``)."""
+    try:
+        module.configure_inference(options)
+    except ValueError as error:
+        raise UserError(str(error)) from None
 
 
 def _merge(base: dict, overrides: dict) -> dict:

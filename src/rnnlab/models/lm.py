@@ -1,0 +1,120 @@
+"""The word-level language-model networks: an RNN LM and the lecture's MLP n-gram LM.
+
+RNN LM (lecture 2): ``p(y1 ... yn) = prod_i p(y_i | <bos>, y_1 ... y_{i-1})``, the hidden state read by a
+softmax output layer. MLP n-gram LM (lecture 1, Bengio et al. 2003): ``x = [emb(y_{i-1}); ...; emb(y_{i-n+1})]``,
+``z = σ(U1 x + b1)``, ``p(y_i | ...) = softmax(U2 z + b2)``. Each carries a state across windows of a stream
+(the RNN its hidden state, the n-gram model its last ``n-2`` input words); ``rnnlab.tasks.lm`` trains them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from rnnlab.data.vocab import Vocabulary
+from rnnlab.encoders import build_encoder
+from rnnlab.heads import MLPHead
+from rnnlab.models.embeddings import WordEmbedder
+
+INIT_RANGE = 0.1  # embeddings uniform in ±0.1 (Zaremba et al. 2014; PyTorch's word_language_model)
+
+
+def _embedder(model: dict, vocab: Vocabulary) -> WordEmbedder:
+    embedder = WordEmbedder.from_config(model, vocab)
+    with torch.no_grad():
+        embedder.embedding.weight.uniform_(-INIT_RANGE, INIT_RANGE)
+        embedder.embedding.weight[vocab.pad_id].zero_()
+    return embedder
+
+
+def _output_layer(model: dict, input_dim: int, embedder: WordEmbedder, default_activation: str) -> MLPHead:
+    """The softmax layer (optionally after the head's hidden layer), its weights tied to the embeddings on
+    request (Press & Wolf 2017; Inan et al. 2017)."""
+    vocab_size = embedder.embedding.num_embeddings
+    head = MLPHead(input_dim, vocab_size, model.get("head_hidden", 0),
+                   model.get("head_activation", default_activation), model.get("dropout", 0.0))
+    output = head.layers[-1]
+    nn.init.zeros_(output.bias)
+    if model.get("tie_weights", False):
+        if output.in_features != embedder.embedding_dim:
+            raise ValueError(
+                f"model.tie_weights needs the output layer's input size ({output.in_features}: "
+                f"head_hidden, or the encoder's hidden size when head_hidden=0) to equal "
+                f"model.embedding_dim ({embedder.embedding_dim}); set model.head_hidden="
+                f"{embedder.embedding_dim} to project, or make the sizes equal")
+        output.weight = embedder.embedding.weight
+    return head
+
+
+class RNNLanguageModel(nn.Module):
+    """Embeddings -> unidirectional encoder -> (MLP) -> scores over the vocabulary.
+
+    Args:
+        model: the ``model`` config: ``embedding_dim``, ``embedding_dropout``, ``word_dropout``, ``cell``,
+            ``encoder``, ``head_hidden`` (0 for the lecture's output layer on ``h``), ``head_activation``,
+            ``dropout`` (on the encoder output), ``tie_weights``.
+        vocab: the word vocabulary.
+    """
+
+    def __init__(self, model: dict, vocab: Vocabulary):
+        super().__init__()
+        self.embedder = _embedder(model, vocab)
+        self.encoder = build_encoder(model, self.embedder.embedding_dim)
+        if self.encoder.bidirectional or any(direction.reverse for layer in self.encoder.layers
+                                             for direction in layer):
+            raise ValueError("a language model predicts each word from the words before it, so its encoder "
+                             "must read left to right: use a unidirectional model (model=lstm, rnn, cifg, "
+                             "peephole) with model.encoder.bidirectional=false and model.encoder.reverse=false")
+        self.head = _output_layer(model, self.encoder.get_output_dim(), self.embedder, "tanh")
+
+    def forward(self, tokens: Tensor, mask: Tensor, state: list | None = None) -> tuple[Tensor, list]:
+        """``(B, T)`` ids and mask, state from the previous window -> ``(B, T, V)`` scores, new state."""
+        encoded = self.encoder(self.embedder(tokens), mask, state)
+        return self.head(encoded.outputs), encoded.final_states
+
+    @staticmethod
+    def detach_state(state: list) -> list:
+        """The state with its history cut: the next window back-propagates only into itself."""
+        return [[tuple(s.detach() for s in direction) for direction in layer] for layer in state]
+
+
+class NGramMLPLanguageModel(nn.Module):
+    """The MLP n-gram LM: ``p(y_i | y_{i-1} ... y_{i-n+1})`` from the concatenated embeddings.
+
+    Args:
+        model: the ``model`` config: ``order`` (n; 3 is the lecture's 2nd-order Markov chain),
+            ``embedding_dim``, ``embedding_dropout``, ``word_dropout``, ``head_hidden`` (size of ``z``),
+            ``head_activation`` (``sigmoid``: the lecture's σ), ``dropout``, ``tie_weights``.
+        vocab: the word vocabulary.
+    """
+
+    def __init__(self, model: dict, vocab: Vocabulary):
+        super().__init__()
+        self.order = int(model.get("order", 3))
+        if self.order < 2:
+            raise ValueError(f"model.order of an n-gram LM must be >= 2 (n-1 previous words), got {self.order}")
+        if model.get("head_hidden", 0) <= 0:
+            raise ValueError("model.head_hidden of the MLP n-gram LM must be positive: the size of its hidden layer")
+        self.pad_id = vocab.pad_id
+        self.embedder = _embedder(model, vocab)
+        self.head = _output_layer(model, (self.order - 1) * self.embedder.embedding_dim, self.embedder, "sigmoid")
+
+    def forward(self, tokens: Tensor, mask: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(B, T)`` ids, the previous window's last ``n-2`` ids -> ``(B, T, V)`` scores, new state.
+
+        Before the first window the context is padding (a zero vector), as for any unknown history.
+        """
+        if state is None:
+            state = tokens.new_full((tokens.shape[0], self.order - 2), self.pad_id)
+        context = torch.cat([state, tokens], dim=1)  # (B, n-2+T)
+        # Window t holds y_{t-n+2} ... y_t; flipped so the most recent word comes first, as on the slide.
+        windows = context.unfold(1, self.order - 1, 1).flip(-1)  # (B, T, n-1)
+        x = self.embedder(windows).flatten(2)  # (B, T, (n-1)E)
+        return self.head(x), context[:, context.shape[1] - (self.order - 2):]
+
+    @staticmethod
+    def detach_state(state: Tensor) -> Tensor:
+        return state  # word ids: no history to cut
+
+
+ARCHITECTURES = {"rnn": RNNLanguageModel, "ngram_mlp": NGramMLPLanguageModel}
