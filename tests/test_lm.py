@@ -37,7 +37,8 @@ def write_ptb(root: Path, text: str = PTB_LIKE) -> Path:
 
 def lm_module(architecture: str = "rnn", vocab: list[str] | None = None, **model) -> LanguageModelModule:
     items = [*SPECIALS, *(vocab or WORDS)]
-    config = {"architecture": architecture, "embedding_dim": 6, "head_hidden": 0, "order": 3,
+    config = {"architecture": architecture, "embedding_dim": 6, "embedding_dropout": 0.0, "word_dropout": 0.0,
+              "head_hidden": 0, "head_activation": "tanh", "dropout": 0.0, "tie_weights": False, "order": 3,
               "cell": {"_target_": "rnnlab.cells.LSTMCell", "_partial_": True},
               "encoder": {"_target_": "rnnlab.encoders.RNNEncoder", "_partial_": True, "hidden_size": 5}}
     if architecture == "ngram_mlp":

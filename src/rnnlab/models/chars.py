@@ -37,7 +37,7 @@ class CharEncoder(nn.Module):
     def from_config(cls, chars: dict, vocab: Vocabulary) -> "CharEncoder":
         """From a ``model.chars`` config: ``embedding_dim``, ``dropout``, ``encoder`` (and ``cell`` if recurrent)."""
         encoder = build_sentence_encoder(chars, chars["embedding_dim"])
-        return cls(len(vocab), vocab.pad_id, chars["embedding_dim"], encoder, chars.get("dropout", 0.0))
+        return cls(len(vocab), vocab.pad_id, chars["embedding_dim"], encoder, chars["dropout"])
 
     def get_output_dim(self) -> int:
         return self.encoder.get_output_dim()

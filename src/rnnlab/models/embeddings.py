@@ -49,8 +49,9 @@ class WordEmbedder(nn.Module):
     def from_config(cls, model: dict, vocab: Vocabulary) -> "WordEmbedder":
         """From a ``model`` config: ``embedding_dim``, ``embedding_dropout``, ``word_dropout``,
         ``pretrained_vectors`` (a named source, a file path or null) and ``freeze_embeddings``."""
+        # .get for the vector options only: checkpoints older than them lack the keys.
         return cls(len(vocab), model["embedding_dim"], vocab.pad_id, vocab[vocab.unk],
-                   model.get("embedding_dropout", 0.0), model.get("word_dropout", 0.0),
+                   model["embedding_dropout"], model["word_dropout"],
                    model.get("pretrained_vectors"), vocab.items, model.get("freeze_embeddings", False))
 
     def load_pretrained(self) -> int:

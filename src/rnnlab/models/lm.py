@@ -27,15 +27,15 @@ def _embedder(model: dict, vocab: Vocabulary) -> WordEmbedder:
     return embedder
 
 
-def _output_layer(model: dict, input_dim: int, embedder: WordEmbedder, default_activation: str) -> MLPHead:
+def _output_layer(model: dict, input_dim: int, embedder: WordEmbedder) -> MLPHead:
     """The softmax layer (optionally after the head's hidden layer), its weights tied to the embeddings on
     request (Press & Wolf 2017; Inan et al. 2017)."""
     vocab_size = embedder.embedding.num_embeddings
-    head = MLPHead(input_dim, vocab_size, model.get("head_hidden", 0),
-                   model.get("head_activation", default_activation), model.get("dropout", 0.0))
+    head = MLPHead(input_dim, vocab_size, model["head_hidden"], model["head_activation"],
+                   model["dropout"])
     output = head.layers[-1]
     nn.init.zeros_(output.bias)
-    if model.get("tie_weights", False):
+    if model["tie_weights"]:
         if output.in_features != embedder.embedding_dim:
             raise ValueError(
                 f"model.tie_weights needs the output layer's input size ({output.in_features}: "
@@ -65,7 +65,7 @@ class RNNLanguageModel(nn.Module):
             raise ValueError("a language model predicts each word from the words before it, so its encoder "
                              "must read left to right: use a unidirectional model (model=lstm, rnn, cifg, "
                              "peephole) with model.encoder.bidirectional=false and model.encoder.reverse=false")
-        self.head = _output_layer(model, self.encoder.get_output_dim(), self.embedder, "tanh")
+        self.head = _output_layer(model, self.encoder.get_output_dim(), self.embedder)
 
     def forward(self, tokens: Tensor, mask: Tensor, state: list | None = None) -> tuple[Tensor, list]:
         """``(B, T)`` ids and mask, state from the previous window -> ``(B, T, V)`` scores, new state."""
@@ -90,14 +90,14 @@ class NGramMLPLanguageModel(nn.Module):
 
     def __init__(self, model: dict, vocab: Vocabulary):
         super().__init__()
-        self.order = int(model.get("order", 3))
+        self.order = int(model["order"])
         if self.order < 2:
             raise ValueError(f"model.order of an n-gram LM must be >= 2 (n-1 previous words), got {self.order}")
-        if model.get("head_hidden", 0) <= 0:
+        if model["head_hidden"] <= 0:
             raise ValueError("model.head_hidden of the MLP n-gram LM must be positive: the size of its hidden layer")
         self.pad_id = vocab.pad_id
         self.embedder = _embedder(model, vocab)
-        self.head = _output_layer(model, (self.order - 1) * self.embedder.embedding_dim, self.embedder, "sigmoid")
+        self.head = _output_layer(model, (self.order - 1) * self.embedder.embedding_dim, self.embedder)
 
     def forward(self, tokens: Tensor, mask: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(B, T)`` ids, the previous window's last ``n-2`` ids -> ``(B, T, V)`` scores, new state.

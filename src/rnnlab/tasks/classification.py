@@ -52,11 +52,11 @@ class ClassificationModule(SupervisedTask):
         self.labels = Vocabulary.from_dict(labels)
         self.embedder = WordEmbedder.from_config(model, self.vocab)
         self.encoder = build_sentence_encoder(model, self.embedder.embedding_dim)
-        self.pooling = model.get("pooling", "final")
+        self.pooling = model.get("pooling", "final")  # .get: checkpoints older than the option lack the key
         if self.pooling not in POOLINGS:
             raise ValueError(f"model.pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        self.head = MLPHead(self.encoder.get_output_dim(), len(self.labels), model.get("head_hidden", 0),
-                            model.get("head_activation", "tanh"), model.get("dropout", 0.0))
+        self.head = MLPHead(self.encoder.get_output_dim(), len(self.labels), model["head_hidden"],
+                            model["head_activation"], model["dropout"])
         classes = len(self.labels)
         self.metrics = nn.ModuleDict({stage: MetricCollection({
             "acc": MulticlassAccuracy(classes, average="micro"),

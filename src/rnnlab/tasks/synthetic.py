@@ -43,13 +43,13 @@ class SyntheticModule(SupervisedTask):
         self.chance = chance
         if vocab_size > 0:
             self.embedder: nn.Module = nn.Sequential(nn.Embedding(vocab_size, model["embedding_dim"]),
-                                                     nn.Dropout(model.get("embedding_dropout", 0.0)))
+                                                     nn.Dropout(model["embedding_dropout"]))
             input_dim = model["embedding_dim"]
         else:
             self.embedder = nn.Identity()
         self.encoder = build_encoder(model, input_dim)
-        self.head = MLPHead(self.encoder.get_output_dim(), num_outputs, model.get("head_hidden", 0),
-                            model.get("head_activation", "tanh"), model.get("dropout", 0.0))
+        self.head = MLPHead(self.encoder.get_output_dim(), num_outputs, model["head_hidden"],
+                            model["head_activation"], model["dropout"])
         self.metrics = nn.ModuleDict({stage: self._make_metric(num_outputs) for stage in ("val", "test")})
 
     def _make_metric(self, num_outputs: int) -> Metric:

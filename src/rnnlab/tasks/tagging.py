@@ -68,9 +68,9 @@ class TaggingModule(SupervisedTask):
                              if model.get("chars") else None)
         input_size = self.embedder.embedding_dim + (self.char_encoder.get_output_dim() if self.char_encoder else 0)
         self.encoder = build_encoder(model, input_size)
-        self.head = MLPHead(self.encoder.get_output_dim(), len(self.tags), model.get("head_hidden", 0),
-                            model.get("head_activation", "tanh"), model.get("dropout", 0.0))
-        self.crf = CRF(len(self.tags)) if model.get("crf", False) else None
+        self.head = MLPHead(self.encoder.get_output_dim(), len(self.tags), model["head_hidden"],
+                            model["head_activation"], model["dropout"])
+        self.crf = CRF(len(self.tags)) if model.get("crf", False) else None  # .get: older checkpoints lack it
         self.set_gold_tags(self.tags.items)
 
     def set_gold_tags(self, tags: list[str]) -> None:
