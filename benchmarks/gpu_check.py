@@ -169,11 +169,11 @@ def lm(check: Check) -> str:
     with open(check.run_dir("lm") / "csv" / "metrics.csv") as handle:
         steps = max(int(row["step"]) for row in csv.DictReader(handle))  # the test row's: the training steps
     # The precision is the recipe's choice (trainer.precision), reported as the run's log states it.
-    precision = next((line.strip() for line in output.splitlines() if "precision" in line.lower()),
-                     "no precision line in the log")
+    precision = next((line.split("] - ", 1)[-1].strip() for line in output.splitlines()
+                      if "precision" in line.lower()), "no precision line in the log")  # without the log prefix
     return (f"{steps} steps in {metrics['train_seconds']:.1f} s ({steps / metrics['train_seconds']:.1f} steps/s, "
             f"validation included), val ppl {metrics['val/ppl']:.1f}, test ppl {metrics['test/ppl']:.1f}; "
-            f"precision: {precision}")
+            f"{precision}")
 
 
 def predict(check: Check) -> str:
