@@ -17,11 +17,14 @@ from rnnlab.data.special import BOS, EOS
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.encoders import build_encoder
 from rnnlab.metrics import Perplexity
-from rnnlab.models.decoding import STRATEGIES, Bridge, RNNDecoder, States, decode
+from rnnlab.models.decoding import LENGTH_NORMS, STRATEGIES, Bridge, RNNDecoder, States, beam_hypotheses, decode
 from rnnlab.models.embeddings import WordEmbedder, load_vectors
+from rnnlab.run.errors import UserError
 from rnnlab.tasks.base import TaskModule
 
-DECODING_DEFAULTS = {"strategy": "greedy", "beam_size": 5, "length_penalty": 1.0, "max_length": 100}
+# Checkpoints from before an option existed decode as they did then (e.g. length_norm).
+DECODING_DEFAULTS = {"strategy": "greedy", "beam_size": 5, "length_penalty": 1.0, "length_norm": "length",
+                     "max_length": 100}
 
 
 def corpus_scores(hypotheses: list[str], references: list[str], lowercase: bool = False) -> dict[str, float]:
@@ -67,15 +70,21 @@ class TranslationModule(TaskModule):
             ``dropout`` (None: ``model.dropout``), ``bridge`` (see ``rnnlab.models.decoding.Bridge``),
             ``feed_context`` (also read the encoder's sentence representation at every step, Cho et al.
             2014; false: the lecture's model, where the source enters only through the initial states),
-            ``implementation``, ``pretrained_vectors`` (target-side vectors, as ``model.pretrained_vectors``
+            ``attention``: ``kind`` (``none`` | ``additive`` | ``dot`` | ``general``, see
+            ``rnnlab.models.attention``), ``size`` (additive score width, None: the decoder's hidden size),
+            ``input_feeding`` (Luong et al. 2015); ``implementation``, ``pretrained_vectors`` (target-side vectors, as ``model.pretrained_vectors``
             gives the source side: see ``rnnlab.models.pretrained``).
         source_vocab: source vocabulary (``Vocabulary.to_dict()``), from the DataModule.
         target_vocab: target vocabulary with ``<bos>`` and ``<eos>``, from the DataModule.
         target_lang: language of the Moses detokeniser.
         lowercase: the data was lowercased; score case-insensitively.
-        decoding: ``strategy`` (``greedy`` | ``beam``), ``beam_size``, ``length_penalty``, ``max_length``.
+        decoding: ``strategy`` (``greedy`` | ``beam``), ``beam_size``, ``length_penalty`` and ``length_norm``
+            (see ``rnnlab.models.decoding.length_normaliser``), ``max_length``.
         bleu_every_n_epochs: decode the validation set every this many epochs (0: never).
         bleu_max_sentences: decode only the first this many validation pairs (None: all).
+        val_bleu: decode the validation set greedily at every validation, whatever ``decoding`` and
+            ``bleu_every_n_epochs`` say, so that ``val/bleu`` exists for checkpointing and early stopping
+            (``task.optimized_metric=val/bleu task.mode=max``) and costs one greedy pass.
         optimizer: see ``TaskModule``.
         scheduler: see ``TaskModule``.
     """
@@ -87,7 +96,7 @@ class TranslationModule(TaskModule):
 
     def __init__(self, model: dict, source_vocab: dict, target_vocab: dict, target_lang: str = "en",
                  lowercase: bool = False, decoding: dict | None = None, bleu_every_n_epochs: int = 1,
-                 bleu_max_sentences: int | None = None, optimizer: dict | None = None,
+                 bleu_max_sentences: int | None = None, val_bleu: bool = False, optimizer: dict | None = None,
                  scheduler: dict | None = None):
         super().__init__(optimizer, scheduler)
         self.save_hyperparameters()
@@ -95,9 +104,13 @@ class TranslationModule(TaskModule):
         if self.decoding["strategy"] not in STRATEGIES:
             raise ValueError(f"task.decoding.strategy must be one of {STRATEGIES}, "
                              f"got {self.decoding['strategy']!r}")
+        if self.decoding["length_norm"] not in LENGTH_NORMS:
+            raise UserError(f"task.decoding.length_norm must be one of {LENGTH_NORMS}, "
+                            f"got {self.decoding['length_norm']!r}")
         if bleu_every_n_epochs < 0:
             raise ValueError(f"bleu_every_n_epochs must be >= 0, got {bleu_every_n_epochs}")
         self.bleu_every_n_epochs, self.bleu_max_sentences = bleu_every_n_epochs, bleu_max_sentences
+        self.val_bleu = val_bleu
         self.lowercase = lowercase
         self.source_vocab = Vocabulary.from_dict(source_vocab)
         self.target_vocab = Vocabulary.from_dict(target_vocab)
@@ -107,6 +120,7 @@ class TranslationModule(TaskModule):
         self.embedder = WordEmbedder.from_config(model, self.source_vocab)  # pretrained vectors: source side
         self.encoder = build_encoder(model, self.embedder.embedding_dim)
         options: dict[str, Any] = dict(model.get("decoder") or {})
+        attention: dict[str, Any] = dict(options.get("attention") or {})  # absent in older checkpoints: none
         self.decoder = RNNDecoder(
             instantiate(options.get("cell") or model["cell"]), len(self.target_vocab),
             options.get("embedding_dim") or model["embedding_dim"],
@@ -114,7 +128,9 @@ class TranslationModule(TaskModule):
             options.get("num_layers") or self.encoder.num_layers, self.target_vocab.pad_id,
             model.get("dropout", 0.0) if options.get("dropout") is None else options["dropout"],
             options.get("implementation", "auto"),
-            self.encoder.get_output_dim() if options.get("feed_context") else 0)
+            self.encoder.get_output_dim() if options.get("feed_context") else 0,
+            attention.get("kind", "none"), self.encoder.get_output_dim(), attention.get("size"),
+            bool(attention.get("input_feeding", False)))
         self.bridge = Bridge(self.encoder, self.decoder.num_layers, self.decoder.hidden_size,
                              self.decoder.num_states, options.get("bridge", "auto"))
         self.target_vectors = options.get("pretrained_vectors")
@@ -133,20 +149,22 @@ class TranslationModule(TaskModule):
             load_vectors(self.decoder.embedding, self.target_vectors, self.target_vocab.items, "model.decoder")
 
     def encode(self, source: Tensor, source_mask: Tensor) -> tuple[States, tuple[Tensor, ...]]:
-        """``(B, S)`` source ids and mask -> the decoder's initial state of each layer, and what the decoder
-        reads at every step (the ``(B, D)`` sentence representation with ``feed_context``, else nothing)."""
+        """``(B, S)`` source ids and mask -> the decoder's initial states, and what the decoder reads at every
+        step (``RNNDecoder.memory``: the sentence vector with ``feed_context``, the token outputs with attention)."""
         encoded = self.encoder(self.embedder(source), source_mask)
-        memory = (encoded.sentence,) if self.decoder.context_size else ()
-        return self.bridge(encoded.final_states), memory
+        states = self.decoder.initial_states(self.bridge(encoded.final_states))
+        return states, self.decoder.memory(encoded.sentence, encoded.outputs, source_mask)
 
-    def forward(self, source: Tensor, source_mask: Tensor, target: Tensor, target_mask: Tensor) -> Tensor:
-        """Teacher-forced hidden states: ``(B, T + 1, H)`` after reading ``<bos> y_1 .. y_T``."""
+    def forward(self, source: Tensor, source_mask: Tensor, target: Tensor,
+                target_mask: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Teacher forcing over ``<bos> y_1 .. y_T``: the ``(B, T + 1, H)`` vectors the output layer reads and the
+        ``(B, T + 1, S)`` attention weights (None without attention)."""
         states, memory = self.encode(source, source_mask)
         return self.decoder(target[:, :-1], target_mask[:, 1:], states, *memory)
 
     def _nll(self, batch: dict) -> tuple[Tensor, Tensor]:
         """Summed token NLL and the number of predicted tokens."""
-        hidden = self(batch["source"], batch["source_mask"], batch["target"], batch["target_mask"])
+        hidden, _ = self(batch["source"], batch["source_mask"], batch["target"], batch["target_mask"])
         predicted = batch["target_mask"][:, 1:]  # (B, T + 1): every word and <eos>
         # Scores only at real positions: the output layer is the costliest part, padding need not pay for it.
         logits = self.decoder.scores(hidden[predicted])  # (N, V)
@@ -201,16 +219,18 @@ class TranslationModule(TaskModule):
         return loss
 
     def _bleu_epoch(self) -> bool:
-        every = self.bleu_every_n_epochs
-        return every > 0 and not self.trainer.sanity_checking and (self.current_epoch + 1) % every == 0
+        if self.trainer.sanity_checking:
+            return False
+        every = 1 if self.val_bleu else self.bleu_every_n_epochs
+        return every > 0 and (self.current_epoch + 1) % every == 0
 
-    def _evaluate(self, stage: str, batch: dict, decode_rows: Tensor | None) -> None:
+    def _evaluate(self, stage: str, batch: dict, decode_rows: Tensor | None, **overrides: Any) -> None:
         nll, count = self._nll(batch)
         self.ppl[stage].update(nll / count, weight=count)
         if decode_rows is None or not bool(decode_rows.any()):
             return
         rows = decode_rows.nonzero().squeeze(1)
-        outputs = self.translate(batch["source"][rows], batch["source_mask"][rows])
+        outputs = self.translate(batch["source"][rows], batch["source_mask"][rows], **overrides)
         for row, ids in zip(rows.tolist(), outputs):
             self._outputs.append((batch["index"][row], self.detokenise(ids), batch["references"][row]))
 
@@ -219,7 +239,7 @@ class TranslationModule(TaskModule):
         if self._bleu_epoch():
             limit = self.bleu_max_sentences
             rows = torch.tensor([limit is None or i < limit for i in batch["index"]], dtype=torch.bool)
-        self._evaluate("val", batch, rows)
+        self._evaluate("val", batch, rows, **({"strategy": "greedy"} if self.val_bleu else {}))
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate("test", batch, torch.ones(len(batch["index"]), dtype=torch.bool))
