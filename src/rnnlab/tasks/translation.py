@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
 
 import sacrebleu
 import torch
@@ -13,6 +14,7 @@ from sacremoses import MosesDetokenizer
 from torch import Tensor
 from torchmetrics import MaxMetric
 
+from rnnlab.data.batching import pad_sequences
 from rnnlab.data.special import BOS, EOS
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.encoders import build_encoder
@@ -20,7 +22,7 @@ from rnnlab.metrics import Perplexity
 from rnnlab.models.decoding import LENGTH_NORMS, STRATEGIES, Bridge, RNNDecoder, States, beam_hypotheses, decode
 from rnnlab.models.embeddings import WordEmbedder, load_vectors
 from rnnlab.run.errors import UserError
-from rnnlab.tasks.base import TaskModule
+from rnnlab.tasks.base import PredictedBatches, TaskModule
 
 # Checkpoints from before an option existed decode as they did then (e.g. length_norm).
 DECODING_DEFAULTS = {"strategy": "greedy", "beam_size": 5, "length_penalty": 1.0, "length_norm": "length",
@@ -43,6 +45,25 @@ def corpus_scores(hypotheses: list[str], references: list[str], lowercase: bool 
     bleu = sacrebleu.corpus_bleu(hypotheses, [references])
     chrf = sacrebleu.corpus_chrf(hypotheses, [references])
     return {"bleu": bleu.score, "chrf": chrf.score}
+
+
+def plot_attention(source: list[str], output: list[str], weights: Tensor, path: Path) -> None:
+    """Writes a heatmap of ``(len(output), len(source))`` attention weights: one row per output word, one
+    column per source word, darker where the decoder looked."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(0.4 * len(source) + 1.5, 0.4 * len(output) + 1.2))
+    axes.imshow(weights.numpy(), cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
+    axes.set_xticks(range(len(source)), source, rotation=60, ha="right")
+    axes.set_yticks(range(len(output)), output)
+    axes.set_xlabel("source")
+    axes.set_ylabel("output")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
 
 
 def _gather(items: list) -> list:
@@ -138,6 +159,8 @@ class TranslationModule(TaskModule):
         self.bleu_best = MaxMetric()
         self.bleu_best.persistent(True)  # kept by a resumed run, like ``best``
         self._outputs: list[tuple[int, str, str]] = []  # (index, hypothesis, reference) of this epoch
+        self.n_best, self.attention_plot = 1, None  # predict.py's options (configure_inference)
+        self._maps: list[tuple[list[str], list[str], Tensor]] = []  # the attention of the last predicted batch
 
     # ----------------------------------------------------------------- model
     def load_pretrained(self) -> None:
@@ -179,17 +202,60 @@ class TranslationModule(TaskModule):
         states, memory = self.encode(source, source_mask)
         return decode(self.decoder.step, states, self.bos, self.eos, memory=memory, **options)
 
+    @torch.no_grad()
+    def attention_maps(self, source: Tensor, source_mask: Tensor,
+                       outputs: list[list[int]]) -> list[tuple[list[str], list[str], Tensor]]:
+        """Where the decoder looked while producing ``outputs``, by teacher-forcing them (the weights are those
+        of the search, as the decoder's two paths compute the same function).
+
+        Args:
+            source: ``(B, S)`` source ids.
+            source_mask: ``(B, S)`` bool, True at real tokens.
+            outputs: ``B`` output id lists, without ``<bos>``/``<eos>``.
+
+        Returns:
+            Per sentence: its source tokens (as the model reads them: unknown words as ``<unk>``, then
+            ``<eos>``), the output tokens and ``<eos>``, and the ``(outputs + 1, source)`` weights.
+        """
+        target, target_mask = pad_sequences([[self.bos, *ids, self.eos] for ids in outputs],
+                                            self.target_vocab.pad_id)
+        _, weights = self(source, source_mask, target.to(source.device), target_mask.to(source.device))
+        maps = []
+        for row, ids in enumerate(outputs):
+            length = int(source_mask[row].sum())
+            words = self.source_vocab.decode(source[row, :length].tolist())
+            maps.append((words, [*self.target_vocab.decode(ids), EOS], weights[row, :len(ids) + 1, :length].cpu()))
+        return maps
+
     def detokenise(self, ids: list[int]) -> str:
         return self.detokenizer.detokenize(self.target_vocab.decode(ids))
 
     def predict_step(self, batch: dict, batch_idx: int = 0) -> list[str]:
-        """The detokenised translation of each source of a batch, decoded as ``self.decoding`` says."""
-        return [self.detokenise(ids) for ids in self.translate(batch["source"], batch["source_mask"])]
+        """The detokenised translation of each source of a batch, decoded as ``self.decoding`` says; with
+        ``n_best > 1`` (``predict.py``) the ``n_best`` best as ``score<TAB>translation`` lines, best first.
+        With ``attention_plot`` set, the attention maps of the batch wait in ``self._maps`` for
+        ``prediction_output``, which knows the input line numbers."""
+        source, source_mask = batch["source"], batch["source_mask"]
+        if self.n_best == 1:
+            outputs = self.translate(source, source_mask)
+            texts = [self.detokenise(ids) for ids in outputs]
+        else:
+            options = {k: v for k, v in self.decoding.items() if k != "strategy"}
+            states, memory = self.encode(source, source_mask)
+            hypotheses = beam_hypotheses(self.decoder.step, states, self.bos, self.eos, memory=memory,
+                                         n_best=self.n_best, **options)
+            outputs = [sentence[0][1] for sentence in hypotheses]
+            texts = ["\n".join(f"{score:.4f}\t{self.detokenise(ids)}" for score, ids in sentence)
+                     for sentence in hypotheses]
+        if self.attention_plot is not None:
+            self._maps = self.attention_maps(source, source_mask, outputs)
+        return texts
 
     # ------------------------------------------------------------- inference
     def configure_inference(self, options: Mapping[str, Any]) -> None:
         """``beam_size`` 1 is greedy search, more is beam search; ``max_length`` caps the output. None keeps the
-        checkpoint's ``task.decoding``."""
+        checkpoint's ``task.decoding``. ``predict.py`` also takes ``n_best`` (outputs per input, from the beam)
+        and ``attention_plot`` (a folder for one attention heatmap per input)."""
         beam_size, max_length = options.get("beam_size"), options.get("max_length")
         if beam_size is not None:
             if beam_size < 1:
@@ -197,6 +263,18 @@ class TranslationModule(TaskModule):
             self.decoding.update(strategy="greedy" if beam_size == 1 else "beam", beam_size=beam_size)
         if max_length is not None:
             self.decoding["max_length"] = max_length
+        n_best = options.get("n_best") or 1
+        if n_best > 1 and (self.decoding["strategy"] != "beam" or self.decoding["beam_size"] < n_best):
+            raise ValueError(f"n_best={n_best} takes the best outputs of a beam search; set beam_size >= {n_best} "
+                             f"(now: {self.decoding['strategy']} search, beam_size {self.decoding['beam_size']})")
+        if n_best < 1:
+            raise ValueError(f"n_best must be >= 1, got {n_best}")
+        self.n_best = n_best
+        plot = options.get("attention_plot")
+        if plot is not None and self.decoder.attention is None:
+            raise ValueError(f"attention_plot={plot} draws attention weights, and this {self.kind} has none "
+                             "(trained with model/attention=none)")
+        self.attention_plot = None if plot is None else Path(plot)
 
     def finds_input(self, path: str) -> bool:
         return True  # a file stem: the DataModule names the files it lacks
@@ -210,6 +288,27 @@ class TranslationModule(TaskModule):
 
     def render_prediction(self, item: str, prediction: str) -> str:
         return prediction + "\n"
+
+    def prediction_output(self, items: Iterable[Any], predicted: PredictedBatches,
+                          options: Mapping[str, Any]) -> Iterator[str]:
+        """A translation a line, or ``n_best`` lines ``score<TAB>translation`` per input (an empty input: as many
+        empty lines). With ``attention_plot=DIR``, ``DIR/<line>.png`` (1-based input line, 5 digits) shows the
+        attention of the best output of each non-empty line."""
+        if self.attention_plot is not None:
+            self.attention_plot.mkdir(parents=True, exist_ok=True)
+        line = 0
+        for batch, predictions in predicted(items):
+            maps = iter(self._maps if self.attention_plot is not None else ())
+            chunk = []
+            for prediction in predictions:
+                line += 1
+                if prediction is None:
+                    chunk.append("\n" * self.n_best)
+                    continue
+                chunk.append(prediction + "\n")
+                if self.attention_plot is not None:
+                    plot_attention(*next(maps), self.attention_plot / f"{line:05d}.png")
+            yield "".join(chunk)
 
     # ----------------------------------------------------------------- steps
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
