@@ -358,6 +358,29 @@ def test_training_memorises_the_fixture(tmp_path: Path) -> None:
     assert metrics["val/bleu_best"] == pytest.approx(100.0)
 
 
+def test_validation_bleu_decodes_greedily_and_selects_the_checkpoint(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import rnnlab.tasks.translation as translation
+
+    strategies = []
+    decode = translation.decode
+    monkeypatch.setattr(translation, "decode", lambda *args, strategy, **kwargs: strategies.append(strategy)
+                        or decode(*args, strategy=strategy, **kwargs))
+    root = write_multi30k(tmp_path / "data")
+    cfg = compose_train(["task=translation", "model=lstm", "model/attention=additive", f"paths.data_dir={root}",
+                         "data.min_freq=1", "model.encoder.hidden_size=16", "model.embedding_dim=8",
+                         "trainer.max_epochs=2", "~logger", "task.val_bleu=true", "task.optimized_metric=val/bleu",
+                         "task.mode=max", "task.module.bleu_every_n_epochs=0", "task.decoding.strategy=beam",
+                         "task.decoding.max_length=6"], tmp_path / "run")
+    metrics = train(cfg)
+    assert 0.0 <= metrics["val/bleu"] <= 100.0 and 0.0 <= metrics["test/bleu"] <= 100.0
+    assert strategies == ["greedy", "greedy", "beam"]  # one validation batch per epoch, then the test set
+    best = next((tmp_path / "run" / "checkpoints").glob("epoch*.ckpt"))
+    callbacks = torch.load(best, weights_only=False)["callbacks"]
+    monitor = [state for key, state in callbacks.items() if key.startswith("ModelCheckpoint")][0]
+    assert monitor["monitor"] == "val/bleu" and float(monitor["best_model_score"]) == metrics["val/bleu_best"]
+
+
 def test_pretrained_source_vectors_are_loaded_and_frozen(tmp_path: Path) -> None:
     root = write_multi30k(tmp_path / "data")
     vectors = tmp_path / "de.vec"
