@@ -404,6 +404,16 @@ def test_experiment_composes_and_smoke_runs(tmp_path: Path) -> None:
     assert train(cfg)["test/bleu"] >= 0.0
 
 
+def test_attention_experiment_composes_and_smoke_runs(tmp_path: Path) -> None:
+    root = write_multi30k(tmp_path / "data")
+    cfg = compose_train(["experiment=mt_multi30k_attention", "debug=fast", f"paths.data_dir={root}",
+                         "data.min_freq=1", "data.target_min_freq=1", "task.decoding.max_length=5"], tmp_path / "run")
+    attention = cfg.model.decoder.attention
+    assert attention.kind == "additive" and attention.input_feeding and cfg.model.encoder.bidirectional
+    assert cfg.optimized_metric == "val/bleu" and cfg.callbacks.model_checkpoint.mode == "max"
+    assert train(cfg)["test/bleu"] >= 0.0
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "multi30k").is_dir(), reason="no local Multi30k copy")
 def test_real_multi30k_reads_and_builds(tmp_path: Path) -> None:
