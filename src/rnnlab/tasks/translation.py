@@ -93,8 +93,8 @@ class TranslationModule(TaskModule):
             2014; false: the lecture's model, where the source enters only through the initial states),
             ``attention``: ``kind`` (``none`` | ``additive`` | ``dot`` | ``general``, see
             ``rnnlab.models.attention``), ``size`` (additive score width, None: the decoder's hidden size),
-            ``input_feeding`` (Luong et al. 2015); ``implementation``, ``pretrained_vectors`` (target-side vectors, as ``model.pretrained_vectors``
-            gives the source side: see ``rnnlab.models.pretrained``).
+            ``input_feeding`` (Luong et al. 2015); ``implementation``, ``pretrained_vectors`` (target-side
+            vectors, as ``model.pretrained_vectors`` gives the source side: see ``rnnlab.models.pretrained``).
         source_vocab: source vocabulary (``Vocabulary.to_dict()``), from the DataModule.
         target_vocab: target vocabulary with ``<bos>`` and ``<eos>``, from the DataModule.
         target_lang: language of the Moses detokeniser.
