@@ -4,6 +4,7 @@ The lecture's translation model: the encoder reads the source into a representat
 recurrent language model fed ``<BOS>``, which then predicts the target word after word and stops when it
 produces ``<EOS>``. Training uses teacher forcing (the decoder reads the reference prefix) through the encoder
 stack's fused kernels; generation steps the same cells one token at a time, greedily or by beam search.
+Optionally the decoder attends over the encoder's token outputs at every step (``rnnlab.models.attention``).
 """
 
 from __future__ import annotations
@@ -264,7 +265,7 @@ class RNNDecoder(nn.Module):
 
 
 # (tokens, states, *memory) -> (log-probabilities, states, attention weights or None)
-Step = Callable[..., tuple[Tensor, States]]
+Step = Callable[..., tuple[Tensor, States, Tensor | None]]
 
 
 def _select(states: States, index: Tensor) -> States:
