@@ -103,8 +103,8 @@ class TranslationModule(TaskModule):
             (see ``rnnlab.models.decoding.length_normaliser``), ``max_length``.
         bleu_every_n_epochs: decode the validation set every this many epochs (0: never).
         bleu_max_sentences: decode only the first this many validation pairs (None: all).
-        val_bleu: decode the validation set greedily at every validation, whatever ``decoding`` and
-            ``bleu_every_n_epochs`` say, so that ``val/bleu`` exists for checkpointing and early stopping
+        val_bleu: decode the validation set (its first ``bleu_max_sentences`` pairs) greedily at every
+            validation, whatever ``decoding`` and ``bleu_every_n_epochs`` say, so that ``val/bleu`` exists for checkpointing and early stopping
             (``task.optimized_metric=val/bleu task.mode=max``) and costs one greedy pass.
         optimizer: see ``TaskModule``.
         scheduler: see ``TaskModule``.
