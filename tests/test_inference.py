@@ -423,3 +423,37 @@ def test_predict_into_a_reader_that_stops_early_ends_quietly(trained, tmp_path: 
         stderr = process.stderr.read().decode()
         assert process.wait(timeout=300) == BROKEN_PIPE_EXIT
     assert stderr == ""
+
+
+def test_attention_checkpoint_evaluates_predicts_n_best_and_plots_from_a_fresh_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = write_multi30k(tmp_path / "data")
+    train(compose_train(["task=translation", "data.min_freq=1", "model=bilstm", "model/attention=general",
+                         "model.decoder.attention.input_feeding=true", *TINY, f"paths.data_dir={data}"],
+                        tmp_path / "run"))
+    checkpoint = tmp_path / "model" / "model.ckpt"
+    checkpoint.parent.mkdir()
+    shutil.copy(next((tmp_path / "run" / "checkpoints").glob("epoch*.ckpt")), checkpoint)
+    shutil.rmtree(tmp_path / "run")
+    stem = data / "multi30k" / "test_2016_flickr"
+    assert "test_2016_flickr/bleu" in run_eval([f"ckpt_path={checkpoint}", f"input={stem}"], tmp_path / "eval")
+    source = write_lines(tmp_path / "in.de", [GERMAN[0], "", GERMAN[1]])
+    plots = tmp_path / "maps"
+    common = [f"ckpt_path={checkpoint}", f"input={source}", "max_length=5"]
+    best = run_predict([*common, "beam_size=3", f"attention_plot={plots}"], capsys).split("\n")
+    assert len(best) == 4 and best[1] == "" and best[3] == ""
+    assert sorted(path.name for path in plots.iterdir()) == ["00001.png", "00003.png"]
+    assert (plots / "00001.png").read_bytes().startswith(b"\x89PNG")
+    n_best = run_predict([*common, "beam_size=3", "n_best=2"], capsys).split("\n")
+    assert len(n_best) == 7 and n_best[2:4] == ["", ""]  # 2 lines per input, the empty input's empty
+    scores = [float(line.split("\t")[0]) for line in n_best[:2]]
+    assert scores[0] >= scores[1] and n_best[0].split("\t")[1] == best[0]
+    assert "set beam_size >= 4" in user_error("predict", [*common, "beam_size=3", "n_best=4"], capsys)
+
+
+def test_attention_plot_needs_a_model_with_attention(trained, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    checkpoint, _, test_only = trained["translation"]
+    source = write_lines(tmp_path / "in.de", [GERMAN[0]])
+    message = user_error("predict", [f"ckpt_path={checkpoint}", f"input={source}", f"attention_plot={tmp_path}"],
+                         capsys)
+    assert "attention_plot=" in message and "model/attention=none" in message

@@ -16,7 +16,10 @@ from rnnlab.data.errors import DataError
 from rnnlab.data.special import BOS, EOS
 from rnnlab.data.translation import TranslationDataModule
 from rnnlab.encoders import RNNEncoder
-from rnnlab.models.decoding import Bridge, RNNDecoder, beam_search, greedy_search
+from rnnlab.models.attention import SCORES, Attention
+from rnnlab.models.decoding import (Bridge, RNNDecoder, beam_hypotheses, beam_search, greedy_search,
+                                    length_normaliser)
+from rnnlab.run.errors import UserError
 from rnnlab.run.pipeline import build, train
 from rnnlab.tasks.translation import corpus_scores
 
@@ -121,23 +124,70 @@ def test_missing_data_and_unreachable_hub_say_where_to_look(tmp_path: Path,
 
 
 # ----------------------------------------------------------------- decoder
-@pytest.mark.parametrize("cell,context_size", [(LSTMCell, 0), (ElmanCell, 0), (PeepholeLSTMCell, 0), (LSTMCell, 5)])
-def test_step_by_step_equals_teacher_forcing(cell: type, context_size: int) -> None:
-    """Generation (one cell step at a time) computes what training (the fused sequence path) computes."""
+def source_memory(decoder: RNNDecoder, batch: int, length: int = 5, size: int = 6) -> tuple:
+    """Random encoder outputs for ``decoder.memory``, sentence ``b`` with ``length - b % 3`` real tokens."""
+    outputs = torch.randn(batch, length, size)
+    source_mask = torch.arange(length) < (length - torch.arange(batch) % 3).unsqueeze(1)  # (B, S)
+    return decoder.memory(torch.randn(batch, size), outputs * source_mask.unsqueeze(-1), source_mask)
+
+
+ATTENTION_CASES = [(LSTMCell, 0, "none", False), (ElmanCell, 0, "none", False), (PeepholeLSTMCell, 0, "none", False),
+                   (LSTMCell, 6, "none", False), (LSTMCell, 0, "additive", False), (LSTMCell, 0, "general", False),
+                   (ElmanCell, 6, "additive", True), (LSTMCell, 0, "general", True)]
+
+
+@pytest.mark.parametrize("cell,context_size,attention,input_feeding", ATTENTION_CASES)
+def test_step_by_step_equals_teacher_forcing(cell: type, context_size: int, attention: str,
+                                             input_feeding: bool) -> None:
+    """Generation (one cell step at a time) computes what training (the fused sequence path, or the stepped
+    one with input feeding) computes: the same log-probabilities and the same attention weights."""
     torch.manual_seed(0)
     decoder = RNNDecoder(partial(cell), vocab_size=12, embedding_dim=8, hidden_size=16, num_layers=2,
-                         dropout=0.3, context_size=context_size).eval()
-    states = [tuple(torch.randn(4, 16) * 0.5 for _ in range(decoder.num_states)) for _ in range(2)]
-    memory = (torch.randn(4, context_size),) if context_size else ()
+                         dropout=0.3, context_size=context_size, attention=attention, key_size=6,
+                         input_feeding=input_feeding).eval()
+    states = decoder.initial_states([tuple(torch.randn(4, 16) * 0.5 for _ in range(decoder.num_states))
+                                     for _ in range(2)])
+    memory = source_memory(decoder, 4)
     inputs = torch.randint(1, 12, (4, 6))
     mask = torch.ones(4, 6, dtype=torch.bool)
     mask[1, 3:] = False
-    expected = torch.log_softmax(decoder.scores(decoder(inputs, mask, states, *memory)), dim=-1)  # (B, T, V)
-    stepped, running = [], states
+    hidden, weights = decoder(inputs, mask, states, *memory)
+    expected = torch.log_softmax(decoder.scores(hidden), dim=-1)  # (B, T, V)
+    stepped, stepped_weights, running = [], [], states
     for t in range(6):
-        log_probs, running = decoder.step(inputs[:, t], running, *memory)
+        log_probs, running, step_weights = decoder.step(inputs[:, t], running, *memory)
         stepped.append(log_probs)
+        stepped_weights.append(step_weights)
     torch.testing.assert_close(torch.stack(stepped, dim=1)[mask], expected[mask], atol=1e-5, rtol=1e-5)
+    if attention == "none":
+        assert weights is None and stepped_weights[0] is None
+    else:
+        torch.testing.assert_close(torch.stack(stepped_weights, dim=1)[mask], weights[mask], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", SCORES)
+def test_attention_gives_padding_exactly_zero_weight(kind: str) -> None:
+    torch.manual_seed(0)
+    attention = Attention(kind, query_size=6, key_size=6)
+    keys = torch.randn(3, 5, 6) * 5
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    for query in (torch.randn(3, 6), torch.randn(3, 4, 6)):  # one step, or every output position at once
+        context, weights = attention(query, keys, attention.prepare(keys), mask)
+        mask_like = mask if query.dim() == 2 else mask.unsqueeze(1).expand(-1, 4, -1)
+        assert bool((weights[~mask_like] == 0).all()) and bool((weights[mask_like] > 0).all())
+        torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
+        assert context.shape == (*query.shape[:-1], 6)
+    _, weights = attention(torch.randn(3, 6), keys, attention.prepare(keys), mask)
+    assert weights[2].tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]  # one real token takes all the weight
+
+
+def test_attention_options_that_do_not_fit_name_the_option() -> None:
+    with pytest.raises(UserError, match="kind=dot needs the decoder's hidden size"):
+        RNNDecoder(partial(LSTMCell), 10, 8, 16, attention="dot", key_size=32)
+    with pytest.raises(UserError, match="input_feeding=true"):
+        RNNDecoder(partial(LSTMCell), 10, 8, 16, input_feeding=True)
+    with pytest.raises(UserError, match="attention.kind must be one of"):
+        RNNDecoder(partial(LSTMCell), 10, 8, 16, attention="multihead", key_size=16)
 
 
 def random_decoder(seed: int = 0, vocab_size: int = 10) -> tuple[RNNDecoder, list]:
@@ -167,7 +217,7 @@ def test_beam_size_one_is_greedy(seed: int) -> None:
 def sequence_log_prob(decoder: RNNDecoder, states: list, ids: list[int], bos: int, eos: int) -> float:
     total, token = 0.0, torch.tensor([bos])
     for word in [*ids, eos]:
-        log_probs, states = decoder.step(token, states)
+        log_probs, states, _ = decoder.step(token, states)
         total += log_probs[0, word].item()
         token = torch.tensor([word])
     return total
@@ -180,6 +230,60 @@ def test_wide_beam_finds_outputs_at_least_as_probable_as_greedy() -> None:
     for row, (g, b) in enumerate(zip(greedy, beam)):
         one = [tuple(s[row:row + 1] for s in state) for state in states]
         assert sequence_log_prob(decoder, one, b, 1, 2) >= sequence_log_prob(decoder, one, g, 1, 2) - 1e-5
+
+
+def attention_decoder(seed: int = 0, batch: int = 6) -> tuple[RNNDecoder, list, tuple]:
+    """A random decoder with additive attention and input feeding, its initial states and memory."""
+    torch.manual_seed(seed)
+    decoder = RNNDecoder(partial(LSTMCell), 10, embedding_dim=8, hidden_size=16, attention="additive", key_size=6,
+                         input_feeding=True).eval()
+    states = decoder.initial_states([(torch.randn(batch, 16), torch.randn(batch, 16))])
+    return decoder, states, source_memory(decoder, batch)
+
+
+def test_beam_size_one_is_greedy_with_attention() -> None:
+    decoder, states, memory = attention_decoder(2)
+    greedy = greedy_search(decoder.step, states, 1, 2, max_length=9, memory=memory)
+    assert greedy == beam_search(decoder.step, states, 1, 2, max_length=9, beam_size=1, memory=memory)
+
+
+@pytest.mark.parametrize("length_norm", ["length", "gnmt"])
+def test_batched_beam_search_equals_one_sentence_at_a_time(length_norm: str) -> None:
+    """Sentences of a batch do not interact: their beams, scores and stopping are each their own."""
+    decoder, states, memory = attention_decoder(4)
+    search = partial(beam_hypotheses, decoder.step, bos=1, eos=2, max_length=10, beam_size=4, length_penalty=0.8,
+                     length_norm=length_norm, n_best=4)
+    batched = search(states, memory=memory)
+    for row, hypotheses in enumerate(batched):
+        one = search([tuple(s[row:row + 1] for s in state) for state in states],
+                     memory=tuple(m[row:row + 1] for m in memory))[0]
+        assert [ids for _, ids in one] == [ids for _, ids in hypotheses]
+        assert [score for score, _ in one] == pytest.approx([score for score, _ in hypotheses], abs=1e-5)
+    assert len({tuple(h[0][1]) for h in batched}) > 1 and all(len(h) == 4 for h in batched)
+
+
+def test_n_best_are_sorted_and_the_first_is_the_beam_output() -> None:
+    decoder, states, memory = attention_decoder(5)
+    n_best = beam_hypotheses(decoder.step, states, 1, 2, max_length=8, beam_size=5, memory=memory, n_best=3)
+    best = beam_search(decoder.step, states, 1, 2, max_length=8, beam_size=5, memory=memory)
+    for hypotheses, ids in zip(n_best, best):
+        scores = [score for score, _ in hypotheses]
+        assert len(hypotheses) == 3 and scores == sorted(scores, reverse=True) and hypotheses[0][1] == ids
+        assert len({tuple(h) for _, h in hypotheses}) == 3
+    with pytest.raises(ValueError, match="n_best must be between 1 and beam_size"):
+        beam_hypotheses(decoder.step, states, 1, 2, max_length=8, beam_size=2, memory=memory, n_best=3)
+
+
+def test_length_normaliser() -> None:
+    assert length_normaliser(7, 0.0, "gnmt") == 1.0 and length_normaliser(7, 0.0, "length") == 1.0
+    assert length_normaliser(1, 1.0, "gnmt") == 1.0  # ((5 + 1) / 6) ** alpha: one token is not penalised
+    assert length_normaliser(13, 0.5, "gnmt") == pytest.approx(3 ** 0.5)
+    assert length_normaliser(4, 2.0, "length") == 16.0
+    # The penalty can change the ranking: a longer output with a lower raw score wins once normalised.
+    short, long = -3.0 / length_normaliser(2, 1.0, "gnmt"), -4.0 / length_normaliser(8, 1.0, "gnmt")
+    assert long > short and -3.0 > -4.0
+    with pytest.raises(ValueError, match="length_norm must be one of"):
+        length_normaliser(3, 1.0, "wmt")
 
 
 def rig(decoder: RNNDecoder, word: int) -> RNNDecoder:
@@ -224,6 +328,8 @@ def test_bleu_and_chrf_of_references_against_themselves_are_100() -> None:
     ["model=lstm", "model.encoder.num_layers=2"],
     ["model=bilstm", "model.encoder.num_layers=2", "model/cell@model.decoder.cell=elman",
      "model.decoder.feed_context=true"],
+    ["model=bilstm", "model/attention=additive", "model.decoder.attention.input_feeding=true"],
+    ["model=lstm", "model/attention=dot", "task.val_bleu=true", "task.optimized_metric=val/bleu", "task.mode=max"],
 ])
 def test_train_fast_dev_run(encoder: list[str], tmp_path: Path) -> None:
     root = write_multi30k(tmp_path / "data")
@@ -252,6 +358,29 @@ def test_training_memorises_the_fixture(tmp_path: Path) -> None:
     assert metrics["val/bleu_best"] == pytest.approx(100.0)
 
 
+def test_validation_bleu_decodes_greedily_and_selects_the_checkpoint(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import rnnlab.tasks.translation as translation
+
+    strategies = []
+    decode = translation.decode
+    monkeypatch.setattr(translation, "decode", lambda *args, strategy, **kwargs: strategies.append(strategy)
+                        or decode(*args, strategy=strategy, **kwargs))
+    root = write_multi30k(tmp_path / "data")
+    cfg = compose_train(["task=translation", "model=lstm", "model/attention=additive", f"paths.data_dir={root}",
+                         "data.min_freq=1", "model.encoder.hidden_size=16", "model.embedding_dim=8",
+                         "trainer.max_epochs=2", "~logger", "task.val_bleu=true", "task.optimized_metric=val/bleu",
+                         "task.mode=max", "task.module.bleu_every_n_epochs=0", "task.decoding.strategy=beam",
+                         "task.decoding.max_length=6"], tmp_path / "run")
+    metrics = train(cfg)
+    assert 0.0 <= metrics["val/bleu"] <= 100.0 and 0.0 <= metrics["test/bleu"] <= 100.0
+    assert strategies == ["greedy", "greedy", "beam"]  # one validation batch per epoch, then the test set
+    best = next((tmp_path / "run" / "checkpoints").glob("epoch*.ckpt"))
+    callbacks = torch.load(best, weights_only=False)["callbacks"]
+    monitor = [state for key, state in callbacks.items() if key.startswith("ModelCheckpoint")][0]
+    assert monitor["monitor"] == "val/bleu" and float(monitor["best_model_score"]) == metrics["val/bleu_best"]
+
+
 def test_pretrained_source_vectors_are_loaded_and_frozen(tmp_path: Path) -> None:
     root = write_multi30k(tmp_path / "data")
     vectors = tmp_path / "de.vec"
@@ -272,6 +401,16 @@ def test_experiment_composes_and_smoke_runs(tmp_path: Path) -> None:
     cfg = compose_train(["experiment=mt_multi30k", "debug=fast", f"paths.data_dir={root}", "data.min_freq=1",
                          "data.target_min_freq=1", "task.decoding.max_length=5"], tmp_path / "run")
     assert cfg.task.name == "translation" and cfg.model.decoder.feed_context
+    assert train(cfg)["test/bleu"] >= 0.0
+
+
+def test_attention_experiment_composes_and_smoke_runs(tmp_path: Path) -> None:
+    root = write_multi30k(tmp_path / "data")
+    cfg = compose_train(["experiment=mt_multi30k_attention", "debug=fast", f"paths.data_dir={root}",
+                         "data.min_freq=1", "data.target_min_freq=1", "task.decoding.max_length=5"], tmp_path / "run")
+    attention = cfg.model.decoder.attention
+    assert attention.kind == "additive" and attention.input_feeding and cfg.model.encoder.bidirectional
+    assert cfg.optimized_metric == "val/bleu" and cfg.callbacks.model_checkpoint.mode == "max"
     assert train(cfg)["test/bleu"] >= 0.0
 
 
