@@ -178,10 +178,9 @@ def lm(check: Check) -> str:
 
 def predict(check: Check) -> str:
     """Step 4: predictions on :data:`SENTENCES` of step 2's best checkpoint (the tested one), on the device."""
-    found = sorted((check.run_dir("ner") / "checkpoints").glob("epoch*.ckpt"))
-    if not found:
-        raise StepFailed(f"no NER checkpoint in {check.run_dir('ner') / 'checkpoints'} (step 2 failed)")
-    checkpoint = found[-1]
+    checkpoint = check.run_dir("ner") / "checkpoints" / "best.ckpt"
+    if not checkpoint.exists():
+        raise StepFailed(f"no NER checkpoint at {checkpoint} (step 2 failed)")
     text = check.out / "predict_input.txt"
     text.write_text("".join(line + "\n" for line in SENTENCES))
     predictions = check.out / "predictions.tsv"

@@ -51,7 +51,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, d
         metrics = train(compose_train([*overrides, *TINY, f"paths.data_dir={data}"], root / "run"))
         checkpoint = root / "model" / "model.ckpt"
         checkpoint.parent.mkdir()
-        shutil.copy(next((root / "run" / "checkpoints").glob("epoch*.ckpt")), checkpoint)
+        shutil.copy(root / "run" / "checkpoints" / "best.ckpt", checkpoint)
         test_only = root / "test_only"
         for path in data.glob(test_file):
             target = test_only / path.relative_to(data)
@@ -73,7 +73,7 @@ def columns(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
                 "model.embedding_dropout=0", "model.word_dropout=0", "trainer.max_epochs=25", "task.optimizer.lr=0.05",
                 "callbacks.early_stopping.patience=100", "~logger"]
     metrics = train(compose_train(["task=ner", *COLUMNS_OPTIONS, *memorise, f"paths.data_dir={data}"], root / "run"))
-    return next((root / "run" / "checkpoints").glob("epoch*.ckpt")), metrics
+    return root / "run" / "checkpoints" / "best.ckpt", metrics
 
 
 def config(name: str, overrides: list[str]):
@@ -433,7 +433,7 @@ def test_attention_checkpoint_evaluates_predicts_n_best_and_plots_from_a_fresh_f
                         tmp_path / "run"))
     checkpoint = tmp_path / "model" / "model.ckpt"
     checkpoint.parent.mkdir()
-    shutil.copy(next((tmp_path / "run" / "checkpoints").glob("epoch*.ckpt")), checkpoint)
+    shutil.copy(tmp_path / "run" / "checkpoints" / "best.ckpt", checkpoint)
     shutil.rmtree(tmp_path / "run")
     stem = data / "multi30k" / "test_2016_flickr"
     assert "test_2016_flickr/bleu" in run_eval([f"ckpt_path={checkpoint}", f"input={stem}"], tmp_path / "eval")

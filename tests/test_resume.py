@@ -111,7 +111,7 @@ def test_loader_resumes_its_epoch_after_the_saved_position() -> None:
 
 def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny_data: Path, tmp_path: Path) -> None:
     args = [*TINY, f"paths.data_dir={tiny_data}", "trainer.max_epochs=3",
-            "callbacks.last_checkpoint.every_n_train_steps=3"]
+            "callbacks.last_checkpoint_in_epoch.every_n_train_steps=3"]
     whole = run_train(args, tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr[-3000:]
 
@@ -141,6 +141,18 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_the_resume_command(tiny_data:
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
 
 
+def test_last_checkpoint_follows_training_after_an_early_best(tiny_data: Path, tmp_path: Path) -> None:
+    """last.ckpt (what ``ckpt_path=last`` resumes) is the latest state even when the best validation came first."""
+    # Learning rate 0: the validation F1 never changes, so epoch 0 stays the best one.
+    train(compose_train([*TINY, f"paths.data_dir={tiny_data}", "trainer.max_epochs=3", "task.optimizer.lr=0",
+                         "~logger"], tmp_path))
+    checkpoints = tmp_path / "checkpoints"
+    assert sorted(path.name for path in checkpoints.iterdir()) == ["best.ckpt", "last.ckpt"]
+    best, last = (torch.load(checkpoints / name, weights_only=True) for name in ("best.ckpt", "last.ckpt"))
+    assert (best["epoch"], best["global_step"]) == (0, 4)  # 4 steps an epoch
+    assert (last["epoch"], last["global_step"]) == (2, 12)
+
+
 def test_same_seed_gives_identical_runs(tiny_data: Path, tmp_path: Path) -> None:
     overrides = [*TINY, f"paths.data_dir={tiny_data}", "trainer.max_epochs=2"]
     for run in ("a", "b"):
@@ -151,7 +163,7 @@ def test_same_seed_gives_identical_runs(tiny_data: Path, tmp_path: Path) -> None
 def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = run_train([*TINY, f"paths.data_dir={tiny_data}", "trainer.max_epochs=3",
-                        "callbacks.last_checkpoint.every_n_train_steps=1", *hook("NanAt", step=2)], run)
+                        "callbacks.last_checkpoint_in_epoch.every_n_train_steps=1", *hook("NanAt", step=2)], run)
     assert result.returncode == USER_ERROR_EXIT, result.stderr[-3000:]
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("error: the training loss is nan at global step 3 (epoch 0, batch 2)")

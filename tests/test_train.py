@@ -57,7 +57,7 @@ def test_training_learns_and_checkpoints(data_dir: Path, tmp_path: Path) -> None
                          "model.dropout=0", "model.embedding_dropout=0", "model.word_dropout=0"], tmp_path)
     metrics = train(cfg)
     assert metrics["test/f1"] == 1.0  # test = train on the fixture: memorised
-    assert list((tmp_path / "checkpoints").glob("epoch*.ckpt")) and (tmp_path / "checkpoints" / "last.ckpt").exists()
+    assert (tmp_path / "checkpoints" / "best.ckpt").exists() and (tmp_path / "checkpoints" / "last.ckpt").exists()
     assert (tmp_path / "csv" / "metrics.csv").read_text().count("\n") > 2
     assert (tmp_path / "metrics.json").exists()
     # Checkpoints hold plain data only, so torch's safe loader (weights_only=True) reads them.

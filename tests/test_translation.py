@@ -375,7 +375,7 @@ def test_validation_bleu_decodes_greedily_and_selects_the_checkpoint(tmp_path: P
     metrics = train(cfg)
     assert 0.0 <= metrics["val/bleu"] <= 100.0 and 0.0 <= metrics["test/bleu"] <= 100.0
     assert strategies == ["greedy", "greedy", "beam"]  # one validation batch per epoch, then the test set
-    best = next((tmp_path / "run" / "checkpoints").glob("epoch*.ckpt"))
+    best = tmp_path / "run" / "checkpoints" / "best.ckpt"
     callbacks = torch.load(best, weights_only=False)["callbacks"]
     monitor = [state for key, state in callbacks.items() if key.startswith("ModelCheckpoint")][0]
     assert monitor["monitor"] == "val/bleu" and float(monitor["best_model_score"]) == metrics["val/bleu_best"]

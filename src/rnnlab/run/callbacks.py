@@ -112,8 +112,10 @@ class StopOnNonFinite(L.Callback):
             what = "parameters are no longer finite"
         else:
             return
-        last = next((c.last_model_path for c in trainer.checkpoint_callbacks if getattr(c, "last_model_path", "")),
-                    None)
+        paths = [getattr(c, name, "") for c in trainer.checkpoint_callbacks
+                 for name in ("last_model_path", "best_model_path")]
+        written = [Path(path) for path in paths if path and Path(path).exists()]
+        last = max(written, key=lambda path: path.stat().st_mtime, default=None)
         kept = f"the last checkpoint, {last}, holds the weights before it" if last else "no checkpoint was written"
         raise UserError(f"the {what} at global step {trainer.global_step} (epoch {trainer.current_epoch}, batch "
                         f"{batch_idx}); training stopped and {kept}. Lower the learning rate (task.optimizer.lr), "
