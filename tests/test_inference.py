@@ -188,8 +188,11 @@ def test_eval_on_another_tag_set_scores_as_seqeval(columns, tmp_path: Path) -> N
     types = {key for key in report if not key.endswith(" avg")}
     assert {"EVENT", "MISC"} <= types
     for kind in types:
-        assert metrics[f"other_tags/f1_{kind}"] == pytest.approx(report[kind]["f1-score"], abs=1e-6), kind
+        for name in ("precision", "recall", "f1"):
+            expected = report[kind]["f1-score" if name == "f1" else name]
+            assert metrics[f"other_tags/{name}_{kind}"] == pytest.approx(expected, abs=1e-6), (name, kind)
     assert metrics["other_tags/f1_EVENT"] == metrics["other_tags/f1_MISC"] == 0.0
+    assert metrics["other_tags/recall_EVENT"] == 0.0 and metrics["other_tags/precision_MISC"] == 0.0
 
 
 def test_eval_of_a_classifier_writes_text_gold_prediction_probability(trained, tmp_path: Path) -> None:

@@ -72,7 +72,9 @@ def test_metric_equals_seqeval_scores(scheme: str) -> None:
         only = [[t if t.endswith(kind) else "O" for t in s] for s in gold]
         only_pred = [[t if t.endswith(kind) else "O" for t in s] for s in pred]
         assert result[f"f1_{kind}"].item() == pytest.approx(f1_score(only, only_pred), abs=1e-6)
-    assert result["f1_MISC"].item() == 0.0
+        assert result[f"precision_{kind}"].item() == pytest.approx(precision_score(only, only_pred), abs=1e-6)
+        assert result[f"recall_{kind}"].item() == pytest.approx(recall_score(only, only_pred), abs=1e-6)
+    assert result["f1_MISC"].item() == result["precision_MISC"].item() == result["recall_MISC"].item() == 0.0
 
 
 def test_perfect_and_empty_predictions() -> None:

@@ -53,7 +53,7 @@ def extract_spans(tags: Sequence[str]) -> set[Span]:
 
 
 class SpanF1(Metric):
-    """Micro precision/recall/F1 over entities, plus F1 per entity type.
+    """Micro precision/recall/F1 over entities, plus precision/recall/F1 per entity type.
 
     States are per-type counts summed across processes, so the metric syncs under DDP.
 
@@ -100,9 +100,11 @@ class SpanF1(Metric):
         return precision.float(), recall.float(), f1.float()
 
     def compute(self) -> dict[str, Tensor]:
-        """``precision``, ``recall``, ``f1`` (micro, in [0, 1]) and ``f1_<TYPE>`` per entity type."""
-        precision, recall, f1 = self._prf(self.correct.sum(), self.predicted.sum(), self.gold.sum())
-        _, _, per_type = self._prf(self.correct, self.predicted, self.gold)
-        result = {"precision": precision, "recall": recall, "f1": f1}
-        result.update({f"f1_{kind}": per_type[i] for i, kind in enumerate(self.types)})
+        """``precision``, ``recall``, ``f1`` (micro, in [0, 1]) and ``precision_<TYPE>``, ``recall_<TYPE>``,
+        ``f1_<TYPE>`` per entity type."""
+        overall = self._prf(self.correct.sum(), self.predicted.sum(), self.gold.sum())
+        per_type = self._prf(self.correct, self.predicted, self.gold)  # each (types,)
+        result = dict(zip(("precision", "recall", "f1"), overall))
+        for name, values in zip(("precision", "recall", "f1"), per_type):
+            result.update({f"{name}_{kind}": values[i] for i, kind in enumerate(self.types)})
         return result
