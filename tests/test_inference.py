@@ -148,6 +148,16 @@ def test_eval_writes_tagger_predictions_beside_gold(trained, tmp_path: Path) -> 
     assert all(len(row) == 3 for row in rows if row != [""])
 
 
+def test_data_option_set_to_null_overrides_the_checkpoint(columns, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """+data.comment_prefix=null switches off the comment lines the checkpoint's data config skips."""
+    file = tmp_path / "released.iob2"
+    file.write_text(COLUMNS_TRAIN)
+    message = user_error("eval", [f"ckpt_path={columns[0]}", f"input={file}", "+data.comment_prefix=null",
+                                  f"paths.output_dir={tmp_path}"], capsys)
+    assert f"{file}:1: expected" in message and "set data.comment_prefix='#'" in message
+
+
 def test_training_reads_tab_columns_with_ids_and_comments(columns) -> None:
     checkpoint, metrics = columns
     assert metrics["test/f1"] == 1.0  # test = train: memorised

@@ -166,10 +166,15 @@ def _merge(base: dict, overrides: dict) -> dict:
     return merged
 
 
+# The keys conf/eval.yaml declares as null placeholders: null there keeps the checkpoint's value. Any other key
+# given null (e.g. +data.comment_prefix=null) sets it to null.
+CHECKPOINT_DATA_KEYS = ("format", "encoding", "eval_batch_size", "suffix")
+
+
 def data_overrides(data: DictConfig) -> dict[str, Any]:
-    """The ``data`` entry of an eval.py or predict.py config as overrides: its non-null keys (null keeps the
-    checkpoint's value)."""
-    return {key: value for key, value in OmegaConf.to_container(data).items() if value is not None}
+    """The ``data`` entry of an eval.py or predict.py config as overrides, less the placeholders left null."""
+    return {key: value for key, value in OmegaConf.to_container(data).items()
+            if value is not None or key not in CHECKPOINT_DATA_KEYS}
 
 
 def datamodule(loaded: Loaded, overrides: dict[str, Any] | None = None):
