@@ -404,6 +404,15 @@ def test_experiment_composes_and_smoke_runs(tmp_path: Path) -> None:
     assert train(cfg)["test/bleu"] >= 0.0
 
 
+def test_bleu_selection_with_the_wrong_mode_is_one_clear_error(tmp_path: Path) -> None:
+    """val/bleu watched with mode=min (the task's default for val/loss) would keep the worst checkpoint."""
+    cfg = compose_train(["task=translation", "task.val_bleu=true", "task.optimized_metric=val/bleu"], tmp_path)
+    with pytest.raises(UserError, match=r"task.optimized_metric=val/bleu is better when higher, but task.mode=min; "
+                                        r"set task.mode=max"):
+        train(cfg)
+    assert not (tmp_path / "checkpoints").exists()
+
+
 def test_attention_experiment_composes_and_smoke_runs(tmp_path: Path) -> None:
     root = write_multi30k(tmp_path / "data")
     cfg = compose_train(["experiment=mt_multi30k_attention", "debug=fast", f"paths.data_dir={root}",

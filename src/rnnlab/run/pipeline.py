@@ -36,6 +36,19 @@ def _plain(node: DictConfig | None) -> dict | None:
     return None if node is None else OmegaConf.to_container(node, resolve=True)
 
 
+# Which way the metrics a task logs improve: a monitor watching one the wrong way keeps the worst checkpoint.
+BETTER_WHEN = {"max": ("acc", "f1", "precision", "recall", "bleu", "chrf"), "min": ("loss", "ppl", "mse")}
+
+
+def check_metric_direction(metric: str, mode: str) -> None:
+    """Stops a run whose ``task.mode`` contradicts its ``task.optimized_metric`` (e.g. ``val/bleu`` with ``min``)."""
+    name = metric.rsplit("/", 1)[-1].split("_", 1)[0]  # val/f1_PER -> f1
+    for better, names in BETTER_WHEN.items():
+        if name in names and mode != better:
+            raise UserError(f"task.optimized_metric={metric} is better when {'higher' if better == 'max' else 'lower'}"
+                            f", but task.mode={mode}; set task.mode={better}")
+
+
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     """The DataModule (data read, vocabularies built) and the task's LightningModule sized from it.
 
@@ -67,6 +80,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
+    check_metric_direction(cfg.task.optimized_metric, cfg.task.mode)
     output_dir = make_writable_dir(cfg.paths.output_dir, "paths.output_dir")
     ckpt_path = resume_checkpoint(cfg.get("ckpt_path"), output_dir)
     precision = choose_precision(cfg.trainer.get("precision"), cfg.trainer.get("accelerator", "auto"))
