@@ -1,11 +1,13 @@
-"""Cell math: CIFG's coupled gates, peephole reducing to LSTM."""
+"""Cell math: CIFG's coupled gates, peephole reducing to LSTM, IndRNN against its equation."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from rnnlab.cells import CIFGCell, LSTMCell, PeepholeLSTMCell
-from rnnlab.encoders import RNNEncoder
+from rnnlab.cells.indrnn import IndRNNCell
+from rnnlab.encoders import RecurrentLayer, RNNEncoder
 
 
 def test_cifg_input_gate_is_one_minus_forget_gate() -> None:
@@ -38,3 +40,28 @@ def test_peephole_with_zero_peepholes_equals_lstm() -> None:
             a, b = lstm(x, mask), peep(x, mask)
             assert torch.allclose(a.outputs, b.outputs, atol=1e-12)
             assert torch.allclose(a.sentence, b.sentence, atol=1e-12)
+
+
+def test_indrnn_equals_its_equation_with_u_clamped() -> None:
+    """``h(n) = max(0, W x(n) + b + u × h(n-1))`` with ``u`` clamped to ``±max_recurrent_weight``; a clamped
+    weight gets no gradient."""
+    torch.manual_seed(0)
+    cell = IndRNNCell(3, 4, max_recurrent_weight=0.9).double()
+    with torch.no_grad():
+        cell.weight_hh.copy_(torch.tensor([0.5, -0.3, 1.7, -2.0]))
+        cell.bias.fill_(0.5)  # units active most of the time, so the recurrence counts
+    x = torch.randn(2, 6, 3, dtype=torch.float64)
+    out, (h_n,) = RecurrentLayer(cell)(x, torch.ones(2, 6, dtype=torch.bool))
+    u, h, expected = torch.tensor([0.5, -0.3, 0.9, -0.9], dtype=torch.float64), torch.zeros(2, 4), []
+    for t in range(6):
+        h = torch.clamp(x[:, t] @ cell.weight_ih.t() + cell.bias + u * h, min=0)
+        expected.append(h)
+    assert torch.allclose(out, torch.stack(expected, dim=1), atol=1e-14)
+    assert torch.equal(h_n, out[:, -1])
+    out.sum().backward()
+    assert (cell.weight_hh.grad[:2] != 0).all() and (cell.weight_hh.grad[2:] == 0).all()
+    free = IndRNNCell(3, 4, max_recurrent_weight=None)
+    assert free.recurrent_weight() is free.weight_hh and ((free.weight_hh >= 0) & (free.weight_hh <= 1)).all()
+    with pytest.raises(ValueError, match="max_recurrent_weight"):
+        IndRNNCell(3, 4, max_recurrent_weight=0.0)
+
