@@ -1,4 +1,4 @@
-"""Cell math: CIFG's coupled gates, peephole reducing to LSTM, IndRNN against its equation."""
+"""Cell math: CIFG's coupled gates, peephole reducing to LSTM, IndRNN and sLSTM against their equations."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import torch
 
 from rnnlab.cells import CIFGCell, LSTMCell, PeepholeLSTMCell
 from rnnlab.cells.indrnn import IndRNNCell
+from rnnlab.cells.slstm import SLSTMCell
 from rnnlab.encoders import RecurrentLayer, RNNEncoder
 
 
@@ -65,3 +66,42 @@ def test_indrnn_equals_its_equation_with_u_clamped() -> None:
     with pytest.raises(ValueError, match="max_recurrent_weight"):
         IndRNNCell(3, 4, max_recurrent_weight=0.0)
 
+
+@pytest.mark.parametrize("forget_gate", ["exp", "sigmoid"])
+def test_slstm_equals_the_unstabilised_equations(forget_gate: str) -> None:
+    """The stabiliser cancels: on small inputs the paper's plain ``c / n`` (exp gates, no ``m``) gives the same
+    ``h``, and the cell's ``c``, ``n`` are the plain ones divided by ``exp(m)``."""
+    torch.manual_seed(0)
+    cell = SLSTMCell(3, 4, forget_gate=forget_gate).double()
+    with torch.no_grad():
+        for parameter in cell.parameters():
+            parameter.normal_(std=0.5)
+    state = cell.initial_state(2, torch.device("cpu"), torch.float64)
+    h, c, n = (torch.zeros(2, 4, dtype=torch.float64) for _ in range(3))
+    for x_t in torch.randn(8, 2, 3, dtype=torch.float64):
+        pre_i, pre_f, pre_z, pre_o = (x_t @ cell.weight_ih.t() + h @ cell.weight_hh.t() + cell.bias).split(4, dim=-1)
+        f = torch.exp(pre_f) if forget_gate == "exp" else torch.sigmoid(pre_f)
+        c = f * c + torch.exp(pre_i) * torch.tanh(pre_z)
+        n = f * n + torch.exp(pre_i)
+        h = torch.sigmoid(pre_o) * c / n
+        h_cell, state = cell(x_t, state)
+        assert torch.allclose(h_cell, h, atol=1e-12)
+        assert torch.allclose(state[1] * torch.exp(state[3]), c, rtol=1e-12)
+        assert torch.allclose(state[2] * torch.exp(state[3]), n, rtol=1e-12)
+
+
+def test_slstm_stays_finite_with_large_preactivations() -> None:
+    """Pre-activations in the thousands (exp overflows float32 beyond 88): outputs, states and gradients stay
+    finite, and the normaliser never falls below 1."""
+    torch.manual_seed(0)
+    cell = SLSTMCell(3, 4)
+    with torch.no_grad():
+        for parameter in cell.parameters():
+            parameter.normal_(std=300.0)
+    x = torch.randn(3, 12, 3, requires_grad=True)
+    out, state = RecurrentLayer(cell)(x, torch.arange(12) < torch.tensor([[12], [7], [0]]))
+    h_n, c_n, n_n, m_n = state
+    assert all(torch.isfinite(s).all() for s in (out, h_n, c_n, n_n, m_n[:2]))  # m stays -inf for the empty one
+    assert (n_n[:2] >= 1).all()
+    grads = torch.autograd.grad(out.sum() + state[0].sum(), [x, *cell.parameters()])
+    assert all(torch.isfinite(g).all() for g in grads)
