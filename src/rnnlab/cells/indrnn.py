@@ -28,11 +28,12 @@ class IndRNNCell(RecurrentCell):
     Args:
         input_size: size of ``x_t``.
         hidden_size: size of ``h_t``.
-        max_recurrent_weight: the bound on ``|u|``, enforced in every step by clamping, so a weight beyond it
-            acts as the bound and receives no gradient until the optimiser brings it back. 1.0 (default) is the
-            paper's ``2^(1/T)`` as the sequence grows (1.007 at T = 100) and holds at any length: no unit grows
-            through its recurrence alone. ``2 ** (1 / T)`` follows the paper for sequences of ``T`` steps;
-            ``None`` leaves ``u`` free.
+        max_recurrent_weight: the bound on ``|u|``, enforced in every step by clamping, so the gradient is
+            always that of the function computed; a weight the optimiser pushes beyond it acts as the bound and
+            receives no gradient from then on (only weight decay moves it back). 1.0 (default) is the paper's
+            ``2^(1/T)`` as the sequence grows (1.007 at T = 100) and holds at any length: no unit grows through
+            its recurrence alone. ``2 ** (1 / T)`` follows the paper for sequences of ``T`` steps; ``None``
+            leaves ``u`` free.
         recurrent_init: ``u`` starts uniform in ``[recurrent_init, 1]`` (default 0: ``[0, 1]``);
             ``2 ** (-10 / T)`` starts every unit with a memory of ``T`` steps.
     """

@@ -32,7 +32,8 @@ class MinLSTMCell(RecurrentCell):
         input_size: size of ``x_t``.
         hidden_size: size of ``h_t``.
         forget_bias: initial bias of the forget gate (the input gate's starts at 0). Through the normalisation
-            it sets ``f' = σ(b_f) / (σ(b_f) + 0.5)`` at the start: 0.59 for 1.0, 0.66 for 3.0, at most 2/3.
+            it sets ``f' = σ(b_f) / (σ(b_f) + 0.5)`` at zero input at the start: 0.59 for 1.0, 0.66 for 3.0,
+            at most 2/3.
     """
 
     gate_names = ("forget", "input")
