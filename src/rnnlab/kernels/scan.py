@@ -12,7 +12,10 @@ Parallelization of a Ubiquitous Sequential Computation"), with ``a(t)`` in (0, 1
     log A(t) = cumsum(log a)(t)
     Σ_{s≤t} A(t) / A(s) × b(s) = exp(log A(t) + logcumsumexp(log b − log A)(t))
 
-stays finite at any length. The initial state may have either sign (a caller's state, a bridge's), so its term
+stays finite at any length. Its precision falls with length, though: the sum ``log A(t) + logcumsumexp(...)``
+cancels two numbers of size ``|log A(t)|``, which grows with t. Over 300 steps the scan equals the step loop to
+~1e-11 on outputs in float64, even with saturating gates; in float32, at the cells' initialisation, to ~1e-5
+relative on outputs and up to ~1e-3 on some weight gradients (the step loop: ~1e-7). The initial state may have either sign (a caller's state, a bridge's), so its term
 ``A(t) × h(0)`` is kept apart, exactly, instead of being taken to log space.
 
 Layout as every ``SequenceKernel``: time-major ``(T, B, ...)``, the batch sorted by decreasing length. Right to
