@@ -1,11 +1,14 @@
-"""Cell math: CIFG's coupled gates, peephole reducing to LSTM."""
+"""Cell math: CIFG's coupled gates, peephole reducing to LSTM, IndRNN and sLSTM against their equations."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from rnnlab.cells import CIFGCell, LSTMCell, PeepholeLSTMCell
-from rnnlab.encoders import RNNEncoder
+from rnnlab.cells.indrnn import IndRNNCell
+from rnnlab.cells.slstm import SLSTMCell
+from rnnlab.encoders import RecurrentLayer, RNNEncoder
 
 
 def test_cifg_input_gate_is_one_minus_forget_gate() -> None:
@@ -38,3 +41,67 @@ def test_peephole_with_zero_peepholes_equals_lstm() -> None:
             a, b = lstm(x, mask), peep(x, mask)
             assert torch.allclose(a.outputs, b.outputs, atol=1e-12)
             assert torch.allclose(a.sentence, b.sentence, atol=1e-12)
+
+
+def test_indrnn_equals_its_equation_with_u_clamped() -> None:
+    """``h(n) = max(0, W x(n) + b + u × h(n-1))`` with ``u`` clamped to ``±max_recurrent_weight``; a clamped
+    weight gets no gradient."""
+    torch.manual_seed(0)
+    cell = IndRNNCell(3, 4, max_recurrent_weight=0.9).double()
+    with torch.no_grad():
+        cell.weight_hh.copy_(torch.tensor([0.5, -0.3, 1.7, -2.0]))
+        cell.bias.fill_(0.5)  # units active most of the time, so the recurrence counts
+    x = torch.randn(2, 6, 3, dtype=torch.float64)
+    out, (h_n,) = RecurrentLayer(cell)(x, torch.ones(2, 6, dtype=torch.bool))
+    u, h, expected = torch.tensor([0.5, -0.3, 0.9, -0.9], dtype=torch.float64), torch.zeros(2, 4), []
+    for t in range(6):
+        h = torch.clamp(x[:, t] @ cell.weight_ih.t() + cell.bias + u * h, min=0)
+        expected.append(h)
+    assert torch.allclose(out, torch.stack(expected, dim=1), atol=1e-14)
+    assert torch.equal(h_n, out[:, -1])
+    out.sum().backward()
+    assert (cell.weight_hh.grad[:2] != 0).all() and (cell.weight_hh.grad[2:] == 0).all()
+    free = IndRNNCell(3, 4, max_recurrent_weight=None)
+    assert free.recurrent_weight() is free.weight_hh and ((free.weight_hh >= 0) & (free.weight_hh <= 1)).all()
+    with pytest.raises(ValueError, match="max_recurrent_weight"):
+        IndRNNCell(3, 4, max_recurrent_weight=0.0)
+
+
+@pytest.mark.parametrize("forget_gate", ["exp", "sigmoid"])
+def test_slstm_equals_the_unstabilised_equations(forget_gate: str) -> None:
+    """The stabiliser cancels: on small inputs the paper's plain ``c / n`` (exp gates, no ``m``) gives the same
+    ``h``, and the cell's ``c``, ``n`` are the plain ones divided by ``exp(m)``."""
+    torch.manual_seed(0)
+    cell = SLSTMCell(3, 4, forget_gate=forget_gate).double()
+    with torch.no_grad():
+        for parameter in cell.parameters():
+            parameter.normal_(std=0.5)
+    state = cell.initial_state(2, torch.device("cpu"), torch.float64)
+    h, c, n = (torch.zeros(2, 4, dtype=torch.float64) for _ in range(3))
+    for x_t in torch.randn(8, 2, 3, dtype=torch.float64):
+        pre_i, pre_f, pre_z, pre_o = (x_t @ cell.weight_ih.t() + h @ cell.weight_hh.t() + cell.bias).split(4, dim=-1)
+        f = torch.exp(pre_f) if forget_gate == "exp" else torch.sigmoid(pre_f)
+        c = f * c + torch.exp(pre_i) * torch.tanh(pre_z)
+        n = f * n + torch.exp(pre_i)
+        h = torch.sigmoid(pre_o) * c / n
+        h_cell, state = cell(x_t, state)
+        assert torch.allclose(h_cell, h, atol=1e-12)
+        assert torch.allclose(state[1] * torch.exp(state[3]), c, rtol=1e-12)
+        assert torch.allclose(state[2] * torch.exp(state[3]), n, rtol=1e-12)
+
+
+def test_slstm_stays_finite_with_large_preactivations() -> None:
+    """Pre-activations in the thousands (exp overflows float32 beyond 88): outputs, states and gradients stay
+    finite, and the normaliser never falls below 1."""
+    torch.manual_seed(0)
+    cell = SLSTMCell(3, 4)
+    with torch.no_grad():
+        for parameter in cell.parameters():
+            parameter.normal_(std=300.0)
+    x = torch.randn(3, 12, 3, requires_grad=True)
+    out, state = RecurrentLayer(cell)(x, torch.arange(12) < torch.tensor([[12], [7], [0]]))
+    h_n, c_n, n_n, m_n = state
+    assert all(torch.isfinite(s).all() for s in (out, h_n, c_n, n_n, m_n[:2]))  # m stays -inf for the empty one
+    assert (n_n[:2] >= 1).all()
+    grads = torch.autograd.grad(out.sum() + state[0].sum(), [x, *cell.parameters()])
+    assert all(torch.isfinite(g).all() for g in grads)

@@ -228,3 +228,34 @@ def test_fast_paths_run_under_autocast(cell: str, lengths: list[int]) -> None:
         outputs = encoder(x, mask).outputs
     outputs.float().sum().backward()
     assert (outputs.float() - encoder(x, mask).outputs).abs().max() < 0.05
+
+
+# What a minimal cell's gates leave of h(t-1) at each step, a(t) of h(t) = a(t) × h(t-1) + b(t).
+SCAN_DECAY = {"min_gru": lambda gates: 1 - gates["update"], "min_lstm": lambda gates: gates["forget"]}
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("cell", SCAN_DECAY)
+def test_log_space_scan_over_a_long_sequence(cell: str, reverse: bool) -> None:
+    """T = 300 with saturating gates: the product of a(t) over the sentence underflows even in float64 (so a
+    linear-space scan would divide by zero), yet the log-space scan equals the step loop, forward and backward,
+    from an initial state of either sign, and stays finite."""
+    torch.manual_seed(0)
+    fast = RecurrentLayer(CELLS[cell](INPUT, HIDDEN).double(), reverse)
+    reference = RecurrentLayer(fast.cell, reverse, implementation="reference")
+    with torch.no_grad():
+        for parameter in fast.cell.parameters():
+            parameter.normal_(std=3.0)
+    x = torch.randn(3, 300, INPUT, dtype=torch.float64, requires_grad=True)
+    mask = make_mask([300, 170, 0])
+    h0 = torch.randn(3, HIDDEN, dtype=torch.float64, requires_grad=True)
+    decay = torch.stack([SCAN_DECAY[cell](fast.cell.gates(x[0, t:t + 1], (h0[:1],))) for t in range(300)])
+    assert (decay.prod(dim=0) == 0).any()  # (1, H): A(T) = 0 in linear space
+    weights = torch.randn(3, 300, HIDDEN, dtype=torch.float64)
+    results = []
+    for layer in (fast, reference):
+        out, (h_n,) = layer(x, mask, (h0,))
+        loss = (out * weights).sum() + h_n.sum()
+        results.append([out, h_n, *torch.autograd.grad(loss, [x, h0, *fast.cell.parameters()])])
+    assert all(torch.isfinite(value).all() for value in results[0])
+    assert_close(*results, 1e-5)
