@@ -4,20 +4,26 @@ Times one forward + backward pass in training mode through ``RNNEncoder`` for ea
 ``conf/model/cell/`` (as a run builds it), and through ``torch.nn.LSTM`` / ``torch.nn.RNN`` (packed when lengths
 vary), at three shapes; prints a Markdown table of median milliseconds and the ratio to ``nn.LSTM``.
 
+With ``--lengths``, times instead one shape (``LENGTHS_SHAPE``) at each sequence length: ``nn.LSTM``, every cell
+on its fast path (``implementation="auto"``), and the step loop (``"reference"``) of every cell whose fast path is
+a kernel; prints a table of milliseconds against length and, with ``--figure``, draws it and writes the numbers.
+
     python benchmarks/cells.py                       # every cell, all shapes, CPU
     python benchmarks/cells.py --quick               # fewer repeats
     python benchmarks/cells.py --shapes lm --repeats 20 --device cuda
     python benchmarks/cells.py --cells lstm,peephole,peephole:peephole=full   # a cell with options
+    python benchmarks/cells.py --lengths 50,200,1000 --figure speed.png       # against sequence length
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import platform
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +33,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.cells.discovery import cell_factory, cell_names
 from rnnlab.encoders import RNNEncoder
+from rnnlab.kernels import KERNELS, LibraryKernel
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,7 @@ SHAPES = {
     "lm": Shape(20, 35, 650, 650, layers=2),
     "long": Shape(64, 200, 128, 128),
 }
+LENGTHS_SHAPE = Shape(16, 0, 64, 128)  # --lengths: steps set per length, all sentences that long
 
 
 def parse_cell(spec: str) -> tuple[str, dict[str, str]]:
@@ -131,6 +139,123 @@ def machine_info(device: torch.device) -> str:
     return info
 
 
+def fast_path(cell: nn.Module) -> str:
+    """What ``implementation="auto"`` runs for ``cell``: ``torch.<kernel>`` (a PyTorch stack kernel),
+    ``kernels.<module>`` (one of ``rnnlab.kernels``, e.g. ``kernels.scan``) or ``loop`` (the per-step loop)."""
+    kernel = cell.fused_kernel()
+    if kernel is None:
+        return "loop"
+    if isinstance(KERNELS[kernel[0]], LibraryKernel):
+        return f"torch.{kernel[0]}"
+    return "kernels." + KERNELS[kernel[0]].run.__module__.rsplit(".", 1)[-1]
+
+
+def length_models(cells: list[str], shape: Shape) -> dict[tuple[str, str], nn.Module]:
+    """The models timed against length, keyed by ``(model, path)``: ``nn.LSTM`` (path ``""``), each cell on its
+    fast path and, where that is not the loop, the same cell on the per-step loop (``implementation="reference"``).
+
+    Args:
+        cells: cell specs as ``--cells`` takes them (``name`` or ``name:key=value``).
+        shape: sizes of the models (its ``steps`` is not read).
+    """
+    models: dict[tuple[str, str], nn.Module] = {("nn.LSTM", ""): TorchRNN(nn.LSTM, shape)}
+    for spec in cells:
+        name, options = parse_cell(spec)
+        factory = cell_factory(name, **options)
+        path = fast_path(factory(shape.inputs, shape.hidden))
+        models[spec, path] = Encoder(factory, shape, "auto")
+        if path != "loop":
+            models[spec, "loop"] = Encoder(factory, shape, "reference")
+    return models
+
+
+def label(model: tuple[str, str]) -> str:
+    """``"name (path)"``, or the name alone for a model without a path."""
+    name, path = model
+    return f"{name} ({path})" if path else name
+
+
+def format_ms(ms: float | None, digits: int = 1) -> str:
+    """Milliseconds to ``digits`` decimals, or ``skipped``."""
+    return "skipped" if ms is None else f"{ms:.{digits}f}"
+
+
+def time_against_length(models: dict[tuple[str, str], nn.Module], shape: Shape, lengths: list[int],
+                        device: torch.device, warmup: int, repeats: int, clock: Callable[[], float],
+                        max_seconds: float) -> dict[tuple[str, str], list[float | None]]:
+    """Median milliseconds per training step of every model at every length, printed as a Markdown table.
+
+    Args:
+        models: as ``length_models`` returns them.
+        shape: batch and sizes; every sentence is ``steps`` long, ``steps`` taken from ``lengths``.
+        lengths: sequence lengths, increasing.
+        device: where the models run.
+        warmup: untimed runs before each timing.
+        repeats: timed runs (median reported).
+        clock: ``time.perf_counter`` or ``time.process_time``.
+        max_seconds: once a model's step took longer than this, its longer lengths are skipped.
+
+    Returns:
+        Per model, one entry per length: milliseconds, or None where skipped. Each model's row is printed as soon
+        as it is measured.
+    """
+    print("| model (path) | " + " | ".join(f"T={steps}" for steps in lengths) + " |")
+    print("|---|" + "---:|" * len(lengths), flush=True)
+    batches = {steps: make_batch(replace(shape, steps=steps), device) for steps in lengths}
+    results: dict[tuple[str, str], list[float | None]] = {}
+    for model, module in models.items():
+        module.to(device)
+        times: list[float | None] = []
+        for steps in lengths:
+            too_slow = bool(times) and (times[-1] is None or times[-1] > 1000 * max_seconds)
+            times.append(None if too_slow else
+                         time_training_step(module, *batches[steps], warmup, repeats, clock))
+        results[model] = times
+        print(f"| {label(model)} | " + " | ".join(map(format_ms, times)) + " |", flush=True)
+    return results
+
+
+def save_against_length(results: dict[tuple[str, str], list[float | None]], lengths: list[int], figure: Path,
+                        title: str) -> None:
+    """Writes the numbers of ``time_against_length`` beside ``figure`` (same name, ``.csv``; one row per model,
+    one column per length, ``skipped`` where skipped) and draws them, log-log, to ``figure``: one colour per
+    cell, dashed for the per-step loop, black for ``nn.LSTM``."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    with open(figure.with_suffix(".csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["model", "path", *lengths])
+        for (name, path), times in results.items():
+            writer.writerow([name, path, *(format_ms(ms, 3) for ms in times)])
+
+    names = list(dict.fromkeys(name for name, _ in results))
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for (name, path), times in results.items():
+        measured = [(steps, ms) for steps, ms in zip(lengths, times) if ms is not None]
+        colour = "black" if not path else plt.get_cmap("tab10")(names.index(name) % 10)
+        ax.plot(*zip(*measured), marker="o", markersize=3, color=colour, linestyle="--" if path == "loop" else "-",
+                linewidth=2.5 if not path else 1.5, label=label((name, path)))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(lengths, [str(steps) for steps in lengths])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("sequence length T")
+    ax.set_ylabel("ms per training step (forward + backward)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    fig.savefig(figure, dpi=120)
+    plt.close(fig)
+
+
 def time_ner_epoch(cell: str, data_dir: str) -> float:
     """Seconds of one training epoch of the default NER tagger (``task=ner model=bilstm``) with ``cell``.
 
@@ -173,6 +298,15 @@ def main() -> None:
     parser.add_argument("--ner-epoch", action="store_true", help="also time one NER tagger epoch per cell")
     parser.add_argument("--data-dir", default=os.environ.get("RNNLAB_DATA_DIR", "../shared/data"),
                         help="data root holding conll2003/, for --ner-epoch")
+    parser.add_argument("--lengths", default=None,
+                        help="comma-separated sequence lengths, e.g. 50,100,200,500,1000,2000,4000: time every "
+                             "cell (fast path and step loop) and nn.LSTM against length at batch "
+                             f"{LENGTHS_SHAPE.batch}, {LENGTHS_SHAPE.inputs}→{LENGTHS_SHAPE.hidden}, one layer, "
+                             "instead of the shapes (--shapes, --implementation and --ner-epoch are not read)")
+    parser.add_argument("--max-seconds", type=float, default=2.0,
+                        help="--lengths: skip a model's longer lengths once one of its steps took longer")
+    parser.add_argument("--figure", type=Path, default=None,
+                        help="--lengths: draw the timings to this image, and write them beside it as .csv")
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.warmup = 3, 1
@@ -182,6 +316,21 @@ def main() -> None:
     torch.manual_seed(0)
 
     clock = time.perf_counter if args.clock == "wall" else time.process_time
+    if args.lengths:
+        shape, lengths = LENGTHS_SHAPE, [int(steps) for steps in args.lengths.split(",")]
+        sizes = f"batch {shape.batch}, {shape.inputs}→{shape.hidden}, one layer, every sentence T long"
+        print(f"{machine_info(device)}; {sizes}; implementation=auto and, where that is a kernel, reference "
+              f"(loop); {args.clock} clock, median of {args.repeats} runs after {args.warmup} warm-up, longer "
+              f"lengths skipped after a step over {args.max_seconds:g} s; forward + backward, training mode; "
+              "no compilation involved.\n")
+        models = length_models(args.cells.split(","), shape)
+        results = time_against_length(models, shape, lengths, device, args.warmup, args.repeats, clock,
+                                      args.max_seconds)
+        if args.figure:
+            save_against_length(results, lengths, args.figure,
+                                f"One training step against length\n{sizes}; {device.type}, "
+                                f"threads={torch.get_num_threads()}, {args.clock} clock")
+        return
     print(f"{machine_info(device)}; implementation={args.implementation}, {args.clock} clock, median of "
           f"{args.repeats} runs after {args.warmup} warm-up; forward + backward, training mode; "
           "no compilation involved.\n")
