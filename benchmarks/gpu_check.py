@@ -37,6 +37,8 @@ from typing import Callable
 
 import torch
 
+from rnnlab.cells.discovery import cell_names
+
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_S = 450  # all steps together: the script ends within 8 minutes, start-up and summary included
 
@@ -142,7 +144,7 @@ def cells(check: Check) -> str:
         ["--repeats", "20", "--warmup", "5"]
     output = check.run("cells", [sys.executable, "benchmarks/cells.py", "--device", check.device, *sizes], 120)
     rows = [line for line in output.splitlines() if line.startswith("| ") and not line.startswith("| shape")]
-    expected = (1 if check.dry_run else 3) * 7  # shapes × (nn.LSTM, nn.RNN and the five cells)
+    expected = (1 if check.dry_run else 3) * (2 + len(cell_names()))  # shapes × (nn.LSTM, nn.RNN, every cell)
     if len(rows) != expected:
         raise StepFailed(f"{len(rows)} table rows instead of {expected}")
     header = next(line for line in output.splitlines() if line.startswith("CPU:"))
