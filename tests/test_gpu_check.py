@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, write_conll
+from rnnlab.cells.discovery import cell_names
 from test_lm import PTB_LIKE, write_ptb
 
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
@@ -35,10 +36,10 @@ def test_dry_run_passes_every_step(tmp_path: Path) -> None:
     rows = [line for line in summary.splitlines() if line.startswith("| ") and " | pass | " in line]
     assert [row.split(" | ")[0] for row in rows] == [f"| {name}" for name, _ in gpu_check.STEPS]
     assert "all 5 steps passed" in summary
-    for figure in ("7 timings; largest × nn.LSTM: ", "test F1 ", "2 steps in ", "5 sentences tagged, 39 words; "
+    for figure in (f"{2 + len(cell_names())} timings; largest × nn.LSTM: ", "test F1 ", "2 steps in ", "5 sentences tagged, 39 words; "
                    "forward saw only cpu", "backend gloo, test F1 "):
         assert figure in summary
-    assert summary.count("| tagger 32×40×100→256 bi |") == 7  # the benchmark table, every model
+    assert summary.count("| tagger 32×40×100→256 bi |") == 2 + len(cell_names())  # the benchmark table, every model
 
 
 def test_a_failing_step_is_recorded_and_the_next_one_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
