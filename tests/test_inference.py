@@ -409,7 +409,7 @@ def test_unwritable_outputs_fail_before_anything_is_lost(trained, tmp_path: Path
                                      f"output={blocker / 'out.txt'}"], capsys)
     assert f"cannot write output={blocker / 'out.txt'} (Not a directory); choose a writable file" in message
     message = user_error("eval", [f"ckpt_path={trained['ner'][0]}", f"paths.output_dir={blocker / 'run'}"], capsys)
-    assert f"cannot write into {blocker / 'run'} (Not a directory); set paths.output_dir=" in message
+    assert f"cannot create the output directory {blocker / 'run'} (Not a directory); set paths.output_dir=" in message
     # A bad checkpoint is reported before the output file is opened: an earlier output survives.
     user_error("predict", [f"ckpt_path={text}", f"input={text}", f"output={blocker}"], capsys)
     assert blocker.read_text() == "keep me\n"

@@ -13,22 +13,11 @@ from omegaconf import DictConfig
 from rnnlab.cli.inference import Loaded, configure, data_overrides, datamodule, load_checkpoint
 from rnnlab.run.errors import UserError
 from rnnlab.run.precision import choose_precision
+from rnnlab.run.rundir import make_writable_dir
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-
-
-def writable_dir(path: str | Path, option: str) -> Path:
-    """Creates the folder; a ``UserError`` naming ``option`` when that, or writing into it, fails."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        (path / ".write_test").touch()
-        (path / ".write_test").unlink()
-    except OSError as error:
-        raise UserError(f"cannot write into {path} ({error.strerror}); set {option}= to a writable folder") from None
-    return path
 
 
 def _data_overrides(cfg: DictConfig) -> dict:
@@ -49,7 +38,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     Returns:
         The metrics.
     """
-    output_dir = writable_dir(cfg.paths.output_dir, "paths.output_dir")
+    output_dir = make_writable_dir(cfg.paths.output_dir, "paths.output_dir")
     loaded: Loaded = load_checkpoint(cfg.ckpt_path, cfg.get("task_name"))
     module = loaded.module
     configure(module, cfg)
