@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from scipy import stats
 
 from conftest import CONF, ROOT
 from rnnlab.analysis import report
@@ -115,6 +116,43 @@ def test_report_means_stds_and_files(tmp_path: Path) -> None:
     assert "Shared overrides: `task=ner`" in markdown and "| model/cell=elman | test/f1 | 0.6000 ± 0.1000 | 3 |" in markdown
     for figure in ("cells_metric.png", "cells_curves.png"):
         assert (tmp_path / "out" / figure).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_intervals_stay_in_range_and_tests_pair_by_seed(tmp_path: Path) -> None:
+    root = tmp_path / "multirun"
+    values = {("ner", "elman"): [0.5, 0.6, 0.7], ("ner", "lstm"): [0.8, 0.9, 0.85],
+              ("pos", "elman"): [0.9, 1.0, 1.0], ("pos", "lstm"): [1.0, 1.0, 0.9]}
+    num = 0
+    for (task, cell), seeds in values.items():
+        for seed, value in enumerate(seeds, start=1):
+            write_job(root, num, [f"task={task}", f"model/cell={cell}", f"seed={seed}"], value, [value])
+            num += 1
+
+    report.main([str(root), "--out", str(tmp_path / "out"), "--prefix", "cells"])
+
+    table = pd.read_csv(tmp_path / "out" / "cells_results.csv")
+    half = stats.t.ppf(0.975, 2) * 0.1 / math.sqrt(3)  # ner elman: sd 0.1 over 3 seeds
+    assert table.loc[0, "ci_low"] == pytest.approx(0.6 - half)
+    assert table.loc[0, "ci_high"] == pytest.approx(0.6 + half)
+    assert (table["ci_high"] <= 1.0).all() and table.loc[3, "ci_high"] == 1.0  # 0.967 + 0.143 clipped to F1's 1
+    tests = pd.read_csv(tmp_path / "out" / "cells_tests.csv")
+    # One pair per task: the cells differ in one override; the same cell on two tasks is never compared.
+    assert list(zip(tests["a"], tests["b"])) == [("task=ner,model/cell=elman", "task=ner,model/cell=lstm"),
+                                                 ("task=pos,model/cell=elman", "task=pos,model/cell=lstm")]
+    expected = stats.ttest_rel(values[("ner", "elman")], values[("ner", "lstm")])
+    assert tests["test"].tolist() == ["paired t"] * 2 and tests.loc[0, "p"] == pytest.approx(expected.pvalue)
+    assert tests.loc[0, "difference"] == pytest.approx(-0.25) and bool(tests.loc[0, "significant"])
+    markdown = (tmp_path / "out" / "cells_results.md").read_text()
+    assert "clipped to the metric's range (test/f1 [0, 1])" in markdown and "Paired t-test" in markdown
+    assert f"| task=ner,model/cell=elman vs task=ner,model/cell=lstm | test/f1 | -0.2500 | paired t | 3 pairs | " \
+           f"{expected.pvalue:.3g} | yes |" in markdown
+
+    report.main([str(root), "--out", str(tmp_path / "out"), "--prefix", "base", "--baseline", "model/cell=lstm"])
+    tests = pd.read_csv(tmp_path / "out" / "base_tests.csv")
+    assert list(zip(tests["a"], tests["b"])) == [("task=ner,model/cell=elman", "task=ner,model/cell=lstm"),
+                                                 ("task=pos,model/cell=elman", "task=pos,model/cell=lstm")]
+    with pytest.raises(SystemExit):  # a baseline that names no configuration
+        report.main([str(root), "--out", str(tmp_path / "out"), "--baseline", "model/cell=gru"])
 
 
 def test_report_curves_are_epoch_means_over_seeds(tmp_path: Path) -> None:
