@@ -238,22 +238,64 @@ def test_memory_heatmap_writes_a_png(cell: str, data_dir: Path, tmp_path: Path) 
 
 
 # ----------------------------------------------------------------- sweep analysis
+def write_lab_run(sweep: Path, job: int, model: str, distance: int, seed: int, value: float, task: str = "recall",
+                  gradient_flow: bool = False) -> None:
+    """A finished job folder of a lab sweep, as the pipeline leaves it (only what the analysis reads)."""
+    metric, chance = {"recall": ("acc", 0.125), "adding": ("mse", 1 / 6), "copy": ("acc", 1 / 16)}[task]
+    folder = sweep / f"{job}_task={task},model={model},data.distance={distance},seed={seed}"
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "config.yaml").write_text(
+        "\n".join(f"{k}: {json.dumps(v)}" for k, v in {
+            "task": {"name": task, "mode": "min" if metric == "mse" else "max"}, "seed": seed,
+            "data": {"distance": distance},
+            "model": {"name": model, "cell": {"gate": "sigmoid"} if model == "lstm" else {}}}.items()))
+    (folder / "metrics.json").write_text(json.dumps({f"test/{metric}": value, "test/chance": chance,
+                                                     "train_seconds": 1.0}))
+    if gradient_flow:
+        (folder / "gradient_flow.json").write_text(json.dumps([{"epoch": 0, "curves": {"layer0": [0.1] * 6}}]))
+
+
 def test_analysis_reads_runs_and_writes_figures(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     for job, (model, distance, seed, acc) in enumerate([("rnn", 5, 1, 1.0), ("rnn", 50, 1, 0.13),
                                                         ("lstm", 5, 1, 1.0), ("lstm", 50, 1, 0.97),
                                                         ("lstm", 50, 2, 0.99)]):
-        folder = sweep / f"{job}_model={model},data.distance={distance}"
-        (folder / ".hydra").mkdir(parents=True)
-        (folder / ".hydra" / "config.yaml").write_text(
-            "\n".join(f"{k}: {json.dumps(v)}" for k, v in {
-                "task": {"mode": "max"}, "seed": seed, "data": {"distance": distance},
-                "model": {"name": model, "cell": {"gate": "sigmoid"} if model == "lstm" else {}}}.items()))
-        (folder / "metrics.json").write_text(json.dumps({"test/acc": acc, "test/chance": 0.125,
-                                                         "train_seconds": 1.0}))
-        (folder / "gradient_flow.json").write_text(json.dumps([{"epoch": 0, "curves": {"layer0": [0.1] * 6}}]))
+        write_lab_run(sweep, job, model, distance, seed, acc, gradient_flow=True)
     table = long_range.main([str(sweep), "--out", str(tmp_path / "out")])
-    assert "| rnn | 1.000 ± 0.000 | 0.130 ± 0.000 | 5 | 50 |" in table
-    assert "| lstm | 1.000 ± 0.000 | 0.980 ± 0.014 | 50 | never |" in table
+    assert "| rnn | 1.000 n=1 | 0.130 n=1 | 5 | 50 |" in table  # one seed: no interval
+    # 0.98 ± t(0.975, 1) 0.0141 / sqrt(2) = 0.98 ± 0.127, clipped to accuracy's 1
+    assert "| lstm | 1.000 n=1 | 0.980 [0.853, 1.000] n=2 | 50 | never |" in table
     assert (tmp_path / "out" / "long_range_accuracy.png").exists()
     assert (tmp_path / "out" / "long_range_gradient_flow.png").exists()
+
+
+def test_analysis_groups_tasks_and_tables_the_largest_distance_solved(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    values = {("recall", "elman", 5): [1.0, 1.0, 0.9], ("recall", "elman", 50): [0.13, 0.12, 0.14],
+              ("recall", "lstm", 5): [1.0, 1.0, 1.0], ("recall", "lstm", 50): [0.96, 0.97, 0.95],
+              ("adding", "elman", 5): [0.02, 0.03, 0.01], ("adding", "elman", 50): [0.17, 0.16, 0.18],
+              ("adding", "lstm", 5): [0.001, 0.002, 0.003], ("adding", "lstm", 50): [0.01, 0.015, 0.02],
+              ("copy", "lstm", 5): [1.0, 1.0, 1.0], ("copy", "lstm", 50): [0.5, 0.6, 0.4]}
+    job = 0
+    for (task, model, distance), seeds in values.items():
+        for seed, value in enumerate(seeds, start=1):
+            write_lab_run(sweep, job, model, distance, seed, value, task, gradient_flow=model == "lstm")
+            job += 1
+
+    runs = long_range.load_runs(sweep)
+    assert list(long_range.by_task(runs)) == ["recall", "adding", "copy"]
+    table = long_range.main([str(sweep), "--out", str(tmp_path / "out")])
+
+    solved = table[table.index("**largest distance solved**"):]
+    # recall: elman's 0.967 at T=5 solves, lstm's 0.96 at T=50 too; adding: MSE < 0.0167 solves (lstm's 0.015
+    # at T=50, not elman's 0.02 at T=5); copy: elman not run.
+    assert "| variant | recall (acc) | adding (mse) | copy (acc) |" in solved
+    assert "| elman | 5 | – | not run |" in solved and "| lstm | 50 | 50 | 5 |" in solved
+    assert "Distances run: recall 5, 50; adding 5, 50; copy 5, 50." in solved
+    recall = table[table.index("**recall**"):table.index("**adding**")]
+    assert "| elman | 0.967 [0.823, 1.000] n=3 | 0.130 [0.105, 0.155] n=3 | 5 | 50 |" in recall  # clipped at 1
+    adding = table[table.index("**adding**"):table.index("**copy**")]
+    assert "| lstm | 0.002 [0.000, 0.004] n=3 | 0.015 [0.003, 0.027] n=3 | 50 | never |" in adding  # clipped at 0
+    assert "solved: mean MSE < 0.1 × chance = 0.0167" in adding and "clipped to [0, ∞)" in adding
+    for name in ("accuracy", "gradient_flow_recall", "gradient_flow_adding", "gradient_flow_copy"):
+        assert (tmp_path / "out" / f"long_range_{name}.png").exists()
