@@ -32,6 +32,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from rnnlab.analysis.report import job_order
 from rnnlab.analysis.stats import CONFIDENCE, Interval, describe_range, mean_interval, metric_range
 
 SOLVED_ACC = 0.95     # accuracy counted as solving the task
@@ -79,9 +80,10 @@ def _variant(folder: Path, config: DictConfig) -> str:
 
 
 def load_runs(sweep_dir: str | Path) -> list[Run]:
-    """Every job folder below ``sweep_dir`` that holds a ``metrics.json``."""
+    """Every job folder below ``sweep_dir`` that holds a ``metrics.json``, in launch order."""
+    root = Path(sweep_dir)
     runs = []
-    for metrics_path in sorted(Path(sweep_dir).glob("**/metrics.json")):
+    for metrics_path in sorted(root.glob("**/metrics.json"), key=lambda path: job_order(path.parent, root)):
         folder = metrics_path.parent
         config = OmegaConf.load(folder / ".hydra" / "config.yaml")
         metrics = json.loads(metrics_path.read_text())

@@ -83,7 +83,7 @@ class Run:
     label: str = ""
 
 
-def _job_order(folder: Path, root: Path) -> tuple[int, str]:
+def job_order(folder: Path, root: Path) -> tuple[int, str]:
     """Hydra job number (the ``<num>_`` prefix of the sweep subdir), then path: jobs in launch order."""
     relative = folder.relative_to(root).as_posix()
     match = re.match(r"(\d+)(_|$)", relative)
@@ -116,7 +116,7 @@ def load_multirun(sweep_dir: str | Path, metric: str | None = None) -> list[Run]
     """
     root = Path(sweep_dir)
     folders = sorted((p.parent.parent for p in root.glob("**/.hydra/overrides.yaml")),
-                     key=lambda folder: _job_order(folder, root))
+                     key=lambda folder: job_order(folder, root))
     runs = []
     for folder in folders:
         if not (folder / "metrics.json").exists():
