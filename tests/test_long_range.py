@@ -158,6 +158,18 @@ def test_long_range_experiment_runs_every_cell(cell: str, tmp_path: Path) -> Non
     assert 0.0 <= train(cfg)["test/acc"] <= 1.0
 
 
+@pytest.mark.parametrize("task,metric,chance", [("recall", "acc", 1 / 8), ("adding", "mse", 1 / 6),
+                                                ("copy", "acc", 1 / 16)])
+def test_long_range_experiment_stops_once_solved_in_the_task_metric(task: str, metric: str, chance: float,
+                                                                      tmp_path: Path) -> None:
+    """The early-stopping threshold follows the task: an accuracy for recall and copy, an MSE for adding."""
+    cfg = compose_train(["experiment=long_range", f"task={task}"], tmp_path)
+    stopping = cfg.callbacks.early_stopping
+    assert cfg.task.name == task and stopping.monitor == f"val/{metric}"
+    assert stopping.mode == ("min" if metric == "mse" else "max")
+    assert long_range.solved(stopping.stopping_threshold, chance, metric)  # reached only by a solved run
+
+
 @pytest.mark.parametrize("gate", ["hard", "straight_through", "hard_sigmoid"])
 def test_long_range_experiment_runs_every_gate(gate: str, tmp_path: Path) -> None:
     cfg = compose_train(["experiment=long_range", "model/cell=cifg", f"model.gate={gate}", "debug=fast",
