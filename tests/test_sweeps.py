@@ -223,7 +223,16 @@ def test_submitit_local_launcher_runs_a_job(data_dir: Path, tmp_path: Path) -> N
     assert list(sweep_dir.glob(".submitit/*/*_log.out"))  # ran as a submitit job
 
 
-@pytest.mark.parametrize("name", ["cells", "long_range"])
+def test_full_long_range_sweep_runs_three_tasks_eight_distances_five_seeds() -> None:
+    cfg = compose_sweep("long_range_full")
+    params = cfg.hydra.sweeper.params
+    assert list(params) == ["data.distance", "task", "model/cell", "seed"]  # distance varies slowest
+    assert params["data.distance"].split(",") == ["5", "10", "20", "50", "100", "200", "500", "1000"]
+    assert params.task.split(",") == ["recall", "adding", "copy"] and params.seed.split(",") == list("12345")
+    assert cfg.sweep == "long_range_full" and cfg.data.task == "recall"  # experiment=long_range underneath
+
+
+@pytest.mark.parametrize("name", ["cells", "long_range", "long_range_full"])
 def test_cell_sweeps_expand_to_every_configured_cell(name: str) -> None:
     """``model/cell: glob(*)`` expands, as Hydra's sweeper expands it, to every file of conf/model/cell/."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
