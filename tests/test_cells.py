@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from rnnlab.cells import CIFGCell, LSTMCell, PeepholeLSTMCell
+from rnnlab.cells.discovery import cell_factory
 from rnnlab.cells.indrnn import IndRNNCell
 from rnnlab.cells.slstm import SLSTMCell
 from rnnlab.encoders import RecurrentLayer, RNNEncoder
@@ -105,3 +106,11 @@ def test_slstm_stays_finite_with_large_preactivations() -> None:
     assert (n_n[:2] >= 1).all()
     grads = torch.autograd.grad(out.sum() + state[0].sum(), [x, *cell.parameters()])
     assert all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("name,block", [("lstm", 1), ("peephole", 1), ("slstm", 1), ("cifg", 0), ("min_lstm", 0)])
+def test_forget_bias_sets_the_forget_rows_only(name: str, block: int) -> None:
+    cell = cell_factory(name, forget_bias=2.5)(3, 4)
+    expected = torch.zeros_like(cell.bias)
+    expected[4 * block:4 * (block + 1)] = 2.5  # hidden size 4
+    assert torch.equal(cell.bias.detach(), expected)

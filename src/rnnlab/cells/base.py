@@ -55,6 +55,14 @@ class RecurrentCell(nn.Module, ABC):
         for weight in self.parameters():
             nn.init.uniform_(weight, -bound, bound)
 
+    def init_with_forget_bias(self, block: int) -> None:
+        """``uniform_init``, then ``self.bias`` zero except its ``block``-th ``H`` rows (the forget gate's), set to
+        ``self.forget_bias``."""
+        self.uniform_init()
+        with torch.no_grad():
+            self.bias.zero_()
+            self.bias[block * self.hidden_size:(block + 1) * self.hidden_size].fill_(self.forget_bias)
+
     def fused_kernel(self) -> tuple[str, list[Tensor]] | None:
         """Parameters mapped onto a whole-sequence kernel that computes exactly this cell, or ``None``.
 

@@ -31,10 +31,7 @@ class CIFGCell(GatedCell):
 
     def reset_parameters(self) -> None:
         """Weights uniform in ±1/sqrt(H); biases zero except the forget gate's, set to ``forget_bias``."""
-        self.uniform_init()
-        nn.init.zeros_(self.bias)
-        with torch.no_grad():
-            self.bias[:self.hidden_size].fill_(self.forget_bias)
+        self.init_with_forget_bias(block=0)
 
     def gate_values(self, x_t: Tensor, state: State) -> dict[str, Tensor]:
         """One step of the equations above: the gates and the new memory (``forward`` adds h = o × tanh(c)).

@@ -47,10 +47,7 @@ class MinLSTMCell(RecurrentCell):
 
     def reset_parameters(self) -> None:
         """Weights uniform in ±1/sqrt(H); biases zero except the forget gate's, set to ``forget_bias``."""
-        self.uniform_init()
-        nn.init.zeros_(self.bias)
-        with torch.no_grad():
-            self.bias[:self.hidden_size].fill_(self.forget_bias)
+        self.init_with_forget_bias(block=0)
 
     def _gates_and_candidate(self, x_t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(f', i', h~)`` of one step, each ``(B, H)``."""

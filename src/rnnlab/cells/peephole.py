@@ -49,10 +49,7 @@ class PeepholeLSTMCell(GatedCell):
 
     def reset_parameters(self) -> None:
         """As ``LSTMCell``, then peephole weights set to ``peephole_init``."""
-        self.uniform_init()
-        nn.init.zeros_(self.bias)
-        with torch.no_grad():
-            self.bias[self.hidden_size:2 * self.hidden_size].fill_(self.forget_bias)
+        self.init_with_forget_bias(block=1)
         nn.init.constant_(self.weight_ci, self.peephole_init)
         nn.init.constant_(self.weight_co, self.peephole_init)
 

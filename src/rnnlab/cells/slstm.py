@@ -65,10 +65,7 @@ class SLSTMCell(RecurrentCell):
 
     def reset_parameters(self) -> None:
         """Weights uniform in ±1/sqrt(H); biases zero except the forget gate's, set to ``forget_bias``."""
-        self.uniform_init()
-        nn.init.zeros_(self.bias)
-        with torch.no_grad():
-            self.bias[self.hidden_size:2 * self.hidden_size].fill_(self.forget_bias)
+        self.init_with_forget_bias(block=1)
 
     def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> State:
         """``h, c, n`` zero and ``m = −inf``, each ``(B, H)``.
