@@ -114,3 +114,9 @@ def test_forget_bias_sets_the_forget_rows_only(name: str, block: int) -> None:
     expected = torch.zeros_like(cell.bias)
     expected[4 * block:4 * (block + 1)] = 2.5  # hidden size 4
     assert torch.equal(cell.bias.detach(), expected)
+
+
+def test_lstm_input_bias_sets_the_input_rows_beside_the_forget_rows() -> None:
+    cell = cell_factory("lstm", forget_bias=3.0, input_bias=-3.0)(3, 4)
+    expected = torch.tensor([-3.0] * 4 + [3.0] * 4 + [0.0] * 8)  # input, forget, candidate, output
+    assert torch.equal(cell.bias.detach(), expected)

@@ -21,18 +21,28 @@ class LSTMCell(GatedCell):
 
     The four ``U`` matrices are stored stacked in PyTorch's row order, input, forget, candidate, output:
     ``weight_ih`` ``(4H, I)``, ``weight_hh`` ``(4H, H)``, ``bias`` ``(4H,)`` (lecture: U2, U1, U3, U4).
+
+    Args:
+        input_bias: initial input-gate bias. The default 0 opens the gate halfway (σ(0) = 0.5), so every input
+            writes into a fresh memory; a negative value starts it nearly closed, as coupling does for the CIFG
+            (i = 1 − f) and chrono initialisation does with b_i = −b_f (Tallec & Ollivier 2018).
     """
 
-    def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0, gate: str = "sigmoid"):
+    def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0, gate: str = "sigmoid",
+                 input_bias: float = 0.0):
         super().__init__(input_size, hidden_size, forget_bias, gate)
+        self.input_bias = input_bias
         self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
         self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
         self.bias = nn.Parameter(torch.empty(4 * hidden_size))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Weights uniform in ±1/sqrt(H); biases zero except the forget gate's, set to ``forget_bias``."""
+        """Weights uniform in ±1/sqrt(H); biases zero except the forget gate's (``forget_bias``) and the input
+        gate's (``input_bias``)."""
         self.init_with_forget_bias(block=1)
+        with torch.no_grad():
+            self.bias[:self.hidden_size].fill_(self.input_bias)
 
     def gate_values(self, x_t: Tensor, state: State) -> dict[str, Tensor]:
         """One step of the equations above: the gates and the new memory (``forward`` adds h = o × tanh(c)).
