@@ -19,6 +19,7 @@ from rnnlab.data.special import IGNORE_INDEX
 from rnnlab.data.synthetic import COPY_BLANK, COPY_DELIMITER, COPY_OFFSET, SyntheticDataModule
 from rnnlab.diagnostics import gradient_norms
 from rnnlab.diagnostics.memory_heatmap import gate_trace, main as heatmap_main
+from rnnlab.diagnostics.recall_gates import recall_gate_row
 from rnnlab.encoders import RNNEncoder
 from rnnlab.run.pipeline import build, train
 
@@ -247,6 +248,27 @@ def test_memory_heatmap_writes_a_png(cell: str, data_dir: Path, tmp_path: Path) 
     words, trace = gate_trace(module, "UNESCO praises Danish")
     assert list(trace) == [*cell_module.gate_names, *cell_module.state_names]
     assert all(values.shape == (len(words), cell_module.hidden_size) for values in trace.values())
+
+
+
+@pytest.mark.parametrize("forget_bias,retention,units", [(40.0, "1.000", 8), (-40.0, "0.000", 0)])
+def test_recall_gates_reads_retention_and_writes_off_the_cell(forget_bias: float, retention: str, units: int,
+                                                              tmp_path: Path) -> None:
+    """A forget gate pinned open keeps everything the cell wrote at the key; pinned shut, nothing."""
+    cfg = compose_train(["task=recall", "model=lstm", "data.distance=5", *SMALL, "model.encoder.hidden_size=8"],
+                        tmp_path)
+    datamodule, module = build(cfg)
+    trainer = L.Trainer(fast_dev_run=True, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=datamodule)
+    with torch.no_grad():
+        module.encoder.layers[0][0].cell.bias[8:16] = forget_bias  # forget rows: the gate is 1 (or 0) throughout
+    ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    trainer.save_checkpoint(ckpt)
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({"test/acc": 0.5}))
+    row = recall_gate_row(ckpt, distance=5, sequences=4)
+    assert row[1] == "0.500" and row[3] == ("1.000" if forget_bias > 0 else "0.000")
+    assert row[4] == retention and row[5] == str(units)
+    assert float(row[6]) > 0 and float(row[7]) > 0  # the input gate is open: every step writes something
 
 
 # ----------------------------------------------------------------- sweep analysis

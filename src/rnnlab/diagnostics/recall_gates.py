@@ -1,0 +1,63 @@
+"""How a trained recall model uses its gates: at the key, and on the distractors after it.
+
+    python -m rnnlab.diagnostics.recall_gates RUN/checkpoints/best.ckpt [RUN2/...] --distance 100
+
+For each checkpoint of the lab's key-recall task (``experiment=long_range``) with a gated first layer, steps the
+cell through fresh recall sequences and prints one markdown row: the test accuracy (the run's ``metrics.json``),
+the mean input and forget gates on the distractors, the retention of each unit (the product of its forget gates
+over the distractors: the share of what it wrote at the key that is left at the end) at its best and how many
+units keep more than 10%, and the mean write ``|c(t) - f(t) c(t-1)| = |i(t) g(t)|`` at the key and per
+distractor step. A model that carries the key over T steps needs units that write at the key, keep it, and are
+written little by the distractors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from rnnlab.data.synthetic import generate_recall
+from rnnlab.diagnostics.memory_heatmap import gate_trace
+from rnnlab.tasks.synthetic import SyntheticModule
+
+COLUMNS = ("run", "test acc", "input gate on distractors", "forget gate on distractors", "best retention",
+           "units retaining > 10%", "write at key", "write per distractor")
+
+
+def recall_gate_row(ckpt_path: Path, distance: int, sequences: int, num_classes: int = 8,
+                    vocab_size: int = 16) -> list[str]:
+    """One table row for the checkpoint: gate means over ``sequences`` recall sequences at ``distance``."""
+    module = SyntheticModule.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
+    data = generate_recall(np.random.default_rng(0), sequences, distance, num_classes, vocab_size)
+    traces = [gate_trace(module, " ".join(map(str, row.tolist())))[1] for row in data["inputs"]]
+    input_gate, forget_gate, memory = (np.stack([trace[name] for trace in traces])  # each (N, T+1, H)
+                                       for name in ("input", "forget", "c"))
+    previous = np.concatenate([np.zeros_like(memory[:, :1]), memory[:, :-1]], axis=1)
+    write = np.abs(memory - forget_gate * previous)  # |i g|, (N, T+1, H)
+    retention = forget_gate[:, 1:].prod(axis=1).mean(axis=0)  # (H,)
+    metrics = ckpt_path.parent.parent / "metrics.json"
+    accuracy = json.loads(metrics.read_text()).get("test/acc") if metrics.exists() else None
+    return [str(ckpt_path.parent.parent), "?" if accuracy is None else f"{accuracy:.3f}",
+            f"{input_gate[:, 1:].mean():.3f}", f"{forget_gate[:, 1:].mean():.3f}", f"{retention.max():.3f}",
+            str(int((retention > 0.1).sum())), f"{write[:, 0].mean():.3f}", f"{write[:, 1:].mean():.3f}"]
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoints", nargs="+", type=Path)
+    parser.add_argument("--distance", type=int, required=True, help="distractors after the key (data.distance)")
+    parser.add_argument("--sequences", type=int, default=64)
+    args = parser.parse_args(argv)
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(recall_gate_row(path, args.distance, args.sequences)) + " |"
+              for path in args.checkpoints]
+    table = "\n".join(lines)
+    print(table)
+    return table
+
+
+if __name__ == "__main__":
+    main()
