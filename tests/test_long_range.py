@@ -251,24 +251,33 @@ def test_memory_heatmap_writes_a_png(cell: str, data_dir: Path, tmp_path: Path) 
 
 
 
-@pytest.mark.parametrize("forget_bias,retention,units", [(40.0, "1.000", 8), (-40.0, "0.000", 0)])
-def test_recall_gates_reads_retention_and_writes_off_the_cell(forget_bias: float, retention: str, units: int,
-                                                              tmp_path: Path) -> None:
-    """A forget gate pinned open keeps everything the cell wrote at the key; pinned shut, nothing."""
+@pytest.mark.parametrize("forget_bias,units", [(40.0, 8), (-40.0, 0)])
+def test_recall_gates_reads_retention_and_latches_off_the_cell(forget_bias: float, units: int,
+                                                               tmp_path: Path) -> None:
+    """A forget gate pinned open keeps everything written; pinned shut, nothing. With the input gate also shut
+    on every distractor (and open at the key, whose id is below theirs) every unit is a latch."""
     cfg = compose_train(["task=recall", "model=lstm", "data.distance=5", *SMALL, "model.encoder.hidden_size=8"],
                         tmp_path)
     datamodule, module = build(cfg)
     trainer = L.Trainer(fast_dev_run=True, logger=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, datamodule=datamodule)
+    cell = module.encoder.layers[0][0].cell
     with torch.no_grad():
-        module.encoder.layers[0][0].cell.bias[8:16] = forget_bias  # forget rows: the gate is 1 (or 0) throughout
+        cell.bias[8:16] = forget_bias  # forget rows: the gate is 1 (or 0) throughout
     ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
     trainer.save_checkpoint(ckpt)
     (tmp_path / "run" / "metrics.json").write_text(json.dumps({"test/acc": 0.5}))
     row = recall_gate_row(ckpt, distance=5, sequences=4)
-    assert row[1] == "0.500" and row[3] == ("1.000" if forget_bias > 0 else "0.000")
-    assert row[4] == retention and row[5] == str(units)
-    assert float(row[6]) > 0 and float(row[7]) > 0  # the input gate is open: every step writes something
+    assert row[1] == "0.500" and row[3] == ("1.000" if forget_bias > 0 else "0.000") and row[4] == str(units)
+    with torch.no_grad():  # one embedding dimension says key (+1, ids 1-8) or distractor (-1, ids 9-15); the
+        embedding = module.embedder[0].weight  # input gate reads only it: open at the key, shut after
+        embedding.zero_()
+        embedding[1:9, 0], embedding[9:, 0] = 1.0, -1.0
+        cell.weight_ih[:8], cell.weight_hh[:8], cell.bias[:8] = 0.0, 0.0, 0.0
+        cell.weight_ih[:8, 0] = 40.0
+    trainer.save_checkpoint(ckpt)
+    row = recall_gate_row(ckpt, distance=5, sequences=4)
+    assert int(row[5]) == (8 if forget_bias > 0 else 0) and (float(row[6]) > 100) == (forget_bias > 0)
 
 
 # ----------------------------------------------------------------- sweep analysis

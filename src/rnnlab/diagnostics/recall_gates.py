@@ -4,11 +4,11 @@
 
 For each checkpoint of the lab's key-recall task (``experiment=long_range``) with a gated first layer, steps the
 cell through fresh recall sequences and prints one markdown row: the test accuracy (the run's ``metrics.json``),
-the mean input and forget gates on the distractors, the retention of each unit (the product of its forget gates
-over the distractors: the share of what it wrote at the key that is left at the end) at its best and how many
-units keep more than 10%, and the mean write ``|c(t) - f(t) c(t-1)| = |i(t) g(t)|`` at the key and per
-distractor step. A model that carries the key over T steps needs units that write at the key, keep it, and are
-written little by the distractors.
+the mean input and forget gates on the distractors, how many units keep more than 10% of what they wrote at the
+key to the end (retention: the product of their forget gates over the distractors), and each unit's key ratio:
+what it wrote at the key, ``|i g| = |c(t) - f(t) c(t-1)|``, times its retention, over the same for every
+distractor step, summed. A unit with a ratio well above 1 is a latch: it takes the key in and shuts out the
+distractors; the table gives the best unit's ratio and how many exceed 1.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from rnnlab.data.synthetic import generate_recall
 from rnnlab.diagnostics.memory_heatmap import gate_trace
 from rnnlab.tasks.synthetic import SyntheticModule
 
-COLUMNS = ("run", "test acc", "input gate on distractors", "forget gate on distractors", "best retention",
-           "units retaining > 10%", "write at key", "write per distractor")
+COLUMNS = ("run", "test acc", "input gate on distractors", "forget gate on distractors", "units retaining > 10%",
+           "latch units (key ratio > 1)", "best key ratio")
 
 
 def recall_gate_row(ckpt_path: Path, distance: int, sequences: int, num_classes: int = 8,
@@ -37,12 +37,17 @@ def recall_gate_row(ckpt_path: Path, distance: int, sequences: int, num_classes:
                                        for name in ("input", "forget", "c"))
     previous = np.concatenate([np.zeros_like(memory[:, :1]), memory[:, :-1]], axis=1)
     write = np.abs(memory - forget_gate * previous)  # |i g|, (N, T+1, H)
-    retention = forget_gate[:, 1:].prod(axis=1).mean(axis=0)  # (H,)
+    # survival[:, t]: the product of the forget gates after step t, so what step t wrote that is left at the end
+    later = np.concatenate([forget_gate[:, 1:], np.ones_like(forget_gate[:, :1])], axis=1)
+    survival = np.flip(np.cumprod(np.flip(later, axis=1), axis=1), axis=1)  # (N, T+1, H)
+    kept = write * survival
+    key_ratio = kept[:, 0].mean(axis=0) / np.maximum(kept[:, 1:].sum(axis=1).mean(axis=0), 1e-12)  # (H,)
     metrics = ckpt_path.parent.parent / "metrics.json"
     accuracy = json.loads(metrics.read_text()).get("test/acc") if metrics.exists() else None
     return [str(ckpt_path.parent.parent), "?" if accuracy is None else f"{accuracy:.3f}",
-            f"{input_gate[:, 1:].mean():.3f}", f"{forget_gate[:, 1:].mean():.3f}", f"{retention.max():.3f}",
-            str(int((retention > 0.1).sum())), f"{write[:, 0].mean():.3f}", f"{write[:, 1:].mean():.3f}"]
+            f"{input_gate[:, 1:].mean():.3f}", f"{forget_gate[:, 1:].mean():.3f}",
+            str(int((survival[:, 0].mean(axis=0) > 0.1).sum())), str(int((key_ratio > 1).sum())),
+            f"{key_ratio.max():.3g}"]
 
 
 def main(argv: list[str] | None = None) -> str:
