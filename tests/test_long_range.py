@@ -250,7 +250,6 @@ def test_memory_heatmap_writes_a_png(cell: str, data_dir: Path, tmp_path: Path) 
     assert all(values.shape == (len(words), cell_module.hidden_size) for values in trace.values())
 
 
-
 @pytest.mark.parametrize("forget_bias,units", [(40.0, 8), (-40.0, 0)])
 def test_recall_gates_reads_retention_and_latches_off_the_cell(forget_bias: float, units: int,
                                                                tmp_path: Path) -> None:

@@ -27,11 +27,14 @@ COLUMNS = ("run", "test acc", "input gate on distractors", "forget gate on distr
            "latch units (key ratio > 1)", "best key ratio")
 
 
-def recall_gate_row(ckpt_path: Path, distance: int, sequences: int, num_classes: int = 8,
-                    vocab_size: int = 16) -> list[str]:
+def recall_gate_row(ckpt_path: Path, distance: int, sequences: int) -> list[str]:
     """One table row for the checkpoint: gate means over ``sequences`` recall sequences at ``distance``."""
     module = SyntheticModule.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
-    data = generate_recall(np.random.default_rng(0), sequences, distance, num_classes, vocab_size)
+    if module.hparams.task != "recall":
+        raise ValueError(f"{ckpt_path} was trained on task={module.hparams.task}; recall_gates reads recall runs")
+    # the run's own key and symbol counts: num_outputs keys, ids 1..vocab_size - 1 (0 is padding)
+    data = generate_recall(np.random.default_rng(0), sequences, distance, module.hparams.num_outputs,
+                           module.hparams.vocab_size - 1)
     traces = [gate_trace(module, " ".join(map(str, row.tolist())))[1] for row in data["inputs"]]
     input_gate, forget_gate, memory = (np.stack([trace[name] for trace in traces])  # each (N, T+1, H)
                                        for name in ("input", "forget", "c"))
