@@ -36,15 +36,23 @@ def run_multirun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("name", ["cells", "birnn_depth"])
-def test_sweeps_have_three_seeds_a_name_and_their_own_folders(name: str) -> None:
+@pytest.mark.parametrize(("name", "tasks"), [("cells", {"ner", "sst2"}), ("birnn_depth", {"ner", "pos"})])
+def test_sweeps_have_three_seeds_a_name_and_their_own_folders(name: str, tasks: set[str]) -> None:
     cfg = compose_sweep(name)
     params = cfg.hydra.sweeper.params
     assert params.seed.split(",") == ["1", "2", "3"]
     assert cfg.sweep == name and name in cfg.tags
     sweep = OmegaConf.to_container(cfg.hydra.sweep, resolve=False)
     assert "${sweep}" in sweep["dir"] and "${hydra.job.num}" in sweep["subdir"]  # one folder per job
-    assert set(params.task.split(",")) >= {"ner", "pos"}
+    assert set(params.task.split(",")) == tasks
+
+
+def test_cells_sweep_holds_wall_time_equal_and_its_lm_line_runs_lm_ptb_with_the_cell_swapped() -> None:
+    assert compose_sweep("cells", ["task=ner", "model/cell=gru"]).trainer.max_time == "00:00:15:00"
+    cfg = compose_sweep("cells", ["task=lm", "experiment=lm_ptb", "trainer.max_time=00:00:27:00", "model/cell=gru"])
+    assert cfg.task.name == "lm" and cfg.data.name == "ptb" and cfg.trainer.max_time == "00:00:27:00"
+    assert cfg.model.encoder.num_layers == 2 and cfg.model.encoder.hidden_size == 200
+    assert "GRU" in cfg.model.cell._target_
 
 
 def test_birnn_depth_sweeps_eight_distinct_encoders() -> None:
