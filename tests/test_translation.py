@@ -12,6 +12,7 @@ import torch
 
 from conftest import SHARED_DATA, compose_train
 from rnnlab.cells import ElmanCell, LSTMCell, PeepholeLSTMCell
+from rnnlab.cells.slstm import SLSTMCell
 from rnnlab.data.errors import DataError
 from rnnlab.data.special import BOS, EOS
 from rnnlab.data.translation import TranslationDataModule
@@ -145,7 +146,7 @@ def test_step_by_step_equals_teacher_forcing(cell: type, context_size: int, atte
     decoder = RNNDecoder(partial(cell), vocab_size=12, embedding_dim=8, hidden_size=16, num_layers=2,
                          dropout=0.3, context_size=context_size, attention=attention, key_size=6,
                          input_feeding=input_feeding).eval()
-    states = decoder.initial_states([tuple(torch.randn(4, 16) * 0.5 for _ in range(decoder.num_states))
+    states = decoder.initial_states([tuple(torch.randn(4, 16) * 0.5 for _ in range(decoder.cell.num_states))
                                      for _ in range(2)])
     memory = source_memory(decoder, 4)
     inputs = torch.randint(1, 12, (4, 6))
@@ -305,15 +306,29 @@ def test_eos_stops_generation_and_max_length_caps_it(search) -> None:
 def test_bridge_identity_and_linear() -> None:
     lstm = partial(LSTMCell)
     unidirectional = RNNEncoder(lstm, 8, 16, num_layers=2)
-    assert Bridge(unidirectional, 2, 16, 2).kind == "identity"
+    assert Bridge(unidirectional, 2, 16, LSTMCell(16, 16)).kind == "identity"
     birnn = RNNEncoder(lstm, 8, 16, num_layers=2, bidirectional=True)
-    bridge = Bridge(birnn, num_layers=1, hidden_size=32, num_states=1)  # BiLSTM 2x2x16 -> one Elman layer
+    bridge = Bridge(birnn, num_layers=1, hidden_size=32, cell=ElmanCell(8, 32))  # BiLSTM 2x2x16 -> one Elman layer
     assert bridge.kind == "linear"
     encoded = birnn(torch.randn(3, 5, 8), torch.ones(3, 5, dtype=torch.bool))
     states = bridge(encoded.final_states)
     assert len(states) == 1 and len(states[0]) == 1 and states[0][0].shape == (3, 32)
     with pytest.raises(ValueError, match="bridge=identity needs"):
-        Bridge(birnn, 2, 16, 2, kind="identity")
+        Bridge(birnn, 2, 16, LSTMCell(16, 16), kind="identity")
+
+
+def test_linear_bridge_hands_an_slstm_decoder_a_valid_memory() -> None:
+    """A bridged sLSTM state is (h, c, n = 1, m = 0): a normaliser near 0 would make h = o c / n explode."""
+    torch.manual_seed(0)
+    birnn = RNNEncoder(partial(LSTMCell), 8, 16, bidirectional=True)
+    cell = SLSTMCell(8, 16)
+    bridge = Bridge(birnn, num_layers=2, hidden_size=16, cell=cell)
+    assert bridge.linear.out_features == 2 * 2 * 16  # h and c of each layer, no rows for n and m
+    encoded = birnn(torch.randn(3, 5, 8), torch.ones(3, 5, dtype=torch.bool))
+    for h, c, n, m in bridge(encoded.final_states):
+        assert h.shape == c.shape == (3, 16) and torch.equal(n, torch.ones(3, 16)) and torch.equal(m, torch.zeros(3, 16))
+        out, _ = cell(torch.randn(3, 8) * 10, (h, c, n, m))
+        assert out.abs().max() <= 1.0  # |h| = o |c| / n ≤ 1 for a memory of values in (−1, 1)
 
 
 # ----------------------------------------------------------------- scores

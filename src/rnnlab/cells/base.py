@@ -49,6 +49,16 @@ class RecurrentCell(nn.Module, ABC):
         return tuple(torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype)
                      for _ in range(self.num_states))
 
+    @property
+    def bridged_states(self) -> int:
+        """How many leading state tensors a linear bridge computes (``rnnlab.models.decoding.Bridge``)."""
+        return self.num_states
+
+    def complete_state(self, bridged: State) -> State:
+        """A whole state from the ``bridged_states`` leading tensors a linear bridge computed, each ``(B, H)`` in
+        (−1, 1); cells whose other states obey constraints complete them here."""
+        return bridged
+
     def uniform_init(self) -> None:
         """Every parameter uniform in ``±1/sqrt(H)``, PyTorch's RNN default; biases are then set by subclasses."""
         bound = 1.0 / math.sqrt(self.hidden_size)

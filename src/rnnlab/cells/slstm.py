@@ -79,6 +79,17 @@ class SLSTMCell(RecurrentCell):
         h, c, n = (torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype) for _ in range(3))
         return h, c, n, torch.full((batch_size, self.hidden_size), -math.inf, device=device, dtype=dtype)
 
+    @property
+    def bridged_states(self) -> int:
+        """A bridge sets ``h`` and ``c`` only: a computed ``n`` near 0 would blow ``h = o c / n`` up."""
+        return 2
+
+    def complete_state(self, bridged: State) -> State:
+        """``(h, c)`` -> ``(h, c, n = 1, m = 0)``: a memory holding ``c`` at unit weight and stabiliser 0, as after one
+        write with ``i' = 1``; ``n ≥ 1`` from then on, as ``initial_state`` explains."""
+        h, c = bridged
+        return h, c, torch.ones_like(c), torch.zeros_like(c)
+
     def _step(self, x_t: Tensor, state: State) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """``(f', i', o, z, m(n))`` of one step, each ``(B, H)``."""
         h_prev, _, _, m_prev = state

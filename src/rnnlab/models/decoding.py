@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.cells.base import State
+from rnnlab.cells.base import RecurrentCell, State
 from rnnlab.encoders import RNNEncoder
 from rnnlab.encoders.rnn import CellFactory
 from rnnlab.models.attention import KINDS, SCORES, Attention
@@ -35,25 +35,27 @@ class Bridge(nn.Module):
 
     ``identity`` hands each encoder layer's state to the same decoder layer; it needs a unidirectional encoder
     of the decoder's depth, hidden size and number of state tensors. ``linear`` concatenates every final state
-    of the encoder (all layers, directions and state tensors) into one vector ``z`` and computes every decoder
-    state tensor as ``tanh(W z + b)`` (Cho et al. 2014 initialise their decoder so), which fits any pair of
-    sizes, e.g. a BiRNN's 2H into H or two encoder layers into one decoder layer. ``auto`` is ``identity``
-    where it fits, else ``linear``.
+    of the encoder (all layers, directions and state tensors) into one vector ``z`` and computes the decoder
+    cell's ``bridged_states`` (all its state tensors but the sLSTM's normaliser and stabiliser) as
+    ``tanh(W z + b)`` (Cho et al. 2014 initialise their decoder so); the cell's ``complete_state`` adds the
+    rest. It fits any pair of sizes, e.g. a BiRNN's 2H into H or two encoder layers into one decoder layer.
+    ``auto`` is ``identity`` where it fits, else ``linear``.
 
     Args:
         encoder: the source encoder.
         num_layers: decoder depth.
         hidden_size: decoder hidden size.
-        num_states: state tensors per decoder cell (1 Elman, 2 LSTM family).
+        cell: a decoder cell (its state count, and how a bridged state is completed).
         kind: one of ``BRIDGES``.
     """
 
-    def __init__(self, encoder: RNNEncoder, num_layers: int, hidden_size: int, num_states: int,
+    def __init__(self, encoder: RNNEncoder, num_layers: int, hidden_size: int, cell: RecurrentCell,
                  kind: str = "auto"):
         super().__init__()
         if kind not in BRIDGES:
             raise ValueError(f"model.decoder.bridge must be one of {BRIDGES}, got {kind!r}")
         encoder_states = encoder.layers[0][0].cell.num_states
+        num_states = cell.num_states
         fits = (not encoder.bidirectional and encoder.num_layers == num_layers
                 and encoder.hidden_size == hidden_size and encoder_states == num_states)
         if kind == "identity" and not fits:
@@ -63,19 +65,20 @@ class Bridge(nn.Module):
                 f"(bidirectional={encoder.bidirectional}, {encoder_states} states) and decoder "
                 f"{num_layers}x{hidden_size} ({num_states} states); use bridge=linear or auto")
         self.kind = "identity" if kind == "identity" or (kind == "auto" and fits) else "linear"
-        self.num_layers, self.hidden_size, self.num_states = num_layers, hidden_size, num_states
+        self.num_layers, self.bridged_states, self.complete_state = num_layers, cell.bridged_states, cell.complete_state
         if self.kind == "linear":
             directions = 2 if encoder.bidirectional else 1
             width = encoder.num_layers * directions * encoder_states * encoder.hidden_size
-            self.linear = nn.Linear(width, num_layers * num_states * hidden_size)
+            self.linear = nn.Linear(width, num_layers * self.bridged_states * hidden_size)
 
     def forward(self, final_states: list[list[State]]) -> States:
         """``EncoderOutput.final_states`` -> the decoder's initial state of each layer."""
         if self.kind == "identity":
             return [layer[0] for layer in final_states]
         z = torch.cat([s for layer in final_states for state in layer for s in state], dim=-1)  # (B, L*D*S*H)
-        flat = torch.tanh(self.linear(z)).chunk(self.num_layers * self.num_states, dim=-1)  # each (B, H)
-        return [tuple(flat[k * self.num_states:(k + 1) * self.num_states]) for k in range(self.num_layers)]
+        flat = torch.tanh(self.linear(z)).chunk(self.num_layers * self.bridged_states, dim=-1)  # each (B, H)
+        per_layer = self.bridged_states
+        return [self.complete_state(flat[k * per_layer:(k + 1) * per_layer]) for k in range(self.num_layers)]
 
 
 class RNNDecoder(nn.Module):
@@ -145,8 +148,9 @@ class RNNDecoder(nn.Module):
         return self.rnn.hidden_size
 
     @property
-    def num_states(self) -> int:
-        return self.rnn.layers[0][0].cell.num_states
+    def cell(self) -> RecurrentCell:
+        """The first layer's cell (every layer's is of the same kind)."""
+        return self.rnn.layers[0][0].cell
 
     def memory(self, sentence: Tensor, outputs: Tensor | None, source_mask: Tensor) -> tuple[Tensor, ...]:
         """What every step reads from the source (see the class docstring).

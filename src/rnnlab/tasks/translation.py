@@ -153,7 +153,7 @@ class TranslationModule(TaskModule):
             attention.get("kind", "none"), self.encoder.get_output_dim(), attention.get("size"),
             bool(attention.get("input_feeding", False)))
         self.bridge = Bridge(self.encoder, self.decoder.num_layers, self.decoder.hidden_size,
-                             self.decoder.num_states, options.get("bridge", "auto"))
+                             self.decoder.cell, options.get("bridge", "auto"))
         self.target_vectors = options.get("pretrained_vectors")
         self.ppl = torch.nn.ModuleDict({stage: Perplexity() for stage in ("val", "test")})
         self.bleu_best = MaxMetric()
