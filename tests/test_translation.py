@@ -306,15 +306,15 @@ def test_eos_stops_generation_and_max_length_caps_it(search) -> None:
 def test_bridge_identity_and_linear() -> None:
     lstm = partial(LSTMCell)
     unidirectional = RNNEncoder(lstm, 8, 16, num_layers=2)
-    assert Bridge(unidirectional, 2, 16, LSTMCell(16, 16)).kind == "identity"
+    assert Bridge(unidirectional, 2, LSTMCell(16, 16)).kind == "identity"
     birnn = RNNEncoder(lstm, 8, 16, num_layers=2, bidirectional=True)
-    bridge = Bridge(birnn, num_layers=1, hidden_size=32, cell=ElmanCell(8, 32))  # BiLSTM 2x2x16 -> one Elman layer
+    bridge = Bridge(birnn, num_layers=1, cell=ElmanCell(8, 32))  # BiLSTM 2x2x16 -> one Elman layer
     assert bridge.kind == "linear"
     encoded = birnn(torch.randn(3, 5, 8), torch.ones(3, 5, dtype=torch.bool))
     states = bridge(encoded.final_states)
     assert len(states) == 1 and len(states[0]) == 1 and states[0][0].shape == (3, 32)
     with pytest.raises(ValueError, match="bridge=identity needs"):
-        Bridge(birnn, 2, 16, LSTMCell(16, 16), kind="identity")
+        Bridge(birnn, 2, LSTMCell(16, 16), kind="identity")
 
 
 def test_linear_bridge_hands_an_slstm_decoder_a_valid_memory() -> None:
@@ -322,7 +322,7 @@ def test_linear_bridge_hands_an_slstm_decoder_a_valid_memory() -> None:
     torch.manual_seed(0)
     birnn = RNNEncoder(partial(LSTMCell), 8, 16, bidirectional=True)
     cell = SLSTMCell(8, 16)
-    bridge = Bridge(birnn, num_layers=2, hidden_size=16, cell=cell)
+    bridge = Bridge(birnn, num_layers=2, cell=cell)
     assert bridge.linear.out_features == 2 * 2 * 16  # h and c of each layer, no rows for n and m
     encoded = birnn(torch.randn(3, 5, 8), torch.ones(3, 5, dtype=torch.bool))
     for h, c, n, m in bridge(encoded.final_states):

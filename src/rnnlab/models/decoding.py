@@ -44,18 +44,16 @@ class Bridge(nn.Module):
     Args:
         encoder: the source encoder.
         num_layers: decoder depth.
-        hidden_size: decoder hidden size.
-        cell: a decoder cell (its state count, and how a bridged state is completed).
+        cell: a decoder cell (its hidden size, state count, and how a bridged state is completed).
         kind: one of ``BRIDGES``.
     """
 
-    def __init__(self, encoder: RNNEncoder, num_layers: int, hidden_size: int, cell: RecurrentCell,
-                 kind: str = "auto"):
+    def __init__(self, encoder: RNNEncoder, num_layers: int, cell: RecurrentCell, kind: str = "auto"):
         super().__init__()
         if kind not in BRIDGES:
             raise ValueError(f"model.decoder.bridge must be one of {BRIDGES}, got {kind!r}")
         encoder_states = encoder.layers[0][0].cell.num_states
-        num_states = cell.num_states
+        hidden_size, num_states = cell.hidden_size, cell.num_states
         fits = (not encoder.bidirectional and encoder.num_layers == num_layers
                 and encoder.hidden_size == hidden_size and encoder_states == num_states)
         if kind == "identity" and not fits:
@@ -65,6 +63,7 @@ class Bridge(nn.Module):
                 f"(bidirectional={encoder.bidirectional}, {encoder_states} states) and decoder "
                 f"{num_layers}x{hidden_size} ({num_states} states); use bridge=linear or auto")
         self.kind = "identity" if kind == "identity" or (kind == "auto" and fits) else "linear"
+        # the cell's method, not the cell: as a submodule its parameters would be stored twice
         self.num_layers, self.bridged_states, self.complete_state = num_layers, cell.bridged_states, cell.complete_state
         if self.kind == "linear":
             directions = 2 if encoder.bidirectional else 1
@@ -76,9 +75,9 @@ class Bridge(nn.Module):
         if self.kind == "identity":
             return [layer[0] for layer in final_states]
         z = torch.cat([s for layer in final_states for state in layer for s in state], dim=-1)  # (B, L*D*S*H)
-        flat = torch.tanh(self.linear(z)).chunk(self.num_layers * self.bridged_states, dim=-1)  # each (B, H)
-        per_layer = self.bridged_states
-        return [self.complete_state(flat[k * per_layer:(k + 1) * per_layer]) for k in range(self.num_layers)]
+        k = self.bridged_states
+        flat = torch.tanh(self.linear(z)).chunk(self.num_layers * k, dim=-1)  # each (B, H)
+        return [self.complete_state(flat[layer * k:(layer + 1) * k]) for layer in range(self.num_layers)]
 
 
 class RNNDecoder(nn.Module):
