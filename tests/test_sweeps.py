@@ -47,12 +47,19 @@ def test_sweeps_have_three_seeds_a_name_and_their_own_folders(name: str, tasks: 
     assert set(params.task.split(",")) == tasks
 
 
-def test_cells_sweep_holds_wall_time_equal_and_its_lm_line_runs_lm_ptb_with_the_cell_swapped() -> None:
+def test_cells_sweep_holds_wall_time_equal() -> None:
     assert compose_sweep("cells", ["task=ner", "model/cell=gru"]).trainer.max_time == "00:00:15:00"
-    cfg = compose_sweep("cells", ["task=lm", "experiment=lm_ptb", "trainer.max_time=00:00:27:00", "model/cell=gru"])
-    assert cfg.task.name == "lm" and cfg.data.name == "ptb" and cfg.trainer.max_time == "00:00:27:00"
+
+
+def test_cells_ptb_sweep_runs_lm_ptb_with_the_cell_swapped_on_half_an_epoch_for_every_cell() -> None:
+    cfg = compose_sweep("cells_ptb", ["model/cell=gru"])
+    assert cfg.task.name == "lm" and cfg.data.name == "ptb" and "GRU" in cfg.model.cell._target_
     assert cfg.model.encoder.num_layers == 2 and cfg.model.encoder.hidden_size == 200
-    assert "GRU" in cfg.model.cell._target_
+    assert not cfg.model.encoder.bidirectional
+    assert cfg.trainer.max_epochs == 1 and cfg.trainer.limit_train_batches == 0.5
+    params = cfg.hydra.sweeper.params
+    assert params["model/cell"] == "glob(*)" and params.seed.split(",") == ["1", "2", "3"]
+    assert cfg.sweep == "cells_ptb"
 
 
 def test_birnn_depth_sweeps_eight_distinct_encoders() -> None:
