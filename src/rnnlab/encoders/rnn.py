@@ -85,8 +85,21 @@ class RNNEncoder(nn.Module):
             initial_states: optional, as ``EncoderOutput.final_states``.
 
         Returns:
-            ``EncoderOutput`` with ``D = get_output_dim()``.
+            ``EncoderOutput`` with ``D = get_output_dim()``; in the parameters' dtype under autocast.
         """
+        device = x.device.type
+        if torch.is_autocast_enabled(device):
+            # The recurrence runs in the parameters' precision, the layers around it in autocast's: bf16 keeps 8
+            # significant bits, so once |c| passes 256 the update c + i·g rounds back to c and the memory stops
+            # changing (an LM trained with Adam under bf16 stalled at the unigram level that way).
+            dtype = next(self.parameters()).dtype
+            with torch.autocast(device, enabled=False):
+                states = None if initial_states is None else [[tuple(s.to(dtype) for s in state) for state in layer]
+                                                               for layer in initial_states]
+                return self._encode(x.to(dtype), mask, states)
+        return self._encode(x, mask, initial_states)
+
+    def _encode(self, x: Tensor, mask: Tensor, initial_states: list[list[State]] | None) -> EncoderOutput:
         if initial_states is None:
             initial_states = [[direction.cell.initial_state(x.shape[0], x.device, x.dtype) for direction in layer]
                               for layer in self.layers]
