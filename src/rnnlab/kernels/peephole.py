@@ -194,15 +194,9 @@ def peephole_lstm_sequence(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh
 
     Returns:
         ``(outputs, h_n, c_n)``: ``(T, B, H)`` hidden states, zero at padding, and the state after each
-        sentence's last step in reading order, ``(B, H)`` each; under autocast, in the parameters' dtype.
+        sentence's last step in reading order, ``(B, H)`` each. Not for autocast: ``RNNEncoder`` turns it off
+        around every kernel.
     """
-    device = x.device.type
-    if torch.is_autocast_enabled(device):
-        # The step loop writes in place into buffers of one dtype: run it in the parameters' precision.
-        with torch.autocast(device, enabled=False):
-            dtype = w_hh.dtype
-            return peephole_lstm_sequence(x.to(dtype), h0.to(dtype), c0.to(dtype), w_ih, w_hh, bias, w_ci, w_co,
-                                          lengths, batch_sizes, reverse)
     return PeepholeLSTMFunction.apply(x.contiguous(), h0, c0, w_ih, w_hh, bias, w_ci, w_co, lengths, batch_sizes,
                                       reverse)
 

@@ -91,8 +91,7 @@ def _min_gru(params: list[Tensor], x: Tensor, batch: SortedBatch, state: State,
     """
     (h0,) = state
     weight, bias = params
-    # Under autocast the projection may come back in bf16: the scan runs in the state's precision.
-    k, candidate = F.linear(x, weight, bias).to(h0.dtype).chunk(2, dim=-1)  # each (T, B, H)
+    k, candidate = F.linear(x, weight, bias).chunk(2, dim=-1)  # each (T, B, H)
     out, h_n = linear_recurrence(-F.softplus(k), -F.softplus(-k) + log_g(candidate), h0, batch.lengths, reverse)
     return out, (h_n,)
 
@@ -107,7 +106,7 @@ def _min_lstm(params: list[Tensor], x: Tensor, batch: SortedBatch, state: State,
     """
     (h0,) = state
     weight, bias = params
-    k_f, k_i, candidate = F.linear(x, weight, bias).to(h0.dtype).chunk(3, dim=-1)  # each (T, B, H)
+    k_f, k_i, candidate = F.linear(x, weight, bias).chunk(3, dim=-1)  # each (T, B, H)
     d = F.softplus(-k_f) - F.softplus(-k_i)  # (T, B, H) log i − log f
     out, h_n = linear_recurrence(-F.softplus(d), -F.softplus(-d) + log_g(candidate), h0, batch.lengths, reverse)
     return out, (h_n,)
