@@ -11,10 +11,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.fabric.utilities.data import _set_sampler_epoch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 from rnnlab.run.errors import USER_ERROR_EXIT
 
 from conftest import CONLL_TRAIN, ROOT, compose_train, write_conll
+from test_classify import write_sst
+from test_lm import write_ptb
+from test_sst_trees import write_trees
+from test_translation import write_multi30k
 from rnnlab.data.resumable import ResumableLoader
 from rnnlab.data.sampling import BucketBatchSampler
 from rnnlab.run.pipeline import train
@@ -77,10 +83,14 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=True)["state_dict"]
 
 
+def conll_fixture(root: Path) -> Path:
+    return write_conll(root, train=CONLL_TRAIN + "\n" + CONLL_TRAIN.replace("-DOCSTART- -X- -X- O", "")
+                       + "\nParis NNP B-NP I-LOC\n\nOslo NNP B-NP I-LOC\n")
+
+
 @pytest.fixture
 def tiny_data(tmp_path: Path) -> Path:
-    return write_conll(tmp_path / "data", train=CONLL_TRAIN + "\n" + CONLL_TRAIN.replace("-DOCSTART- -X- -X- O", "")
-                       + "\nParis NNP B-NP I-LOC\n\nOslo NNP B-NP I-LOC\n")
+    return conll_fixture(tmp_path / "data")
 
 
 def test_loader_resumes_its_epoch_after_the_saved_position() -> None:
@@ -89,44 +99,121 @@ def test_loader_resumes_its_epoch_after_the_saved_position() -> None:
         return ResumableLoader(range(20), batch_sampler=BucketBatchSampler(lengths, 4, seed=1), collate_fn=list)
 
     first = loader()
-    first.batch_sampler.set_epoch(2)  # as Lightning does before every epoch
+    _set_sampler_epoch(first, 2)  # as Lightning does before every epoch
     batches = iter(first)
     head = [next(batches), next(batches)]
     state, rest = first.state_dict(), list(batches)
     assert state == {"epoch": 2, "position": 2} and len(head + rest) == 5
     resumed = loader()
     resumed.load_state_dict(state)
-    resumed.batch_sampler.set_epoch(2)
+    _set_sampler_epoch(resumed, 2)
     assert list(resumed) == rest
-    resumed.batch_sampler.set_epoch(3)
+    _set_sampler_epoch(resumed, 3)
     assert len(list(resumed)) == 5  # only the resumed epoch is cut
     at_epoch_end = loader()
     at_epoch_end.load_state_dict({"epoch": 2, "position": 5})
-    at_epoch_end.batch_sampler.set_epoch(3)
+    _set_sampler_epoch(at_epoch_end, 3)
     assert len(list(at_epoch_end)) == 5
     windows = ResumableLoader(torch.arange(6), batch_size=None)  # items that are batches (language models)
     windows.load_state_dict({"epoch": 0, "position": 4})
     assert [int(item) for item in windows] == [4, 5]
 
 
-def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny_data: Path, tmp_path: Path) -> None:
-    args = [*TINY, f"paths.data_dir={tiny_data}", "trainer.max_epochs=3",
-            "callbacks.last_checkpoint_in_epoch.every_n_train_steps=3"]
-    whole = run_train(args, tmp_path / "whole")
-    assert whole.returncode == 0, whole.stderr[-3000:]
+def test_loader_with_a_generator_draws_as_a_shuffling_dataloader_and_resumes_it() -> None:
+    """The lab's loader: the batches of ``DataLoader(shuffle=True, generator=...)``, continued after a checkpoint
+    inside an epoch or at its end, and no draw from torch's global generator."""
+    def loader(kind: type[DataLoader]) -> DataLoader:
+        generator = torch.Generator().manual_seed(3)
+        if kind is DataLoader:
+            return DataLoader(range(10), batch_size=3, shuffle=True, generator=generator, collate_fn=list)
+        batches = BatchSampler(RandomSampler(range(10), generator=generator), 3, drop_last=False)
+        return ResumableLoader(range(10), batch_sampler=batches, generator=generator, collate_fn=list)
 
+    torch.manual_seed(0)
+    global_state = torch.get_rng_state()
+    reference, epochs = loader(DataLoader), [[], [], []]
+    for epoch in epochs:
+        epoch.extend(reference)
+    first = loader(ResumableLoader)
+    assert [list(first) for _ in epochs] == epochs
+    assert torch.equal(torch.get_rng_state(), global_state)
+
+    first = loader(ResumableLoader)
+    list(first)
+    _set_sampler_epoch(first, 1)
+    batches = iter(first)
+    next(batches)
+    inside, at_end = first.state_dict(), None
+    list(batches)
+    at_end = first.state_dict()
+    for state, epoch, rest in ((inside, 1, epochs[1][1:]), (at_end, 2, epochs[2])):
+        resumed = loader(ResumableLoader)
+        resumed.load_state_dict(state)
+        _set_sampler_epoch(resumed, epoch)
+        assert list(resumed) == rest
+
+
+# Every task family on a tiny fixture it writes, with dropout on so that the random generators matter:
+# its overrides, the writer of its data folder (None: generated data), and whether it runs by default.
+SMALL_RNN = ["model.embedding_dim=8", "model.encoder.hidden_size=8", "trainer.deterministic=true", "seed=7",
+             "callbacks.early_stopping.patience=100", "logger=csv"]
+FAMILIES = {
+    "tagging": ([*TINY, "logger=csv"], conll_fixture, True),
+    "classification": (["task=sst2", "model=bilstm", "data.batch_size=2", "model.head_hidden=8", *SMALL_RNN],
+                       write_sst, True),
+    "phrases": (["task=sst2", "data=sst_trees", "data.granularity=binary", "model=bilstm", "data.batch_size=4",
+                 "model.head_hidden=8", *SMALL_RNN], write_trees, False),
+    "lm": (["task=lm", "model=lstm", "model.head_hidden=0", "data.batch_size=2", "data.eval_batch_size=3",
+            "data.bptt=4", "model.dropout=0.3", *SMALL_RNN], write_ptb, True),
+    "translation": (["task=translation", "model=lstm", "model/attention=additive", "data.min_freq=1",
+                     "data.batch_size=2", *SMALL_RNN], write_multi30k, False),
+    "lab": (["experiment=long_range", "data.distance=5", "data.num_train=64", "data.num_val=32",
+             "data.num_test=32", "data.batch_size=16", "model.dropout=0.3", *SMALL_RNN], None, False),
+}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory):
+    """One uninterrupted 3-epoch run per family, shared by the tests that resume it: (arguments, run folder)."""
+    runs = {}
+
+    def run(family: str) -> tuple[list[str], Path]:
+        if family not in runs:
+            overrides, write, _ = FAMILIES[family]
+            root = tmp_path_factory.mktemp(family)
+            args = [*overrides, "trainer.max_epochs=3", *([f"paths.data_dir={write(root / 'data')}"] if write else [])]
+            result = run_train(args, root / "whole")
+            assert result.returncode == 0, result.stderr[-3000:]
+            runs[family] = args, root / "whole"
+        return runs[family]
+    return run
+
+
+@pytest.mark.parametrize("checkpoint", ["epoch_end", "in_epoch"])
+@pytest.mark.parametrize("family", [family if default else pytest.param(family, marks=pytest.mark.slow)
+                                    for family, (_, _, default) in FAMILIES.items()])
+def test_sigkill_then_resume_equals_an_uninterrupted_run(family: str, checkpoint: str, uninterrupted,
+                                                         tmp_path: Path) -> None:
+    """Killed one step after last.ckpt was written, at the end of epoch 0 or inside epoch 1; resumed, the run ends
+    with the uninterrupted run's metrics and weights."""
+    args, whole = uninterrupted(family)
+    steps_per_epoch = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] // 3
+    assert steps_per_epoch >= 2, "the fixture needs two steps an epoch for a checkpoint inside one"
+    if checkpoint == "in_epoch":
+        saved_at = steps_per_epoch + steps_per_epoch // 2
+        args = [*args, f"callbacks.last_checkpoint_in_epoch.every_n_train_steps={saved_at}"]
+    else:
+        saved_at = steps_per_epoch
     run = tmp_path / "resumed"
-    killed = run_train([*args, *hook("SignalAt", step=7, signum=signal.SIGKILL)], run)  # epoch 1, after step 6's checkpoint
-    assert killed.returncode == -signal.SIGKILL and not (run / "metrics.json").exists()
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
+    killed = run_train([*args, *hook("SignalAt", step=saved_at + 1, signum=signal.SIGKILL)], run)
+    assert killed.returncode == -signal.SIGKILL and not (run / "metrics.json").exists(), killed.stderr[-3000:]
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == saved_at
     resumed = run_train([*args, "ckpt_path=last"], run)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
-    assert metrics(run) == metrics(tmp_path / "whole")
-    expected, actual = weights(tmp_path / "whole" / "checkpoints" / "last.ckpt"), weights(run / "checkpoints" / "last.ckpt")
+    assert metrics(run) == metrics(whole)
+    expected, actual = weights(whole / "checkpoints" / "last.ckpt"), weights(run / "checkpoints" / "last.ckpt")
     assert expected.keys() == actual.keys() and all(torch.equal(expected[k], actual[k]) for k in expected)
-    # The CSV logger went on in the same folder.
-    assert (run / "csv" / "metrics.csv").read_text().count("val/f1") >= 1
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_with_the_resume_command(tiny_data: Path, tmp_path: Path) -> None:

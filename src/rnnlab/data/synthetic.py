@@ -16,8 +16,9 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
+from rnnlab.data.resumable import ResumableLoader
 from rnnlab.data.special import IGNORE_INDEX
 
 TASKS = ("recall", "adding", "copy")
@@ -140,6 +141,8 @@ class SyntheticDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.seed = num_workers, seed
         self.datasets: dict[str, TensorDictDataset] = {}
+        self._train_loader: ResumableLoader | None = None
+        self._train_state: dict | None = None  # from a checkpoint, for the next training loader
 
     def generate(self, split: str) -> dict[str, Tensor]:
         """The tensors of one split; deterministic in ``(seed, split)``."""
@@ -178,12 +181,30 @@ class SyntheticDataModule(L.LightningDataModule):
         return {"task": self.task, **inputs, "num_outputs": outputs, "chance": self.chance()}
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(self.datasets[split], batch_size=batch_size, shuffle=shuffle, generator=generator,
-                          num_workers=self.num_workers)
+        if not shuffle:
+            return DataLoader(self.datasets[split], batch_size=batch_size, num_workers=self.num_workers)
+        # The batches of DataLoader(shuffle=True, generator=...), resumable within and across epochs.
+        generator = torch.Generator().manual_seed(self.seed)
+        batches = BatchSampler(RandomSampler(self.datasets[split], generator=generator), batch_size, drop_last=False)
+        return ResumableLoader(self.datasets[split], batch_sampler=batches, generator=generator,
+                               num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+        self._train_loader = self._loader("train", self.batch_size, shuffle=True)
+        if self._train_state is not None:
+            self._train_loader.load_state_dict(self._train_state)
+        return self._train_loader
+
+    def state_dict(self) -> dict:
+        """The training loader's state, with the generator of its batch order.
+
+        Lightning gives a loader its saved state only to resume inside an epoch; this generator must also come
+        back after a checkpoint at an epoch's end, so the checkpoint keeps it here too.
+        """
+        return {"train_loader": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._train_state = state_dict.get("train_loader")
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("validation", self.eval_batch_size, shuffle=False)

@@ -46,8 +46,9 @@ class RNGState(L.Callback):
     """Saves the random generators with every checkpoint and restores them when training resumes.
 
     Lightning saves no generator state, so without this dropout would draw other masks after a resume. The
-    saved states are set back at the first training batch, not when the checkpoint is loaded: creating the
-    data loaders in between draws from torch's generator. Under DDP the checkpoint holds rank 0's states.
+    saved states are set back when training starts, after the sanity check (which Lightning runs on a copy of
+    the generators) and before the first training batch is read; ``ResumableLoader`` draws what the saved run
+    drew between its checkpoint and its next batch. Under DDP the checkpoint holds rank 0's states.
     """
 
     def __init__(self):
@@ -59,7 +60,7 @@ class RNGState(L.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = state_dict
 
-    def on_train_batch_start(self, *args: Any) -> None:
+    def on_train_start(self, *args: Any) -> None:
         if self._pending is not None:
             set_rng_states(self._pending)
             self._pending = None
