@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -31,6 +32,9 @@ TINY = ["task=ner", "model=bilstm", "data.batch_size=2", "model.embedding_dim=8"
 
 HOOKS = '''
 import os
+import resource
+import signal
+
 import lightning as L
 import torch
 
@@ -44,6 +48,19 @@ class SignalAt(L.Callback):
     def on_train_batch_end(self, trainer, *args):
         if trainer.global_step == self.step:
             os.kill(os.getpid(), self.signum)
+
+
+class FileSizeLimitAt(L.Callback):
+    """From the end of global step ``step`` on, no file may grow past half the size of ``path``: the next write
+    of a checkpoint fails as on a full disk (EFBIG where a full disk gives ENOSPC)."""
+
+    def __init__(self, step, path):
+        self.step, self.path = step, path
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error from write(), not a killed process
+            resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(self.path) // 2, resource.RLIM_INFINITY))
 
 
 class NanAt(L.Callback):
@@ -77,6 +94,12 @@ def metrics(run_dir: Path) -> dict[str, float]:
     values = json.loads((run_dir / "metrics.json").read_text())
     values.pop("train_seconds")
     return values
+
+
+def csv_rows(run_dir: Path) -> list[dict[str, str]]:
+    """The rows of the run's CSV log, without empty cells (a column may be added later)."""
+    with open(run_dir / "csv" / "metrics.csv", newline="") as handle:
+        return [{key: value for key, value in row.items() if value} for row in csv.DictReader(handle)]
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -208,12 +231,18 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(family: str, checkpoint
     killed = run_train([*args, *hook("SignalAt", step=saved_at + 1, signum=signal.SIGKILL)], run)
     assert killed.returncode == -signal.SIGKILL and not (run / "metrics.json").exists(), killed.stderr[-3000:]
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == saved_at
+    # What the checkpoint reflects is in the log, its validations included.
+    logged = csv_rows(run)
+    assert logged == csv_rows(whole)[:len(logged)]
+    assert any(value for row in logged for key, value in row.items() if key.startswith("val/"))
     resumed = run_train([*args, "ckpt_path=last"], run)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     assert metrics(run) == metrics(whole)
     expected, actual = weights(whole / "checkpoints" / "last.ckpt"), weights(run / "checkpoints" / "last.ckpt")
     assert expected.keys() == actual.keys() and all(torch.equal(expected[k], actual[k]) for k in expected)
+    # The log holds every row once, in order: what the killed run wrote up to its checkpoint, then the resumed run.
+    assert csv_rows(run) == csv_rows(whole)
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_with_the_resume_command(tiny_data: Path, tmp_path: Path) -> None:
@@ -238,6 +267,47 @@ def test_last_checkpoint_follows_training_after_an_early_best(tiny_data: Path, t
     best, last = (torch.load(checkpoints / name, weights_only=True) for name in ("best.ckpt", "last.ckpt"))
     assert (best["epoch"], best["global_step"]) == (0, 4)  # 4 steps an epoch
     assert (last["epoch"], last["global_step"]) == (2, 12)
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_checkpoints(tiny_data: Path, tmp_path: Path) -> None:
+    """Writes fail from step 5 on (files limited to half a checkpoint): the checkpoints of epoch 0 stay whole."""
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    result = run_train([*TINY, f"paths.data_dir={tiny_data}", "trainer.max_epochs=3",
+                        *hook("FileSizeLimitAt", step=5, path=last)], run)
+    assert result.returncode == USER_ERROR_EXIT, result.stderr[-3000:]
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"error: could not write the checkpoint {run / 'checkpoints'}/") and "Traceback" not in result.stderr
+    written = sorted((run / "checkpoints").iterdir())
+    assert [path.name for path in written] == ["best.ckpt", "last.ckpt"]  # no partial file left behind
+    assert all(torch.load(path, weights_only=True)["global_step"] == 4 for path in written)
+
+
+def test_resume_with_other_data_or_a_damaged_checkpoint_is_one_clear_error(tiny_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = [*TINY, f"paths.data_dir={tiny_data}", "trainer.max_epochs=1"]
+    assert run_train(args, run).returncode == 0
+    last = run / "checkpoints" / "last.ckpt"
+
+    other_option = run_train([*args, "data.min_freq=2", "ckpt_path=last"], run)
+    assert other_option.returncode == USER_ERROR_EXIT and "Traceback" not in other_option.stderr
+    assert other_option.stderr.strip().splitlines()[-1] == (
+        f"error: cannot resume from {last}: it was written with data.min_freq=1, this run has data.min_freq=2; "
+        f"resume with the options of the run that wrote it (its .hydra/config.yaml lists them), or start a new run "
+        f"in another folder (hydra.run.dir=...)")
+
+    train_file = tiny_data / "conll2003" / "eng.train"
+    train_file.write_text(train_file.read_text() + "\nHelsinki NNP B-NP I-LOC\n")
+    other_file = run_train([*args, "ckpt_path=last"], run)
+    assert other_file.returncode == USER_ERROR_EXIT and "Traceback" not in other_file.stderr
+    assert other_file.stderr.strip().splitlines()[-1].startswith(
+        f"error: cannot resume from {last}: the vocab built from the data (")
+    assert "differs from the checkpoint's" in other_file.stderr and "the data files changed" in other_file.stderr
+
+    last.write_bytes(last.read_bytes()[:len(last.read_bytes()) // 2])  # as a kill while writing would leave it
+    damaged = run_train([*args, "ckpt_path=last"], run)
+    assert damaged.returncode == USER_ERROR_EXIT and "Traceback" not in damaged.stderr
+    assert damaged.stderr.strip().splitlines()[-1].startswith(f"error: cannot resume from {last}: it is damaged (")
 
 
 def test_same_seed_gives_identical_runs(tiny_data: Path, tmp_path: Path) -> None:

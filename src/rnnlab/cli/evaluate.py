@@ -10,6 +10,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from rnnlab.atomic import write_atomic
 from rnnlab.cli.inference import Loaded, configure, data_overrides, datamodule, load_checkpoint
 from rnnlab.run.errors import UserError
 from rnnlab.run.precision import choose_precision
@@ -67,7 +68,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         outputs = [item for batch in trainer.predict(module, dataloaders=loader) for item in batch]
         text = module.format_predictions(examples, outputs)
         (output_dir / "predictions").mkdir(exist_ok=True)
-        (output_dir / "predictions" / f"{name}.{module.predictions_extension}").write_text(text, encoding="utf-8")
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        write_atomic(output_dir / "predictions" / f"{name}.{module.predictions_extension}", text)
+    write_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
     log.info("metrics: %s", json.dumps({k: round(v, 4) for k, v in sorted(metrics.items())}))
     return metrics

@@ -66,7 +66,7 @@ def _device(name: str) -> torch.device:
 
 def _read(path: Path, device: torch.device) -> dict:
     if not path.is_file():
-        raise UserError(f"checkpoint {path} not found; pass ckpt_path= a .ckpt file written by train.py, e.g. "
+        raise UserError(f"checkpoint {path} {'is a directory' if path.is_dir() else 'not found'}; pass ckpt_path= a .ckpt file written by train.py, e.g. "
                         f"outputs/<task>/<time>/checkpoints/last.ckpt")
     if not zipfile.is_zipfile(path):  # what torch.save writes; torch's own errors on other files are cryptic
         raise UserError(f"{path} is not a checkpoint (not a zip archive, as torch.save writes); pass ckpt_path= "

@@ -19,7 +19,7 @@ generates from ``<bos>`` alone. Output is flushed after every batch, so what was
 from __future__ import annotations
 
 import sys
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
@@ -28,6 +28,7 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from rnnlab.atomic import replacing
 from rnnlab.cli.inference import Loaded, batched, configure, data_overrides, datamodule, load_checkpoint
 from rnnlab.data.readers import read_conll, read_conllu, read_lines
 from rnnlab.run.errors import UserError
@@ -46,7 +47,8 @@ def _check_options(cfg: DictConfig, loaded: Loaded) -> None:
     if cfg.batch_size < 1:
         raise UserError(f"batch_size must be >= 1, got {cfg.batch_size}")
     if cfg.input != STDIN and not Path(cfg.input).is_file():
-        raise UserError(f"input {cfg.input} not found; pass input= a file, or input=- to read stdin")
+        state = "is a directory" if Path(cfg.input).is_dir() else "not found"
+        raise UserError(f"input {cfg.input} {state}; pass input= a file, or input=- to read stdin")
 
 
 def _items(cfg: DictConfig, data: Any, tokens: bool) -> Iterator[Any]:
@@ -79,11 +81,16 @@ def _predict_batch(loaded: Loaded, data: Any, items: list, device: str) -> list:
     return [None if example is None else next(predictions) for example in examples]
 
 
-def _open_output(path: str | None) -> AbstractContextManager[IO[str]]:
+@contextmanager
+def _open_output(path: str | None) -> Iterator[IO[str]]:
+    """Standard output, or a file written beside ``path`` and renamed to it once every prediction is in it: a
+    failure on the way leaves an earlier file at ``path`` as it was."""
     if path is None or path == STDIN:
-        return nullcontext(sys.stdout)
+        yield sys.stdout
+        return
     try:
-        return open(path, "w", encoding="utf-8")
+        with replacing(path) as temporary, open(temporary, "w", encoding="utf-8") as output:
+            yield output
     except OSError as error:
         raise UserError(f"cannot write output={path} ({error.strerror}); choose a writable file, or leave output "
                         f"unset to print to stdout") from None

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
+from rnnlab.atomic import write_atomic
 from rnnlab.data.special import PAD, UNK
 
 
@@ -74,4 +75,4 @@ class Vocabulary:
         return cls(data["items"], unk=data["unk"])
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False))
+        write_atomic(path, json.dumps(self.to_dict(), ensure_ascii=False))

@@ -17,6 +17,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
 from rnnlab.run.errors import UserError
+from rnnlab.run.loggers import CSVLogger
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,33 @@ class RNGState(L.Callback):
         if self._pending is not None:
             set_rng_states(self._pending)
             self._pending = None
+
+
+class LogsWithCheckpoints(L.Callback):
+    """Puts every logged row on disk before the checkpoint that reflects it, and resumes the CSV log with it.
+
+    Loggers buffer rows (Lightning's CSV logger writes every 100 steps), so a killed run lost what its last
+    checkpoint had seen. Here every logger writes at the end of each validation and before each checkpoint, whose
+    ``csv_rows`` records how many rows ``metrics.csv`` then holds; a run resumed from it cuts the file back to
+    those rows, so that what the interrupted run logged after its checkpoint appears once, logged again.
+    """
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for logger in trainer.loggers:
+            logger.save()
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        for logger in trainer.loggers:
+            logger.save()
+        rows = [logger.rows_on_disk() for logger in trainer.loggers if isinstance(logger, CSVLogger)]
+        if rows and rows[0] is not None:  # None on ranks other than 0
+            checkpoint["csv_rows"] = rows[0]
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if "csv_rows" in checkpoint:
+            for logger in trainer.loggers:
+                if isinstance(logger, CSVLogger):
+                    logger.keep_rows(checkpoint["csv_rows"])
 
 
 class CheckpointOnSigterm(L.Callback):

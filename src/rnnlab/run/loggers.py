@@ -12,7 +12,11 @@ import lightning.pytorch.loggers
 from hydra.experimental.callback import Callback
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
+
+from rnnlab.atomic import replacing
 
 
 def wandb_has_key() -> bool:
@@ -92,18 +96,49 @@ class OptunaTrialsCallback(Callback):
         study.trials_dataframe().to_csv(Path(config.hydra.sweep.dir) / "trials.csv", index=False)
 
 
-class CSVLogger(lightning.pytorch.loggers.CSVLogger):
-    """Lightning's ``CSVLogger`` that keeps the columns of an existing ``metrics.csv`` when it appends.
+class _ContinuingWriter(ExperimentWriter):
+    """Lightning's CSV writer, which deletes an existing ``metrics.csv`` when it starts; this one appends to it
+    under the columns it already has (a resumed run; fit and test in separate processes under ``ddp_spawn``)."""
 
-    Under ``ddp_spawn`` fit and test run in fresh processes, each with a fresh copy of the logger; Lightning's
-    writer would then rewrite the file with the test columns only and fail on the rows that fit wrote.
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as handle:
+                self.metrics_keys = next(csv.reader(handle), [])
+
+
+class CSVLogger(lightning.pytorch.loggers.CSVLogger):
+    """Lightning's ``CSVLogger`` that continues an existing ``metrics.csv`` and can cut it back to a checkpoint.
+
+    ``rnnlab.run.callbacks.LogsWithCheckpoints`` writes the buffered rows before every checkpoint and records how
+    many rows the file then holds; a run resumed from that checkpoint keeps those rows and drops the ones the
+    interrupted run wrote after it, which the resumed run logs again.
     """
 
     @property
-    def experiment(self):
-        experiment = super().experiment
-        if (isinstance(experiment, ExperimentWriter) and not experiment.metrics_keys
-                and os.path.isfile(experiment.metrics_file_path)):
-            with open(experiment.metrics_file_path, newline="") as handle:
-                experiment.metrics_keys = next(csv.reader(handle), [])
-        return experiment
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _ContinuingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+    @rank_zero_only
+    def rows_on_disk(self) -> int:
+        """Writes the buffered rows; returns the number of rows (header excluded) in ``metrics.csv``."""
+        self.save()
+        path = self.experiment.metrics_file_path
+        if not os.path.isfile(path):
+            return 0
+        with open(path, newline="") as handle:
+            return max(sum(1 for _ in csv.reader(handle)) - 1, 0)
+
+    @rank_zero_only
+    def keep_rows(self, count: int) -> None:
+        """Cuts ``metrics.csv`` back to its header and first ``count`` rows (what a checkpoint reflects)."""
+        path = self.experiment.metrics_file_path
+        if not os.path.isfile(path):
+            return
+        with open(path, newline="") as handle:
+            rows = list(csv.reader(handle))[:count + 1]
+        with replacing(path) as temporary, open(temporary, "w", newline="") as handle:
+            csv.writer(handle).writerows(rows)

@@ -12,13 +12,15 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from rnnlab.atomic import write_atomic
 from rnnlab.data.bucketed import BucketedDataModule
 from rnnlab.models.pretrained import vector_words
 from rnnlab.run.callbacks import stop_reason
 from rnnlab.run.errors import UserError
 from rnnlab.run.loggers import finish_wandb
 from rnnlab.run.precision import choose_precision
-from rnnlab.run.rundir import make_writable_dir, resume_checkpoint
+from rnnlab.run.rundir import (AtomicCheckpointIO, check_resumable, make_writable_dir, read_checkpoint,
+                               resume_checkpoint)
 from rnnlab.tasks.base import count_parameters
 
 log = logging.getLogger(__name__)
@@ -84,15 +86,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     output_dir = make_writable_dir(cfg.paths.output_dir, "paths.output_dir")
     ckpt_path = resume_checkpoint(cfg.get("ckpt_path"), output_dir)
     precision = choose_precision(cfg.trainer.get("precision"), cfg.trainer.get("accelerator", "auto"))
+    resumed = read_checkpoint(ckpt_path) if ckpt_path else None  # a damaged checkpoint stops before the data is read
     datamodule, module = build(cfg)
-    (output_dir / "vocab.json").write_text(json.dumps(datamodule.model_kwargs(), ensure_ascii=False))
+    if resumed is not None:
+        check_resumable(resumed, ckpt_path, _plain(cfg.data), datamodule.model_kwargs())
+    write_atomic(output_dir / "vocab.json", json.dumps(datamodule.model_kwargs(), ensure_ascii=False))
     num_parameters = count_parameters(module)
     cell = cfg.model.get("cell")
     log.info("model: %s%s, %d trainable parameters", cfg.model.get("name", "?"),
              f" with {cell._target_.rsplit('.', 1)[-1]}" if cell else "", num_parameters)
 
     loggers = _instantiate_all(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, precision=precision,
+    trainer: L.Trainer = instantiate(cfg.trainer, precision=precision, plugins=[AtomicCheckpointIO()],
                                      callbacks=_instantiate_all(cfg.get("callbacks")), logger=loggers or False)
     try:
         for logger in trainer.loggers:
@@ -103,7 +108,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         raise
     metrics["num_parameters"] = num_parameters
     finish_wandb(trainer.loggers, summary=metrics)  # before the next job of a multirun starts its own run
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    write_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
     log.info("metrics: %s", json.dumps({k: round(v, 4) for k, v in sorted(metrics.items())}))
     return metrics
 

@@ -1,13 +1,22 @@
-"""The run directory: checked to be writable before anything runs, and the checkpoint ``ckpt_path=last`` means."""
+"""The run directory: checked to be writable before anything runs, checkpoints written whole, and the checkpoint
+``ckpt_path=last`` means, checked to fit the run that resumes it."""
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
 from pathlib import Path
+from typing import Any
 
+import torch
+from fsspec.implementations.local import LocalFileSystem
 from hydra.experimental.callback import Callback
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.cloud_io import get_filesystem
 from omegaconf import DictConfig
 
+from rnnlab.atomic import replacing
 from rnnlab.run.errors import UserError, report
 
 
@@ -55,6 +64,86 @@ def resume_checkpoint(ckpt_path: str | None, output_dir: Path) -> str | None:
         return None
     path = output_dir / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
     if not path.is_file():
-        raise UserError(f"ckpt_path={ckpt_path}: no checkpoint at {path}; to resume a run, give its folder with "
+        found = f"{path} is a directory" if path.is_dir() else f"no checkpoint at {path}"
+        raise UserError(f"ckpt_path={ckpt_path}: {found}; to resume a run, give its folder with "
                         f"hydra.run.dir=<run folder> (or paths.output_dir) and ckpt_path=last, or a checkpoint file")
     return str(path)
+
+
+# Data options a resumed run may set anew: they change neither the examples, their order nor the vocabularies.
+FREE_DATA_OPTIONS = frozenset({"num_workers", "eval_batch_size", "data_dir"})
+
+
+def read_checkpoint(path: str) -> dict:
+    """The checkpoint's content, read without running code, after checking every member of its archive.
+
+    Raises:
+        UserError: the file is damaged (truncated, a failed checksum, not a checkpoint).
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+        if damaged is not None:
+            raise zipfile.BadZipFile(f"{damaged} fails its checksum")
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # zipfile and torch raise several types for files they cannot read
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"cannot resume from {path}: it is damaged ({reason}). Resume from another checkpoint "
+                        f"(ckpt_path=<file>, e.g. checkpoints/best.ckpt of the run) or start again in a new "
+                        f"folder") from None
+
+
+def _describe(value: Any) -> str:
+    items = value.get("items") if isinstance(value, dict) else None
+    return f"{len(items)} entries" if isinstance(items, list) else repr(value)
+
+
+def check_resumable(checkpoint: dict, path: str, data: dict, model_kwargs: dict) -> None:
+    """Stops a resume from a checkpoint written by a run on other data.
+
+    Args:
+        checkpoint: the checkpoint's content (``read_checkpoint``).
+        path: its path, for the message.
+        data: this run's resolved ``data`` config.
+        model_kwargs: this run's vocabularies and sizes (``model_kwargs()`` of its DataModule).
+
+    Raises:
+        UserError: naming the checkpoint and the first option or vocabulary that differs.
+    """
+    advice = ("resume with the options of the run that wrote it (its .hydra/config.yaml lists them), or start a "
+              "new run in another folder (hydra.run.dir=...)")
+    stored = ((checkpoint.get("rnnlab") or {}).get("config") or {}).get("data") or {}
+    for key in sorted(set(stored) | set(data) if stored else ()):
+        if key not in FREE_DATA_OPTIONS and stored.get(key) != data.get(key):
+            raise UserError(f"cannot resume from {path}: it was written with data.{key}={stored.get(key)!r}, this "
+                            f"run has data.{key}={data.get(key)!r}; {advice}")
+    saved = checkpoint.get("hyper_parameters") or {}
+    for name, value in model_kwargs.items():
+        if name in saved and saved[name] != value:
+            raise UserError(f"cannot resume from {path}: the {name} built from the data ({_describe(value)}) differs "
+                            f"from the checkpoint's ({_describe(saved[name])}), so the data files changed since; "
+                            f"{advice}")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, but a local checkpoint is written beside its path and renamed over it.
+
+    Lightning writes into the file itself, so a full disk or a kill while writing left a truncated ``last.ckpt``
+    where a good one was. Here the previous checkpoint stays whole until the new one is complete; a failed write
+    stops the run with an error that names the path.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        serialized = io.BytesIO()  # in memory first, as Lightning does: a failed write is then an OSError
+        torch.save(checkpoint, serialized)
+        try:
+            with replacing(path) as temporary:
+                temporary.write_bytes(serialized.getbuffer())
+        except OSError as error:
+            raise UserError(f"could not write the checkpoint {path} ({error.strerror or error}); the checkpoint "
+                            f"that was there is unchanged. Free disk space in {Path(path).parent} (or set "
+                            f"paths.output_dir=... elsewhere) and resume with ckpt_path=last") from None
