@@ -194,7 +194,7 @@ def peephole_lstm_sequence(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh
 
     Returns:
         ``(outputs, h_n, c_n)``: ``(T, B, H)`` hidden states, zero at padding, and the state after each
-        sentence's last step in reading order, ``(B, H)`` each. Not for autocast: ``RNNEncoder`` turns it off
+        sentence's last step in reading order, ``(B, H)`` each. Not for autocast: the recurrence engine turns it off
         around every kernel.
     """
     return PeepholeLSTMFunction.apply(x.contiguous(), h0, c0, w_ih, w_hh, bias, w_ci, w_co, lengths, batch_sizes,

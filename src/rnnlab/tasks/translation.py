@@ -152,7 +152,7 @@ class TranslationModule(TaskModule):
             self.encoder.get_output_dim() if options.get("feed_context") else 0,
             attention.get("kind", "none"), self.encoder.get_output_dim(), attention.get("size"),
             bool(attention.get("input_feeding", False)))
-        self.bridge = Bridge(self.encoder, self.decoder.num_layers, self.decoder.cell, options.get("bridge", "auto"))
+        self.bridge = Bridge(self.encoder, self.decoder.rnn, options.get("bridge", "auto"))
         self.target_vectors = options.get("pretrained_vectors")
         self.ppl = torch.nn.ModuleDict({stage: Perplexity() for stage in ("val", "test")})
         self.bleu_best = MaxMetric()
