@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnlab.run.errors import USER_ERROR_EXIT
+from rnnlab.errors import USER_ERROR_EXIT
 
 from conftest import CONLL_TRAIN, ROOT, compose_train, write_conll
 from rnnlab.data.resumable import ResumableLoader

@@ -17,10 +17,10 @@ from rnnlab.data.errors import DataError
 from rnnlab.data.special import BOS, EOS
 from rnnlab.data.translation import TranslationDataModule
 from rnnlab.encoders import RNNEncoder
+from rnnlab.errors import UserError
 from rnnlab.models.attention import SCORES, Attention
 from rnnlab.models.decoding import (Bridge, RNNDecoder, beam_hypotheses, beam_search, greedy_search,
                                     length_normaliser)
-from rnnlab.run.errors import UserError
 from rnnlab.run.pipeline import build, train
 from rnnlab.tasks.translation import corpus_scores
 

@@ -14,7 +14,7 @@ from rnnlab.data.batching import map_rows
 from rnnlab.data.resumable import ResumableLoader
 from rnnlab.data.sampling import BucketBatchSampler
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.models.pretrained import knows
+from rnnlab.data.pretrained import knows
 
 log = logging.getLogger(__name__)
 

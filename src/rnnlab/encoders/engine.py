@@ -29,8 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab.cells.base import State
-from rnnlab.encoders.batch import SortedBatch
 from rnnlab.kernels import KERNELS, LibraryKernel, SequenceKernel
+from rnnlab.kernels.batch import SortedBatch
 from rnnlab.kernels.library import run_library_kernel
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ from torch import Tensor, nn
 from rnnlab.cells.base import State
 from rnnlab.encoders import RNNEncoder
 from rnnlab.encoders.rnn import CellFactory
+from rnnlab.errors import UserError
 from rnnlab.models.attention import KINDS, SCORES, Attention
-from rnnlab.run.errors import UserError
 
 BRIDGES = ("auto", "identity", "linear")
 STRATEGIES = ("greedy", "beam")

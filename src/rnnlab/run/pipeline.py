@@ -13,9 +13,9 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.data.bucketed import BucketedDataModule
-from rnnlab.models.pretrained import vector_words
+from rnnlab.data.pretrained import vector_words
 from rnnlab.run.callbacks import stop_reason
-from rnnlab.run.errors import UserError
+from rnnlab.errors import UserError
 from rnnlab.run.loggers import finish_wandb
 from rnnlab.run.precision import choose_precision
 from rnnlab.run.rundir import make_writable_dir, resume_checkpoint

@@ -8,7 +8,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from rnnlab.run.errors import UserError, report
+from rnnlab.errors import UserError, report
 
 
 def make_writable_dir(path: str | Path, option: str) -> Path:
