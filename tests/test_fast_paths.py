@@ -278,3 +278,26 @@ def test_log_space_scan_over_a_long_sequence(cell: str, reverse: bool) -> None:
         results.append([out, h_n, *torch.autograd.grad(loss, [x, h0, *fast.cell.parameters()])])
     assert all(torch.isfinite(value).all() for value in results[0])
     assert_close(*results, 1e-5)
+
+
+@pytest.mark.parametrize("style", ["stacked", "independent"])
+def test_stepping_the_forward_direction_equals_the_encoder(style: str) -> None:
+    """``RNNEncoder.step``, one position at a time, computes the forward direction's outputs and states of a
+    two-layer BiLSTM; in the stacked style only its first layer steps alone."""
+    torch.manual_seed(0)
+    encoder = RNNEncoder(CELLS["lstm"], INPUT, HIDDEN, 2, True, style=style).double()
+    x = torch.randn(3, 5, INPUT, dtype=torch.float64)
+    encoded = encoder(x, make_mask([5, 5, 5]))
+    depth = 1 if style == "stacked" else 2
+    states = None
+    for t in range(5):
+        step = encoder.step(x[:, t], states, num_layers=depth, gates=True)
+        states = step.states
+        if depth == 2:  # the forward direction's top layer, the first half of the token representation
+            torch.testing.assert_close(step.hidden, encoded.outputs[:, t, :HIDDEN])
+    for k in range(depth):
+        torch.testing.assert_close(states[k], encoded.final_states[k][0])
+    assert [sorted(gates) for gates in step.gates] == [sorted(encoder.state_layout.gates)] * depth
+    if style == "stacked":
+        with pytest.raises(ValueError, match="only the first layer of a stacked BiRNN steps alone"):
+            encoder.step(x[:, 0], num_layers=2)

@@ -8,10 +8,9 @@ whole padded batch) or ``step_stack`` (one position). ``run_stack`` takes one of
   one call on a packed batch (one call per direction for an independent multi-layer BiRNN);
 - sequence kernel: every cell names the same project kernel (``rnnlab.kernels``): one sorted, time-major copy
   of the batch shared by all layers, one kernel call per layer and direction;
-- step loop: ``cell.forward`` step by step, for cells without a kernel, ``implementation="reference"``,
-  batches with an empty sentence on the library path (packing refuses them), and while steps are recorded.
-
-A stack whose layers choose differently runs each layer on its own path.
+- step loop: ``cell.forward`` step by step, for cells without a kernel, ``implementation="reference"``, a stack
+  whose layers do not all name the same kernel, batches with an empty sentence on the library path (packing
+  refuses them), and while steps are recorded.
 
 Precision: under autocast the recurrence runs in the parameters' dtype with autocast off, and so do its inputs
 and initial states; the layers around it stay in autocast's. bf16 keeps 8 significant bits, so once ``|c|``
@@ -114,7 +113,7 @@ def _run(layers: Stack, x: Tensor, mask: Tensor, states: StackStates, wide: bool
     """``run_stack`` once the precision is settled: picks the path."""
     kernels = [[None if recorder is not None else direction.kernel() for direction in layer] for layer in layers]
     names = {kernel[0] if kernel is not None else None for layer in kernels for kernel in layer}
-    kind = KERNELS[names.pop()] if len(names) == 1 and None not in names else None
+    kind = KERNELS[next(iter(names))] if len(names) == 1 and None not in names else None
     if isinstance(kind, LibraryKernel):
         lengths = mask.sum(dim=1)  # (B,)
         if bool((lengths > 0).all()):  # packing refuses empty sentences
@@ -128,18 +127,8 @@ def _run(layers: Stack, x: Tensor, mask: Tensor, states: StackStates, wide: bool
                                                                  layers[k][d].reverse))
         final_states = [[tuple(map(batch.unsort, state)) for state in layer] for layer in final_states]
         return batch.from_time_major(outputs), final_states
-    if len(layers) == len(layers[0]) == 1 or recorder is not None:
-        return _layer_by_layer(layers, x, states, wide, dropout, lambda k, d, v, state: _loop(
-            layers[k][d], v, mask, state, None if recorder is None else recorder[k][d]))
-    # Layers that choose differently (or a library stack meeting an empty sentence): each on its own path.
-    return _layer_by_layer(layers, x, states, wide, dropout,
-                           lambda k, d, v, state: _alone(layers[k][d], v, mask, state))
-
-
-def _alone(layer: RecurrentLayer, x: Tensor, mask: Tensor, state: State) -> tuple[Tensor, State]:
-    """One layer and direction as a stack of its own, on the path it chooses."""
-    outputs, final_states = _run([[layer]], x, mask, [[state]], False, None, None)
-    return outputs, final_states[0][0]
+    return _layer_by_layer(layers, x, states, wide, dropout, lambda k, d, v, state: _loop(
+        layers[k][d], v, mask, state, None if recorder is None else recorder[k][d]))
 
 
 def _layer_by_layer(layers: Stack, x: Tensor, states: StackStates, wide: bool, dropout: nn.Dropout | None,
