@@ -6,7 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from rnnlab.cli.evaluate import evaluate
-from rnnlab.run.errors import main_guard
+from rnnlab.errors import main_guard
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")

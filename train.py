@@ -5,7 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from rnnlab.run.errors import main_guard
+from rnnlab.errors import main_guard
 from rnnlab.run.pipeline import train
 
 

@@ -120,7 +120,7 @@ def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
 
 def skip_without_vectors(cfg: DictConfig) -> None:
     """Skips the test when ``model.pretrained_vectors`` names packaged vectors that are not installed."""
-    from rnnlab.models.pretrained import REGISTRY
+    from rnnlab.data.pretrained import REGISTRY
 
     source = REGISTRY.get(cfg.model.get("pretrained_vectors"))
     if source is not None and importlib.util.find_spec(source.module) is None:

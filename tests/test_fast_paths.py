@@ -233,16 +233,20 @@ def test_fast_paths_run_under_autocast(cell: str, lengths: list[int]) -> None:
 @pytest.mark.parametrize("cell, implementation", [("lstm", "auto"), ("lstm", "reference"), ("peephole", "auto")],
                          ids=["library-kernel", "step-loop", "sequence-kernel"])
 def test_memory_grows_past_256_under_autocast(cell: str, implementation: str) -> None:
-    """Under bf16 autocast a memory that gains 1 a step reaches 400 after 400 steps, as in float32. In bf16 itself
-    it stops at 256, where the next representable number is 258 and c + i·g (i·g = 1) rounds back to c."""
+    """Under bf16 autocast a memory that gains 1 a step reaches 400 after 400 steps, as in float32, in an encoder
+    and in a ``RecurrentLayer`` run on its own. In bf16 itself it stops at 256, where the next representable
+    number is 258 and c + i·g (i·g = 1) rounds back to c."""
     encoder = RNNEncoder(CELLS[cell], INPUT, HIDDEN, implementation=implementation)
     with torch.no_grad():
         for name, parameter in encoder.named_parameters():
             parameter.fill_(30.0 if name.endswith("bias") else 0.0)  # every gate σ(30) = 1, candidate tanh(30) = 1
+    layer = RecurrentLayer(CELLS[cell](INPUT, HIDDEN), implementation=implementation)  # a layer on its own
+    layer.load_state_dict({name.removeprefix("layers.0.0."): value for name, value in encoder.state_dict().items()})
     x, mask = torch.zeros(1, 400, INPUT), make_mask([400])
     with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
-        _, c = encoder(x, mask).final_states[0][0][:2]  # (1, H)
-    assert torch.allclose(c, torch.full_like(c, 400.0)), c
+        memories = [encoder(x, mask).final_states[0][0][1], layer(x, mask)[1][1]]  # each (1, H)
+    for c in memories:
+        assert torch.allclose(c, torch.full_like(c, 400.0)), c
 
 
 # What a minimal cell's gates leave of h(t-1) at each step, a(t) of h(t) = a(t) × h(t-1) + b(t).
@@ -274,3 +278,26 @@ def test_log_space_scan_over_a_long_sequence(cell: str, reverse: bool) -> None:
         results.append([out, h_n, *torch.autograd.grad(loss, [x, h0, *fast.cell.parameters()])])
     assert all(torch.isfinite(value).all() for value in results[0])
     assert_close(*results, 1e-5)
+
+
+@pytest.mark.parametrize("style", ["stacked", "independent"])
+def test_stepping_the_forward_direction_equals_the_encoder(style: str) -> None:
+    """``RNNEncoder.step``, one position at a time, computes the forward direction's outputs and states of a
+    two-layer BiLSTM; in the stacked style only its first layer steps alone."""
+    torch.manual_seed(0)
+    encoder = RNNEncoder(CELLS["lstm"], INPUT, HIDDEN, 2, True, style=style).double()
+    x = torch.randn(3, 5, INPUT, dtype=torch.float64)
+    encoded = encoder(x, make_mask([5, 5, 5]))
+    depth = 1 if style == "stacked" else 2
+    states = None
+    for t in range(5):
+        step = encoder.step(x[:, t], states, num_layers=depth, gates=True)
+        states = step.states
+        if depth == 2:  # the forward direction's top layer, the first half of the token representation
+            torch.testing.assert_close(step.hidden, encoded.outputs[:, t, :HIDDEN])
+    for k in range(depth):
+        torch.testing.assert_close(states[k], encoded.final_states[k][0])
+    assert [sorted(gates) for gates in step.gates] == [sorted(encoder.state_layout.gates)] * depth
+    if style == "stacked":
+        with pytest.raises(ValueError, match="only the first layer of a stacked BiRNN steps alone"):
+            encoder.step(x[:, 0], num_layers=2)

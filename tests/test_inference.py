@@ -22,7 +22,7 @@ from conftest import COLUMNS_OPTIONS, COLUMNS_TRAIN, CONF, ROOT, compose_train, 
 from rnnlab.cli.evaluate import evaluate
 from rnnlab.cli.inference import MOVED_MODULES, load_checkpoint
 from rnnlab.cli.predict import predict
-from rnnlab.run.errors import BROKEN_PIPE_EXIT, USER_ERROR_EXIT, main_guard
+from rnnlab.errors import BROKEN_PIPE_EXIT, USER_ERROR_EXIT, main_guard
 from rnnlab.run.pipeline import train
 from rnnlab.tasks.base import CHECKPOINT_FORMAT
 from test_classify import SST_LINES, write_sst

@@ -288,7 +288,8 @@ def write_lab_run(sweep: Path, job: int, model: str, distance: int, seed: int, v
     (folder / ".hydra").mkdir(parents=True)
     (folder / ".hydra" / "config.yaml").write_text(
         "\n".join(f"{k}: {json.dumps(v)}" for k, v in {
-            "task": {"name": task, "mode": "min" if metric == "mse" else "max"}, "seed": seed,
+            "task": {"name": task, "mode": "min" if metric == "mse" else "max", "optimized_metric": f"val/{metric}"},
+            "seed": seed,
             "data": {"distance": distance},
             "model": {"name": model, "cell": {"gate": "sigmoid"} if model == "lstm" else {}}}.items()))
     (folder / "metrics.json").write_text(json.dumps({f"test/{metric}": value, "test/chance": chance,

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from conftest import ROOT
+from rnnlab.errors import UserError
 from rnnlab.run import precision
-from rnnlab.run.errors import UserError
 from rnnlab.run.precision import BF16, FP32, choose_precision, cpu_bf16_support
 from test_lm import write_ptb
 

@@ -15,8 +15,8 @@ import torch
 
 from conftest import compose_train, write_conll
 from rnnlab.cli import inference
-from rnnlab.models.pretrained import REGISTRY, PackagedVectors, VectorFileError, read_pretrained, vector_words
-from rnnlab.run.errors import UserError
+from rnnlab.data.pretrained import REGISTRY, PackagedVectors, VectorFileError, read_pretrained, vector_words
+from rnnlab.errors import UserError
 from rnnlab.run.pipeline import build, train
 from test_lm import write_ptb
 from test_translation import write_multi30k
@@ -69,7 +69,7 @@ def hide_package(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_named_source_exact_form_then_lowercase(tiny_package: PackagedVectors,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     words = ["<pad>", "<unk>", "the", "London", "PARIS", "Xyzzy", "cat"]
-    with caplog.at_level(logging.INFO, logger="rnnlab.models.pretrained"):
+    with caplog.at_level(logging.INFO, logger="rnnlab.data.pretrained"):
         ids, vectors = read_pretrained(NAME, words, DIM)
     assert ids.tolist() == [2, 3, 4, 6]
     assert vectors.tolist() == [tiny_vectors(w) for w in ("the", "london", "paris", "cat")]

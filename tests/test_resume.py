@@ -15,7 +15,7 @@ import torch
 from lightning.fabric.utilities.data import _set_sampler_epoch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
-from rnnlab.run.errors import USER_ERROR_EXIT
+from rnnlab.errors import USER_ERROR_EXIT
 
 from conftest import CONLL_TRAIN, ROOT, compose_train, write_conll
 from test_classify import write_sst

@@ -14,13 +14,13 @@ from torch import nn
 from conftest import CONF, compose_train, skip_without_vectors
 from rnnlab.cells import LSTMCell
 from rnnlab.cli import inference
+from rnnlab.data.pretrained import VectorFileError, read_pretrained
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.encoders import RNNEncoder
 from rnnlab.encoders.cnn import CNNEncoder
 from rnnlab.heads import CRF
 from rnnlab.models.chars import CharEncoder
 from rnnlab.models.embeddings import WordEmbedder
-from rnnlab.models.pretrained import VectorFileError, read_pretrained
 from rnnlab.run.pipeline import build, train
 
 

@@ -17,10 +17,10 @@ from rnnlab.data.errors import DataError
 from rnnlab.data.special import BOS, EOS
 from rnnlab.data.translation import TranslationDataModule
 from rnnlab.encoders import RNNEncoder
+from rnnlab.errors import UserError
 from rnnlab.models.attention import SCORES, Attention
 from rnnlab.models.decoding import (Bridge, RNNDecoder, beam_hypotheses, beam_search, greedy_search,
                                     length_normaliser)
-from rnnlab.run.errors import UserError
 from rnnlab.run.pipeline import build, train
 from rnnlab.tasks.translation import corpus_scores
 
@@ -146,7 +146,7 @@ def test_step_by_step_equals_teacher_forcing(cell: type, context_size: int, atte
     decoder = RNNDecoder(partial(cell), vocab_size=12, embedding_dim=8, hidden_size=16, num_layers=2,
                          dropout=0.3, context_size=context_size, attention=attention, key_size=6,
                          input_feeding=input_feeding).eval()
-    states = decoder.initial_states([tuple(torch.randn(4, 16) * 0.5 for _ in range(decoder.cell.num_states))
+    states = decoder.initial_states([tuple(torch.randn(4, 16) * 0.5 for _ in range(decoder.rnn.state_layout.num_states))
                                      for _ in range(2)])
     memory = source_memory(decoder, 4)
     inputs = torch.randint(1, 12, (4, 6))
@@ -303,32 +303,114 @@ def test_eos_stops_generation_and_max_length_caps_it(search) -> None:
     assert search(rig(decoder, 5).step, states, 1, 2, max_length=7) == [[5] * 7] * 6
 
 
+def cell_by_cell_step(decoder: RNNDecoder, tokens: torch.Tensor, states: list,
+                      *memory: torch.Tensor) -> tuple[torch.Tensor, list, None]:
+    """``RNNDecoder.step`` as it was written before the recurrence engine: each layer's cell called in turn."""
+    context, attend = (memory[0], memory[1:]) if decoder.context_size else (None, memory)
+    x = decoder.dropout(decoder.embedding(tokens))
+    x = x if context is None else torch.cat([x, context], dim=-1)
+    layers = states[:-1] if decoder.input_feeding else states
+    if decoder.input_feeding:
+        x = torch.cat([x, states[-1][0]], dim=-1)
+    new_states = []
+    for k, layer in enumerate(decoder.rnn.layers):
+        x, state = layer[0].cell(decoder.rnn.dropout(x) if k > 0 else x, layers[k])
+        new_states.append(state)
+    if decoder.attention is not None:
+        context, _ = decoder.attention(x, *attend)
+        x = torch.tanh(decoder.combine(torch.cat([context, x], dim=-1)))
+    if decoder.input_feeding:
+        new_states.append((x,))
+    return torch.log_softmax(decoder.scores(x), dim=-1), new_states, None
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_searches_give_what_stepping_cell_by_cell_gives(seed: int) -> None:
+    """Greedy and beam outputs of two-layer decoders, with a context, attention and input feeding, equal those
+    of the cell-by-cell stepping the decoder used before the recurrence engine."""
+    torch.manual_seed(seed)
+    decoder = RNNDecoder(partial(LSTMCell), 12, embedding_dim=8, hidden_size=16, num_layers=2, context_size=6,
+                         attention="additive", key_size=6, input_feeding=True).eval()
+    states = decoder.initial_states([(torch.randn(6, 16), torch.randn(6, 16)) for _ in range(2)])
+    memory = source_memory(decoder, 6)
+    before = partial(cell_by_cell_step, decoder)
+    for search in (greedy_search, partial(beam_search, beam_size=4, length_penalty=0.8)):
+        outputs = search(decoder.step, states, 1, 2, max_length=10, memory=memory)
+        assert outputs == search(before, states, 1, 2, max_length=10, memory=memory)
+        assert len({tuple(ids) for ids in outputs}) > 1
+
+
+def saturated_decoder(input_feeding: bool = False, implementation: str = "auto") -> RNNDecoder:
+    """An LSTM decoder whose memory gains 1 a step (every gate σ(30) = 1, candidate tanh(30) = 1) and that always
+    prefers word 5, so no search stops before ``max_length``."""
+    decoder = RNNDecoder(partial(LSTMCell), 10, embedding_dim=4, hidden_size=4, implementation=implementation,
+                         attention="general" if input_feeding else "none", key_size=4, input_feeding=input_feeding)
+    with torch.no_grad():
+        for name, parameter in decoder.rnn.named_parameters():
+            parameter.fill_(30.0 if name.endswith("bias") else 0.0)
+    return rig(decoder.eval(), 5)
+
+
+DECODER_PATHS = {  # (input feeding, implementation, run(decoder, initial states, memory))
+    "teacher-forcing": (False, "reference", lambda decoder, states, memory: decoder(
+        torch.ones(1, 400, dtype=torch.long), torch.ones(1, 400, dtype=torch.bool), states)),
+    "input-feeding": (True, "auto", lambda decoder, states, memory: decoder(
+        torch.ones(1, 400, dtype=torch.long), torch.ones(1, 400, dtype=torch.bool), states, *memory)),
+    "greedy": (False, "auto", lambda decoder, states, memory: greedy_search(decoder.step, states, 1, 2, 400)),
+    "beam": (False, "auto", lambda decoder, states, memory: beam_search(decoder.step, states, 1, 2, 400,
+                                                                         beam_size=2)),
+}
+
+
+@pytest.mark.parametrize("path", DECODER_PATHS)
+def test_decoder_memory_grows_past_256_under_autocast(path: str) -> None:
+    """The decoder's recurrence runs in the parameters' precision under bf16 autocast on every path, as the
+    encoder's does: a memory gaining 1 a step ends at the number of steps (400, or 401 for the beam's last
+    step), where a bf16 memory stops at 256. The initial state is bf16, as a linear bridge under autocast
+    hands it over."""
+    input_feeding, implementation, run = DECODER_PATHS[path]
+    decoder = saturated_decoder(input_feeding, implementation)
+    states = decoder.initial_states([(torch.zeros(1, 4, dtype=torch.bfloat16),) * 2])
+    memory = source_memory(decoder, 1, size=4)
+    memories = []  # the first layer's c after each step, as its cell computed it
+    cell = next(module for module in decoder.modules() if isinstance(module, LSTMCell))
+    hook = cell.register_forward_hook(lambda module, args, out: memories.append(out[1][1]))
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+            run(decoder, states, memory)
+    finally:
+        hook.remove()
+    assert len(memories) >= 400
+    assert torch.allclose(memories[-1].float(), torch.full((1, 4), float(len(memories)))), memories[-1]
+
+
 def test_bridge_identity_and_linear() -> None:
     lstm = partial(LSTMCell)
     unidirectional = RNNEncoder(lstm, 8, 16, num_layers=2)
-    assert Bridge(unidirectional, 2, LSTMCell(16, 16)).kind == "identity"
+    assert Bridge(unidirectional, RNNEncoder(lstm, 8, 16, num_layers=2)).kind == "identity"
     birnn = RNNEncoder(lstm, 8, 16, num_layers=2, bidirectional=True)
-    bridge = Bridge(birnn, num_layers=1, cell=ElmanCell(8, 32))  # BiLSTM 2x2x16 -> one Elman layer
+    bridge = Bridge(birnn, RNNEncoder(partial(ElmanCell), 8, 32))  # BiLSTM 2x2x16 -> one Elman layer
     assert bridge.kind == "linear"
     encoded = birnn(torch.randn(3, 5, 8), torch.ones(3, 5, dtype=torch.bool))
     states = bridge(encoded.final_states)
     assert len(states) == 1 and len(states[0]) == 1 and states[0][0].shape == (3, 32)
     with pytest.raises(ValueError, match="bridge=identity needs"):
-        Bridge(birnn, 2, LSTMCell(16, 16), kind="identity")
+        Bridge(birnn, RNNEncoder(lstm, 8, 16, num_layers=2), kind="identity")
 
 
 def test_linear_bridge_hands_an_slstm_decoder_a_valid_memory() -> None:
     """A bridged sLSTM state is (h, c, n = 1, m = 0): a normaliser near 0 would make h = o c / n explode."""
     torch.manual_seed(0)
     birnn = RNNEncoder(partial(LSTMCell), 8, 16, bidirectional=True)
-    cell = SLSTMCell(8, 16)
-    bridge = Bridge(birnn, num_layers=2, cell=cell)
+    decoder = RNNEncoder(partial(SLSTMCell), 8, 16, num_layers=2)
+    bridge = Bridge(birnn, decoder)
     assert bridge.linear.out_features == 2 * 2 * 16  # h and c of each layer, no rows for n and m
     encoded = birnn(torch.randn(3, 5, 8), torch.ones(3, 5, dtype=torch.bool))
-    for h, c, n, m in bridge(encoded.final_states):
+    states = bridge(encoded.final_states)
+    for h, c, n, m in states:
         assert h.shape == c.shape == (3, 16) and torch.equal(n, torch.ones(3, 16)) and torch.equal(m, torch.zeros(3, 16))
-        out, _ = cell(torch.randn(3, 8) * 10, (h, c, n, m))
-        assert out.abs().max() <= 1.0  # |h| = o |c| / n ≤ 1 for a memory of values in (−1, 1)
+    for h, *_ in decoder.step(torch.randn(3, 8) * 10, states).states:
+        assert h.abs().max() <= 1.0  # |h| = o |c| / n ≤ 1 for a memory of values in (−1, 1)
 
 
 # ----------------------------------------------------------------- scores

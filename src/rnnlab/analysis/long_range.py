@@ -87,7 +87,7 @@ def load_runs(sweep_dir: str | Path) -> list[Run]:
         folder = metrics_path.parent
         config = OmegaConf.load(folder / ".hydra" / "config.yaml")
         metrics = json.loads(metrics_path.read_text())
-        name = "mse" if config.task.mode == "min" else "acc"
+        name = str(config.task.optimized_metric).rsplit("/", 1)[-1]  # the metric the run optimised: acc or mse
         flow_path = folder / "gradient_flow.json"
         runs.append(Run(folder, str(config.task.name), _variant(folder, config),
                         str(config.model.cell.get("gate", "-")), int(config.data.distance), int(config.seed), name,

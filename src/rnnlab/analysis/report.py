@@ -16,7 +16,7 @@ averaged. Written to ``--out`` (default ``<multirun dir>/report``):
   a band, from the CSV logs.
 
 Interval: Student's t with n − 1 degrees of freedom, ``mean ± t(0.975, n − 1) · sd / √n``, clipped to the
-metric's range where the range is known from the metric's name (``rnnlab.analysis.stats.METRIC_RANGES``):
+metric's range where the range is known from the metric's name (``rnnlab.metrics.declared.METRICS``):
 [0, 1] for accuracy, F1, precision and recall, [0, 100] for BLEU and chrF, [1, ∞) for perplexity, [0, ∞) for
 loss and MSE; other metrics are not clipped. The true mean lies in that range, so the clipped interval covers it
 whenever the t interval does. One run gives no interval.

@@ -24,26 +24,21 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from rnnlab.metrics.declared import METRICS
+
 CONFIDENCE = 0.95  # of the intervals
 ALPHA = 0.05       # significance level of the tests
 
-# The range of each metric the tasks log, by name without its stage prefix (``test/``) and ``_best`` suffix.
-METRIC_RANGES: dict[str, tuple[float, float]] = {
-    "acc": (0.0, 1.0), "f1": (0.0, 1.0), "precision": (0.0, 1.0), "recall": (0.0, 1.0), "chance": (0.0, 1.0),
-    "bleu": (0.0, 100.0), "chrf": (0.0, 100.0),  # sacrebleu's scale
-    "ppl": (1.0, math.inf),                       # exp of a non-negative mean NLL
-    "loss": (0.0, math.inf), "mse": (0.0, math.inf),
-}
 UNBOUNDED = (-math.inf, math.inf)
 
 
 def metric_range(metric: str | float | None) -> tuple[float, float]:
-    """The range of a metric from its name (``test/f1`` -> ``(0, 1)``); ``(-inf, inf)`` for a name not in
-    ``METRIC_RANGES``."""
+    """The range of a metric from its name (``test/f1`` -> ``(0, 1)``), as ``rnnlab.metrics.declared.METRICS``
+    declares it; ``(-inf, inf)`` for a name not declared there."""
     if not isinstance(metric, str):  # None or NaN: no metric name
         return UNBOUNDED
     name = re.sub(r"_best$", "", metric.rsplit("/", 1)[-1])
-    return METRIC_RANGES.get(name, UNBOUNDED)
+    return METRICS[name].range if name in METRICS else UNBOUNDED
 
 
 def describe_range(bounds: tuple[float, float]) -> str:

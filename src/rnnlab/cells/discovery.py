@@ -6,6 +6,7 @@ file is tested, benchmarked and swept with no other edit.
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,7 +15,8 @@ from hydra.utils import instantiate
 
 from rnnlab.cells.base import RecurrentCell
 
-CONF = Path(__file__).resolve().parents[3] / "conf"  # the repository's conf/ (an editable install)
+# The configs as package data: src/rnnlab/conf links to the repository's conf/, and an installed rnnlab holds a copy.
+CONF = Path(str(files("rnnlab") / "conf"))
 
 
 def cell_names() -> list[str]:

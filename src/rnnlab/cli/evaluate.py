@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from rnnlab.atomic import write_atomic
 from rnnlab.cli.inference import Loaded, configure, data_overrides, datamodule, load_checkpoint
-from rnnlab.run.errors import UserError
+from rnnlab.errors import UserError
 from rnnlab.run.precision import choose_precision
 from rnnlab.run.rundir import make_writable_dir
 

@@ -19,17 +19,23 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.run.errors import UserError
+from rnnlab.errors import UserError
 from rnnlab.tasks.base import CHECKPOINT_FORMAT, TaskModule
 
-# Modules moved when the package root was split into models/, run/ and cli/. Checkpoints written before store
-# class paths in them (the run config's callback and logger ``_target_``s); they are read as the new paths, so
-# those checkpoints load unchanged, with no format change.
+# Modules moved when the package root was split into models/, run/ and cli/, then when modules moved down so that
+# no package imports one above it (tests/test_layers.py). Checkpoints written before store class paths in them (the
+# run config's callback and logger ``_target_``s); they are read as the new paths, so those checkpoints load
+# unchanged, with no format change.
 MOVED_MODULES = {f"rnnlab.{name}": f"rnnlab.{package}.{name}" for package, names in {
-    "models": ("embeddings", "chars", "pretrained", "decoding"),
-    "run": ("pipeline", "callbacks", "loggers", "rundir", "errors", "precision"),
+    "models": ("embeddings", "chars", "decoding"),
+    "data": ("pretrained",),
+    "run": ("pipeline", "callbacks", "loggers", "rundir", "precision"),
     "cli": ("inference", "evaluate", "predict"),
-}.items() for name in names}
+}.items() for name in names} | {
+    "rnnlab.run.errors": "rnnlab.errors",
+    "rnnlab.models.pretrained": "rnnlab.data.pretrained",
+    "rnnlab.encoders.batch": "rnnlab.kernels.batch",
+}
 
 
 @dataclass

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from rnnlab.atomic import replacing
 from rnnlab.cli.inference import Loaded, batched, configure, data_overrides, datamodule, load_checkpoint
 from rnnlab.data.readers import read_conll, read_conllu, read_lines
-from rnnlab.run.errors import UserError
+from rnnlab.errors import UserError
 
 INPUT_FORMATS = ("text", "conll", "conllu")
 STDIN = "-"

@@ -14,7 +14,7 @@ from rnnlab.data.batching import map_rows
 from rnnlab.data.resumable import ResumableLoader
 from rnnlab.data.sampling import BucketBatchSampler
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.models.pretrained import knows
+from rnnlab.data.pretrained import knows
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class BucketedDataModule(L.LightningDataModule):
             sequences: the validation and test token sequences, normalised as for lookup.
 
         Returns:
-            ``vocab`` with the new words appended (by their exact or lowercased form, see ``rnnlab.models.pretrained``).
+            ``vocab`` with the new words appended (by their exact or lowercased form, see ``rnnlab.data.pretrained``).
         """
         if self.pretrained_words is None:
             return vocab

@@ -1,6 +1,6 @@
 """Errors for bad data, each naming the file (and line) and saying how to fix it."""
 
-from rnnlab.run.errors import UserError
+from rnnlab.errors import UserError
 
 
 class DataError(UserError, ValueError):

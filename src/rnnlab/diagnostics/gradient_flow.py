@@ -4,10 +4,10 @@ The total derivative with respect to ``h(t)`` sums every path from the step to t
 above and through the recurrence. It shrinks geometrically with the distance to the loss for an Elman cell
 (the vanishing gradient the lecture describes), while the LSTM's additive memory keeps it alive.
 
-The fused kernels keep the intermediate states inside one call, so the measurement runs the per-step loop
-(``implementation="reference"``, tested equal to the kernels) and records each step's ``h(t)`` with a
-forward hook on the cell. Works on any ``TaskModule`` with an ``RNNEncoder`` at ``module.encoder`` and a
-``compute_loss(batch) -> (loss, predictions)`` method.
+The fused kernels keep the intermediate states inside one call, so the measurement has the encoder run its
+per-step loop (tested equal to the kernels) and record each step's ``h(t)`` (``RNNEncoder.record_steps``).
+Works on any ``TaskModule`` with an ``RNNEncoder`` at ``module.encoder`` and a ``compute_loss(batch) ->
+(loss, predictions)`` method.
 """
 
 from __future__ import annotations
@@ -34,25 +34,14 @@ def curve_name(layer: int, reverse: bool) -> str:
 
 @contextmanager
 def recorded_states(encoder: RNNEncoder) -> Iterator[dict[str, list[Tensor]]]:
-    """Runs every layer through the per-step loop and collects each step's ``h(t)`` ``(B, H)``.
+    """Runs the encoder's step loop (``RNNEncoder.record_steps``) and collects each step's ``h(t)`` ``(B, H)``.
 
     Yields:
         Curve name -> the hidden states in the order the cell produced them (reading order).
     """
-    states: dict[str, list[Tensor]] = {}
-    saved: list[tuple] = []
-    for k, directions in enumerate(encoder.layers):
-        for layer in directions:
-            steps = states.setdefault(curve_name(k, layer.reverse), [])
-            hook = layer.cell.register_forward_hook(lambda cell, args, out, steps=steps: steps.append(out[0]))
-            saved.append((layer, layer.implementation, hook))
-            layer.implementation = "reference"
-    try:
-        yield states
-    finally:
-        for layer, implementation, hook in saved:
-            layer.implementation = implementation
-            hook.remove()
+    with encoder.record_steps() as recorded:
+        yield {curve_name(k, reverse): recorded[k][d] for k in range(encoder.num_layers)
+               for d, reverse in enumerate(encoder.directions)}
 
 
 def gradient_norms(module: L.LightningModule, batch: dict) -> dict[str, list[float]]:
@@ -148,7 +137,7 @@ class GradientFlow(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.plot and self.records and trainer.is_global_zero:
             plot_gradient_flow(self.records, self.out_dir / "gradient_flow.png",
-                               title=type(pl_module.encoder.layers[0][0].cell).__name__)
+                               title=pl_module.encoder.state_layout.cell)
 
     def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule, epochs_done: int) -> None:
         curves = gradient_norms(pl_module, self.batch)

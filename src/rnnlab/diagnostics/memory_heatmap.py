@@ -44,28 +44,28 @@ def encode_sentence(module: L.LightningModule, sentence: str) -> tuple[list[str]
 
 @torch.no_grad()
 def gate_trace(module: L.LightningModule, sentence: str) -> tuple[list[str], dict[str, np.ndarray]]:
-    """Runs the sentence and steps the first layer's (forward) cell to record its gates and states.
+    """Runs the sentence and steps the encoder's first layer (forward) to record its gates and states.
 
     Returns:
         The tokens, and a ``(T, H)`` array for each of the cell's ``gate_names`` and ``state_names`` (in that
         order: gates first, the state last).
     """
-    cell = module.encoder.layers[0][0].cell
+    encoder, layout = module.encoder, module.encoder.state_layout
     words, tokens = encode_sentence(module, sentence)
     captured = {}
-    hook = module.encoder.register_forward_pre_hook(lambda encoder, args: captured.update(x=args[0]))
+    hook = encoder.register_forward_pre_hook(lambda encoder, args: captured.update(x=args[0]))
     try:
         module.eval()
         module(tokens, torch.ones_like(tokens, dtype=torch.bool))
     finally:
         hook.remove()
     x = captured["x"]  # (1, T, I): what the encoder read
-    state = cell.initial_state(1, x.device, x.dtype)
-    trace: dict[str, list[np.ndarray]] = {name: [] for name in (*cell.gate_names, *cell.state_names)}
+    states = None
+    trace: dict[str, list[np.ndarray]] = {name: [] for name in (*layout.gates, *layout.names)}
     for t in range(x.shape[1]):
-        gates = cell.gates(x[:, t], state)
-        _, state = cell(x[:, t], state)
-        for name, value in (*gates.items(), *zip(cell.state_names, state)):
+        step = encoder.step(x[:, t], states, num_layers=1, gates=True)
+        states = step.states
+        for name, value in (*step.gates[0].items(), *zip(layout.names, states[0])):
             trace[name].append(value[0].cpu().numpy())
     return words, {name: np.stack(rows) for name, rows in trace.items()}
 
@@ -116,10 +116,10 @@ def main(argv: list[str] | None = None) -> Path:
     cls = get_class(args.module) if "module" in args else module_class(args.ckpt_path)
     module = cls.load_from_checkpoint(args.ckpt_path, map_location="cpu", weights_only=True)
     words, trace = gate_trace(module, str(args.sentence))
-    cell = module.encoder.layers[0][0].cell
+    layout = module.encoder.state_layout
     run = Path(args.ckpt_path).resolve().parent.parent.name
-    plot_memory(words, trace, cell.state_names, args.out, int(args.get("units", 32)),
-                title=f"{type(cell).__name__}, first layer, forward ({run})")
+    plot_memory(words, trace, layout.names, args.out, int(args.get("units", 32)),
+                title=f"{layout.cell}, first layer, forward ({run})")
     return Path(args.out)
 
 

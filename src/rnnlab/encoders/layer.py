@@ -1,14 +1,12 @@
-"""The time loop: one cell run over a padded batch, in either direction, with a mask."""
+"""One recurrent layer: a cell run over a padded batch, in either direction, with a mask."""
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from rnnlab.cells.base import RecurrentCell, State
-from rnnlab.encoders.batch import SortedBatch
-from rnnlab.kernels import KERNELS, LibraryKernel, SequenceKernel, get_kernel
-from rnnlab.kernels.library import run_library_kernel
+from rnnlab.encoders.engine import run_stack
+from rnnlab.kernels import get_kernel
 
 IMPLEMENTATIONS = ("auto", "reference")
 
@@ -47,7 +45,7 @@ class RecurrentLayer(nn.Module):
         return kernel
 
     def forward(self, x: Tensor, mask: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """Runs the layer.
+        """Runs the layer through the recurrence engine (``rnnlab.encoders.engine``) as a one-layer stack.
 
         Args:
             x: ``(B, T, I)`` inputs, right-padded.
@@ -56,38 +54,8 @@ class RecurrentLayer(nn.Module):
 
         Returns:
             ``outputs`` ``(B, T, H)``, zero at padding, and the final state after each sentence's last real
-            token in reading order (for ``reverse``, after its first token).
+            token in reading order (for ``reverse``, after its first token); in the parameters' dtype under
+            autocast.
         """
-        if state is None:
-            state = self.cell.initial_state(x.shape[0], x.device, x.dtype)
-        kernel = self.kernel()
-        kind = KERNELS[kernel[0]] if kernel is not None else None
-        if isinstance(kind, SequenceKernel):
-            batch = SortedBatch(mask)
-            out, state = self.run_sorted(kernel, batch.to_time_major(x), batch, tuple(map(batch.sort, state)))
-            return batch.from_time_major(out), tuple(map(batch.unsort, state))
-        lengths = mask.sum(dim=1)  # (B,)
-        if isinstance(kind, LibraryKernel) and bool((lengths > 0).all()):  # packing refuses empty sentences
-            out, (state,) = run_library_kernel(kernel[0], kernel[1], x, lengths, [state], reverse=self.reverse)
-            return out, state
-        return self._loop(x, mask, state)
-
-    def run_sorted(self, kernel: tuple[str, list[Tensor]], x: Tensor, batch: SortedBatch,
-                   state: State) -> tuple[Tensor, State]:
-        """Runs a sequence kernel on a ``SortedBatch`` layout: ``x`` ``(T, B, I)``, ``state`` sorted.
-
-        Returns:
-            ``(T, B, H)`` outputs, zero at padding, and the final state, sorted.
-        """
-        name, params = kernel
-        return KERNELS[name].run(params, x, batch, state, self.reverse)
-
-    def _loop(self, x: Tensor, mask: Tensor, state: State) -> tuple[Tensor, State]:
-        steps = range(x.shape[1] - 1, -1, -1) if self.reverse else range(x.shape[1])
-        outputs: list[Tensor] = [x.new_empty(0)] * x.shape[1]
-        for t in steps:
-            h, new_state = self.cell(x[:, t], state)
-            keep = mask[:, t].unsqueeze(1)  # (B, 1): padding leaves the state untouched
-            state = tuple(torch.where(keep, new, old) for new, old in zip(new_state, state))
-            outputs[t] = h * keep
-        return torch.stack(outputs, dim=1), state
+        outputs, final_states = run_stack([[self]], x, mask, None if state is None else [[state]])
+        return outputs, final_states[0][0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from torch import Tensor
 
@@ -26,3 +27,40 @@ class EncoderOutput:
     outputs: Tensor | None
     sentence: Tensor
     final_states: list[list[State]]
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """How a recurrent encoder's states are laid out, declared by its cell.
+
+    Attributes:
+        cell: the cell's class name.
+        names: the state tensors of each layer and direction, in order, ``h`` first, each ``(B, H)``.
+        gates: the gates ``RNNEncoder.step`` reports with ``gates=True``, each ``(B, H)``.
+        hidden_size: ``H``.
+        bridged: how many leading state tensors a linear bridge computes (``RecurrentCell.bridged_states``).
+    """
+
+    cell: str
+    names: tuple[str, ...]
+    gates: tuple[str, ...]
+    hidden_size: int
+    bridged: int
+
+    @property
+    def num_states(self) -> int:
+        return len(self.names)
+
+
+class EncoderStep(NamedTuple):
+    """What ``RNNEncoder.step`` returns.
+
+    Attributes:
+        hidden: ``(N, H)`` the output of the last layer stepped.
+        states: per layer stepped, the new state tuple (``StateLayout.names``).
+        gates: per layer stepped, the gates named as ``StateLayout.gates``; empty unless asked for.
+    """
+
+    hidden: Tensor
+    states: list[State]
+    gates: list[dict[str, Tensor]]

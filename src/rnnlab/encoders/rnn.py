@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 
 from rnnlab.cells.base import RecurrentCell, State
-from rnnlab.encoders.batch import SortedBatch
+from rnnlab.encoders.engine import run_stack, step_stack
 from rnnlab.encoders.layer import RecurrentLayer
-from rnnlab.encoders.output import EncoderOutput
-from rnnlab.kernels import KERNELS, LibraryKernel, SequenceKernel
-from rnnlab.kernels.library import run_library_kernel
+from rnnlab.encoders.output import EncoderOutput, EncoderStep, StateLayout
 
 CellFactory = Callable[[int, int], RecurrentCell]
 STYLES = ("stacked", "independent")
@@ -53,31 +51,42 @@ class RNNEncoder(nn.Module):
         self.num_layers = num_layers
         self.bidirectional = bidirectional
         self.style = style
-        directions = [False, True] if bidirectional else [reverse]
+        self.directions = (False, True) if bidirectional else (reverse,)  # per direction: reads right to left
         # Layer k of a direction reads the concatenation of all directions only in the stacked style.
         wide = bidirectional and style == "stacked"
 
         def layer_input(k: int) -> int:
             if k == 0:
                 return input_size
-            return hidden_size * len(directions) if wide else hidden_size
+            return hidden_size * len(self.directions) if wide else hidden_size
 
         self.layers = nn.ModuleList(
             nn.ModuleList(RecurrentLayer(cell(layer_input(k), hidden_size), backwards, implementation)
-                          for backwards in directions)
+                          for backwards in self.directions)
             for k in range(num_layers))
         self.dropout = nn.Dropout(dropout)
+        self._wide = wide
+        self._recorder: list[list[list[Tensor]]] | None = None  # set by record_steps
 
     def get_output_dim(self) -> int:
         """Size of each token representation and of the sentence representation."""
         return self.hidden_size * (2 if self.bidirectional else 1)
 
-    def forward(self, x: Tensor, mask: Tensor, initial_states: list[list[State]] | None = None) -> EncoderOutput:
-        """Encodes a padded batch.
+    @property
+    def state_layout(self) -> StateLayout:
+        """What ``step`` and ``EncoderOutput.final_states`` hold per layer and direction."""
+        cell = self.layers[0][0].cell
+        return StateLayout(type(cell).__name__, cell.state_names, cell.gate_names, self.hidden_size,
+                           cell.bridged_states)
 
-        With ``implementation="auto"``, cells that map onto a PyTorch stack kernel run the whole stack
-        in one kernel call (two for an ``"independent"`` multi-layer BiRNN) on one packed batch; cells with
-        a sequence kernel run on one sorted, time-major copy of the batch shared by all layers.
+    def complete_state(self, bridged: State) -> State:
+        """A whole state from its ``state_layout.bridged`` leading tensors (``RecurrentCell.complete_state``)."""
+        return self.layers[0][0].cell.complete_state(bridged)
+
+    def forward(self, x: Tensor, mask: Tensor, initial_states: list[list[State]] | None = None) -> EncoderOutput:
+        """Encodes a padded batch through the recurrence engine (``rnnlab.encoders.engine``), which picks the
+        stack's path (one library kernel call for the whole stack, one sequence kernel call per layer and
+        direction on a batch sorted once, or the step loop) and runs it in the parameters' precision.
 
         Args:
             x: ``(B, T, I)`` right-padded inputs.
@@ -87,77 +96,43 @@ class RNNEncoder(nn.Module):
         Returns:
             ``EncoderOutput`` with ``D = get_output_dim()``; in the parameters' dtype under autocast.
         """
-        device = x.device.type
-        if torch.is_autocast_enabled(device):
-            # The recurrence runs in the parameters' precision, the layers around it in autocast's: bf16 keeps 8
-            # significant bits, so once |c| passes 256 the update c + i·g rounds back to c and the memory stops
-            # changing (an LM trained with Adam under bf16 stalled at the unigram level that way).
-            dtype = next(self.parameters()).dtype
-            with torch.autocast(device, enabled=False):
-                states = None if initial_states is None else [[tuple(s.to(dtype) for s in state) for state in layer]
-                                                               for layer in initial_states]
-                return self._encode(x.to(dtype), mask, states)
-        return self._encode(x, mask, initial_states)
-
-    def _encode(self, x: Tensor, mask: Tensor, initial_states: list[list[State]] | None) -> EncoderOutput:
-        if initial_states is None:
-            initial_states = [[direction.cell.initial_state(x.shape[0], x.device, x.dtype) for direction in layer]
-                              for layer in self.layers]
-        kernels = [[direction.kernel() for direction in layer] for layer in self.layers]
-        modes = {kernel[0] if kernel is not None else None for layer in kernels for kernel in layer}
-        mode = modes.pop() if len(modes) == 1 else None
-        kind = KERNELS[mode] if mode is not None else None
-        if isinstance(kind, LibraryKernel):
-            lengths = mask.sum(dim=1)  # (B,)
-            if bool((lengths > 0).all()):  # packing refuses empty sentences
-                outputs, final_states = self._library(mode, kernels, x, lengths, initial_states)
-                return self._output(outputs, final_states)
-        if isinstance(kind, SequenceKernel):
-            batch = SortedBatch(mask)
-            sorted_states = [[tuple(map(batch.sort, state)) for state in layer] for layer in initial_states]
-            outputs, final_states = self._stack(
-                batch.to_time_major(x), sorted_states,
-                lambda k, d, v, state: self.layers[k][d].run_sorted(kernels[k][d], v, batch, state))
-            final_states = [[tuple(map(batch.unsort, state)) for state in layer] for layer in final_states]
-            return self._output(batch.from_time_major(outputs), final_states)
-        outputs, final_states = self._stack(x, initial_states,
-                                            lambda k, d, v, state: self.layers[k][d](v, mask, state))
-        return self._output(outputs, final_states)
-
-    def _stack(self, x: Tensor, initial_states: list[list[State]],
-               run: Callable[[int, int, Tensor, State], tuple[Tensor, State]]) -> tuple[Tensor, list[list[State]]]:
-        """Layer by layer; ``run(layer, direction, inputs, state)`` runs one direction of one layer."""
-        num_directions = len(self.layers[0])
-        inputs = [x] * num_directions  # what each direction reads at the current layer
-        final_states: list[list[State]] = []
-        for k in range(self.num_layers):
-            if k > 0:
-                inputs = [self.dropout(v) for v in inputs]
-            results = [run(k, d, v, s) for d, (v, s) in enumerate(zip(inputs, initial_states[k]))]
-            outputs = [out for out, _ in results]  # each (..., H)
-            final_states.append([state for _, state in results])
-            if self.bidirectional and self.style == "stacked":
-                inputs = [torch.cat(outputs, dim=-1)] * num_directions  # (..., 2H)
-            else:
-                inputs = outputs
-        return torch.cat(outputs, dim=-1), final_states
-
-    def _library(self, mode: str, kernels: list[list[tuple[str, list[Tensor]]]], x: Tensor, lengths: Tensor,
-                 initial_states: list[list[State]]) -> tuple[Tensor, list[list[State]]]:
-        """The whole stack through ``run_library_kernel``: one call, or one per direction if independent."""
-        run = partial(run_library_kernel, mode, x=x, lengths=lengths, num_layers=self.num_layers,
-                      dropout=self.dropout.p, train=self.training)
-        directions = range(len(self.layers[0]))
-        if self.bidirectional and (self.style == "stacked" or self.num_layers == 1):
-            outputs, flat = run([p for layer in kernels for kernel in layer for p in kernel[1]],
-                                states=[state for layer in initial_states for state in layer], bidirectional=True)
-            return outputs, [flat[2 * k:2 * k + 2] for k in range(self.num_layers)]
-        results = [run([p for layer in kernels for p in layer[d][1]], states=[layer[d] for layer in initial_states],
-                       reverse=self.layers[0][d].reverse) for d in directions]
-        outputs = torch.cat([out for out, _ in results], dim=-1)  # (B, T, D*H)
-        return outputs, [[flat[k] for _, flat in results] for k in range(self.num_layers)]
-
-    @staticmethod
-    def _output(outputs: Tensor, final_states: list[list[State]]) -> EncoderOutput:
+        outputs, final_states = run_stack(self.layers, x, mask, initial_states, self._wide, self.dropout,
+                                          self._recorder)
         sentence = torch.cat([state[0] for state in final_states[-1]], dim=-1)  # (B, D)
         return EncoderOutput(outputs, sentence, final_states)
+
+    def step(self, x_t: Tensor, states: list[State] | None = None, num_layers: int | None = None,
+             gates: bool = False) -> EncoderStep:
+        """One position through the forward direction, in the parameters' precision: what a decoder generates
+        with, and how the diagnostics look inside the cells.
+
+        Args:
+            x_t: ``(N, I)`` inputs of the first layer.
+            states: per layer, a state tuple of ``(N, H)`` named as ``state_layout.names``; zeros when None.
+            num_layers: step only the first this many layers (default all). In a stacked BiRNN a layer above the
+                first reads both directions, so only the first layer's forward direction steps alone.
+            gates: also return the gates each layer's cell computed.
+
+        Returns:
+            ``EncoderStep``: the ``(N, H)`` output of the last layer stepped, the new states, and per layer
+            the gates named as ``state_layout.gates`` (empty unless ``gates``).
+        """
+        layers = self.layers[:num_layers or self.num_layers]
+        if len(layers) > 1 and self._wide:
+            raise ValueError("only the first layer of a stacked BiRNN steps alone; pass num_layers=1")
+        recorded_gates: list[dict[str, Tensor]] = []
+        hidden, new_states = step_stack(layers, x_t, states, self.dropout, recorded_gates if gates else None)
+        return EncoderStep(hidden, new_states, recorded_gates)
+
+    @contextmanager
+    def record_steps(self) -> Iterator[list[list[list[Tensor]]]]:
+        """While open, ``forward`` runs the step loop and records each step's ``h(t)`` ``(B, H)``.
+
+        Yields:
+            Per layer, per direction (forward first), the hidden states in reading order.
+        """
+        self._recorder = [[[] for _ in layer] for layer in self.layers]
+        try:
+            yield self._recorder
+        finally:
+            self._recorder = None

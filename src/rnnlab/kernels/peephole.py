@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from rnnlab.kernels.batch import SortedBatch
 from rnnlab.kernels.registry import SequenceKernel, State, register_kernel
 
 
@@ -194,14 +195,15 @@ def peephole_lstm_sequence(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh
 
     Returns:
         ``(outputs, h_n, c_n)``: ``(T, B, H)`` hidden states, zero at padding, and the state after each
-        sentence's last step in reading order, ``(B, H)`` each. Not for autocast: ``RNNEncoder`` turns it off
+        sentence's last step in reading order, ``(B, H)`` each. Not for autocast: the recurrence engine turns it off
         around every kernel.
     """
     return PeepholeLSTMFunction.apply(x.contiguous(), h0, c0, w_ih, w_hh, bias, w_ci, w_co, lengths, batch_sizes,
                                       reverse)
 
 
-def _run_sorted(params: list[Tensor], x: Tensor, batch: Any, state: State, reverse: bool) -> tuple[Tensor, State]:
+def _run_sorted(params: list[Tensor], x: Tensor, batch: SortedBatch, state: State,
+                reverse: bool) -> tuple[Tensor, State]:
     """``peephole_lstm_sequence`` as a ``SequenceKernel``: params ``[w_ih, w_hh, bias, w_ci, w_co]``."""
     out, h, c = peephole_lstm_sequence(x, *state, *params, batch.lengths, batch.batch_sizes, reverse)
     return out, (h, c)

@@ -6,7 +6,7 @@ Two kinds, told apart by how the encoder runs them:
   whole multi-layer, bidirectional stack in one call over a packed batch (``rnnlab.kernels.library``); its
   parameters are ``[w_ih, w_hh, b_ih, b_hh]`` per layer and direction in PyTorch's layout.
 - ``SequenceKernel``: one layer and direction over a batch sorted by length, time-major
-  (``rnnlab.encoders.batch.SortedBatch``), as the project's own kernels are written.
+  (``rnnlab.kernels.batch.SortedBatch``), as the project's own kernels are written.
 
 A new kernel is one module in ``rnnlab/kernels/`` that calls ``register_kernel`` at import; the package imports
 every module in it, so nothing else is edited.
@@ -15,13 +15,12 @@ every module in it, so nothing else is edited.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Union
+from typing import Callable, Union
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from rnnlab.encoders.batch import SortedBatch
+from rnnlab.kernels.batch import SortedBatch
 
 State = tuple[Tensor, ...]
 
@@ -51,7 +50,7 @@ class SequenceKernel:
         num_states: state tensors it carries.
     """
 
-    run: Callable[[list[Tensor], Tensor, "SortedBatch", State, bool], tuple[Tensor, State]]
+    run: Callable[[list[Tensor], Tensor, SortedBatch, State, bool], tuple[Tensor, State]]
     num_states: int
 
 

@@ -27,16 +27,12 @@ state at the last real token, as ``a = 1, b = 0`` at padding would leave it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rnnlab.kernels.batch import SortedBatch
 from rnnlab.kernels.registry import SequenceKernel, State, register_kernel
-
-if TYPE_CHECKING:
-    from rnnlab.encoders.batch import SortedBatch
 
 
 def log_g(v: Tensor) -> Tensor:

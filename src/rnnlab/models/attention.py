@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rnnlab.run.errors import UserError
+from rnnlab.errors import UserError
 
 SCORES = ("additive", "dot", "general")
 KINDS = ("none", *SCORES)

@@ -3,7 +3,8 @@
 The lecture's translation model: the encoder reads the source into a representation ``z``; ``z`` initialises a
 recurrent language model fed ``<BOS>``, which then predicts the target word after word and stops when it
 produces ``<EOS>``. Training uses teacher forcing (the decoder reads the reference prefix) through the encoder
-stack's fused kernels; generation steps the same cells one token at a time, greedily or by beam search.
+stack's fused kernels; generation steps the same stack one token at a time (``RNNEncoder.step``), greedily or by
+beam search; both run the recurrence in the parameters' precision (``rnnlab.encoders.engine``).
 Optionally the decoder attends over the encoder's token outputs at every step (``rnnlab.models.attention``).
 """
 
@@ -16,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.cells.base import RecurrentCell, State
+from rnnlab.cells.base import State
 from rnnlab.encoders import RNNEncoder
 from rnnlab.encoders.rnn import CellFactory
+from rnnlab.errors import UserError
 from rnnlab.models.attention import KINDS, SCORES, Attention
-from rnnlab.run.errors import UserError
 
 BRIDGES = ("auto", "identity", "linear")
 STRATEGIES = ("greedy", "beam")
@@ -43,32 +44,32 @@ class Bridge(nn.Module):
 
     Args:
         encoder: the source encoder.
-        num_layers: decoder depth.
-        cell: a decoder cell (its hidden size, state count, and how a bridged state is completed).
+        decoder: the decoder's stack (``RNNDecoder.rnn``): its depth, hidden size, and how a bridged state is
+            completed.
         kind: one of ``BRIDGES``.
     """
 
-    def __init__(self, encoder: RNNEncoder, num_layers: int, cell: RecurrentCell, kind: str = "auto"):
+    def __init__(self, encoder: RNNEncoder, decoder: RNNEncoder, kind: str = "auto"):
         super().__init__()
         if kind not in BRIDGES:
             raise ValueError(f"model.decoder.bridge must be one of {BRIDGES}, got {kind!r}")
-        encoder_states = encoder.layers[0][0].cell.num_states
-        hidden_size, num_states = cell.hidden_size, cell.num_states
+        source, target = encoder.state_layout, decoder.state_layout
+        num_layers = decoder.num_layers
         fits = (not encoder.bidirectional and encoder.num_layers == num_layers
-                and encoder.hidden_size == hidden_size and encoder_states == num_states)
+                and source.hidden_size == target.hidden_size and source.num_states == target.num_states)
         if kind == "identity" and not fits:
             raise ValueError(
                 f"model.decoder.bridge=identity needs a unidirectional encoder with the decoder's depth, hidden "
-                f"size and cell state count; got encoder {encoder.num_layers}x{encoder.hidden_size} "
-                f"(bidirectional={encoder.bidirectional}, {encoder_states} states) and decoder "
-                f"{num_layers}x{hidden_size} ({num_states} states); use bridge=linear or auto")
+                f"size and cell state count; got encoder {encoder.num_layers}x{source.hidden_size} "
+                f"(bidirectional={encoder.bidirectional}, {source.num_states} states) and decoder "
+                f"{num_layers}x{target.hidden_size} ({target.num_states} states); use bridge=linear or auto")
         self.kind = "identity" if kind == "identity" or (kind == "auto" and fits) else "linear"
-        # the cell's method, not the cell: as a submodule its parameters would be stored twice
-        self.num_layers, self.bridged_states, self.complete_state = num_layers, cell.bridged_states, cell.complete_state
+        # the stack's method, not the stack: as a submodule its parameters would be stored twice
+        self.num_layers, self.bridged_states, self.complete_state = num_layers, target.bridged, decoder.complete_state
         if self.kind == "linear":
             directions = 2 if encoder.bidirectional else 1
-            width = encoder.num_layers * directions * encoder_states * encoder.hidden_size
-            self.linear = nn.Linear(width, num_layers * self.bridged_states * hidden_size)
+            width = encoder.num_layers * directions * source.num_states * source.hidden_size
+            self.linear = nn.Linear(width, num_layers * self.bridged_states * target.hidden_size)
 
     def forward(self, final_states: list[list[State]]) -> States:
         """``EncoderOutput.final_states`` -> the decoder's initial state of each layer."""
@@ -146,11 +147,6 @@ class RNNDecoder(nn.Module):
     def hidden_size(self) -> int:
         return self.rnn.hidden_size
 
-    @property
-    def cell(self) -> RecurrentCell:
-        """The first layer's cell (every layer's is of the same kind)."""
-        return self.rnn.layers[0][0].cell
-
     def memory(self, sentence: Tensor, outputs: Tensor | None, source_mask: Tensor) -> tuple[Tensor, ...]:
         """What every step reads from the source (see the class docstring).
 
@@ -192,16 +188,6 @@ class RNNDecoder(nn.Module):
         context, weights = self.attention(hidden, keys, prepared, mask)  # (..., D), (..., S)
         return torch.tanh(self.combine(torch.cat([context, hidden], dim=-1))), weights
 
-    def _cells(self, x: Tensor, states: States) -> tuple[Tensor, States]:
-        """Every layer's cell for one position: ``(N, I)`` inputs -> ``(N, H)`` top-layer state, new states."""
-        new_states = []
-        for k, layer in enumerate(self.rnn.layers):
-            if k > 0:
-                x = self.rnn.dropout(x)
-            x, state = layer[0].cell(x, states[k])  # (N, H)
-            new_states.append(state)
-        return x, new_states
-
     def forward(self, inputs: Tensor, mask: Tensor, states: States,
                 *memory: Tensor) -> tuple[Tensor, Tensor | None]:
         """Teacher forcing: what the output layer reads after each input token.
@@ -227,7 +213,7 @@ class RNNDecoder(nn.Module):
             x = self._inputs(inputs, context)  # (B, T, E + C)
             hidden, weights = [], []
             for t in range(inputs.shape[1]):
-                top, layers = self._cells(torch.cat([x[:, t], feed], dim=-1), layers)  # (B, H)
+                top, layers, _ = self.rnn.step(torch.cat([x[:, t], feed], dim=-1), layers)  # (B, H)
                 feed, step_weights = self._attend(top, *attend)
                 hidden.append(feed)
                 weights.append(step_weights)
@@ -258,7 +244,7 @@ class RNNDecoder(nn.Module):
         layers = states[:-1] if self.input_feeding else states
         if self.input_feeding:
             x = torch.cat([x, states[-1][0]], dim=-1)  # (N, E + C + H)
-        top, new_states = self._cells(x, layers)  # (N, H)
+        top, new_states, _ = self.rnn.step(x, layers)  # (N, H)
         weights = None
         if self.attention is not None:
             top, weights = self._attend(top, *attend)

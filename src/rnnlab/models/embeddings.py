@@ -7,8 +7,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from rnnlab.data.pretrained import NODE, read_pretrained
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.models.pretrained import NODE, read_pretrained
 
 
 class WordEmbedder(nn.Module):
@@ -22,7 +22,7 @@ class WordEmbedder(nn.Module):
         dropout: dropout on the vectors.
         word_dropout: training-time probability of replacing a real word by ``<unk>``, so the model learns a
             useful unknown-word vector for the rare and unseen words of test data.
-        pretrained_vectors: optional vectors: a named source or a file (see ``rnnlab.models.pretrained``), read by
+        pretrained_vectors: optional vectors: a named source or a file (see ``rnnlab.data.pretrained``), read by
             ``load_pretrained``.
         words: the vocabulary in id order; needed with ``pretrained_vectors``.
         freeze: keep the vectors fixed during training.
@@ -80,7 +80,7 @@ def load_vectors(embedding: nn.Embedding, spec: str, words: Sequence[str], node:
 
     Args:
         embedding: one row per word of ``words``.
-        spec: a named source or a vectors file (see ``rnnlab.models.pretrained``).
+        spec: a named source or a vectors file (see ``rnnlab.data.pretrained``).
         words: the vocabulary, in id order.
         node: the config node naming ``spec``, for messages.
     """

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
-from rnnlab.run.errors import UserError
+from rnnlab.errors import UserError
 from rnnlab.run.loggers import CSVLogger
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.atomic import write_atomic
 from rnnlab.data.bucketed import BucketedDataModule
-from rnnlab.models.pretrained import vector_words
+from rnnlab.data.pretrained import vector_words
+from rnnlab.errors import UserError
+from rnnlab.metrics.declared import BETTER_WHEN
 from rnnlab.run.callbacks import stop_reason
-from rnnlab.run.errors import UserError
 from rnnlab.run.loggers import finish_wandb
 from rnnlab.run.precision import choose_precision
 from rnnlab.run.rundir import (AtomicCheckpointIO, check_resumable, make_writable_dir, read_checkpoint,
@@ -36,10 +37,6 @@ def _instantiate_all(group: DictConfig | None) -> list:
 def _plain(node: DictConfig | None) -> dict | None:
     """A resolved plain-dict copy, so checkpoints hold no OmegaConf objects."""
     return None if node is None else OmegaConf.to_container(node, resolve=True)
-
-
-# Which way the metrics a task logs improve: a monitor watching one the wrong way keeps the worst checkpoint.
-BETTER_WHEN = {"max": ("acc", "f1", "precision", "recall", "bleu", "chrf"), "min": ("loss", "ppl", "mse")}
 
 
 def check_metric_direction(metric: str, mode: str) -> None:

@@ -21,7 +21,7 @@ import logging
 
 import torch
 
-from rnnlab.run.errors import UserError
+from rnnlab.errors import UserError
 
 log = logging.getLogger(__name__)
 

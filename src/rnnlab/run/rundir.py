@@ -17,7 +17,7 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from omegaconf import DictConfig
 
 from rnnlab.atomic import replacing
-from rnnlab.run.errors import UserError, report
+from rnnlab.errors import UserError, report
 
 
 def make_writable_dir(path: str | Path, option: str) -> Path:

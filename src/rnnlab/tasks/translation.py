@@ -18,10 +18,10 @@ from rnnlab.data.batching import pad_sequences
 from rnnlab.data.special import BOS, EOS
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.encoders import build_encoder
+from rnnlab.errors import UserError
 from rnnlab.metrics import Perplexity
 from rnnlab.models.decoding import LENGTH_NORMS, STRATEGIES, Bridge, RNNDecoder, States, beam_hypotheses, decode
 from rnnlab.models.embeddings import WordEmbedder, load_vectors
-from rnnlab.run.errors import UserError
 from rnnlab.tasks.base import PredictedBatches, TaskModule
 
 # Checkpoints from before an option existed decode as they did then (e.g. length_norm).
@@ -94,7 +94,7 @@ class TranslationModule(TaskModule):
             ``attention``: ``kind`` (``none`` | ``additive`` | ``dot`` | ``general``, see
             ``rnnlab.models.attention``), ``size`` (additive score width, None: the decoder's hidden size),
             ``input_feeding`` (Luong et al. 2015); ``implementation``, ``pretrained_vectors`` (target-side
-            vectors, as ``model.pretrained_vectors`` gives the source side: see ``rnnlab.models.pretrained``).
+            vectors, as ``model.pretrained_vectors`` gives the source side: see ``rnnlab.data.pretrained``).
         source_vocab: source vocabulary (``Vocabulary.to_dict()``), from the DataModule.
         target_vocab: target vocabulary with ``<bos>`` and ``<eos>``, from the DataModule.
         target_lang: language of the Moses detokeniser.
@@ -152,7 +152,7 @@ class TranslationModule(TaskModule):
             self.encoder.get_output_dim() if options.get("feed_context") else 0,
             attention.get("kind", "none"), self.encoder.get_output_dim(), attention.get("size"),
             bool(attention.get("input_feeding", False)))
-        self.bridge = Bridge(self.encoder, self.decoder.num_layers, self.decoder.cell, options.get("bridge", "auto"))
+        self.bridge = Bridge(self.encoder, self.decoder.rnn, options.get("bridge", "auto"))
         self.target_vectors = options.get("pretrained_vectors")
         self.ppl = torch.nn.ModuleDict({stage: Perplexity() for stage in ("val", "test")})
         self.bleu_best = MaxMetric()

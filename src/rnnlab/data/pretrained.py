@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnlab.run.errors import UserError
+from rnnlab.errors import UserError
 
 log = logging.getLogger(__name__)
 

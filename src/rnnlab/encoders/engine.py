@@ -1,0 +1,178 @@
+"""The recurrence engine: how a stack of recurrent layers runs, decided in one place for every caller.
+
+The encoder (``RNNEncoder``), a lone ``RecurrentLayer``, the translation decoder (teacher forcing, input feeding,
+greedy and beam search), the diagnostics and the benchmark all run their recurrences through ``run_stack`` (a
+whole padded batch) or ``step_stack`` (one position). ``run_stack`` takes one of three paths per stack:
+
+- library kernel: every cell maps onto the same PyTorch stack kernel (``torch.lstm``, ...): the whole stack in
+  one call on a packed batch (one call per direction for an independent multi-layer BiRNN);
+- sequence kernel: every cell names the same project kernel (``rnnlab.kernels``): one sorted, time-major copy
+  of the batch shared by all layers, one kernel call per layer and direction;
+- step loop: ``cell.forward`` step by step, for cells without a kernel, ``implementation="reference"``, a stack
+  whose layers do not all name the same kernel, batches with an empty sentence on the library path (packing
+  refuses them), and while steps are recorded.
+
+Precision: under autocast the recurrence runs in the parameters' dtype with autocast off, and so do its inputs
+and initial states; the layers around it stay in autocast's. bf16 keeps 8 significant bits, so once ``|c|``
+passes 256 the update ``c + i·g`` rounds back to ``c`` and the memory stops changing (an LM trained with Adam
+under bf16 stalled at the unigram level that way).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from functools import partial
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from rnnlab.cells.base import State
+from rnnlab.kernels import KERNELS, LibraryKernel, SequenceKernel
+from rnnlab.kernels.batch import SortedBatch
+from rnnlab.kernels.library import run_library_kernel
+
+if TYPE_CHECKING:
+    from rnnlab.encoders.layer import RecurrentLayer
+
+Stack = Sequence[Sequence["RecurrentLayer"]]  # per layer, per direction (forward first)
+StackStates = list[list[State]]  # per layer, per direction, a cell's state tuple of (B, H)
+Recorder = list[list[list[Tensor]]]  # per layer, per direction, h(t) (B, H) of each step in reading order
+
+
+@contextmanager
+def parameter_precision(parameter: Tensor, device_type: str) -> Iterator[Callable[[Tensor], Tensor]]:
+    """Autocast off around a recurrence; yields the cast its inputs and states go through (a no-op outside
+    autocast, the parameters' dtype under it)."""
+    if not torch.is_autocast_enabled(device_type):
+        yield lambda tensor: tensor
+        return
+    with torch.autocast(device_type, enabled=False):
+        yield lambda tensor: tensor.to(parameter.dtype)
+
+
+def run_stack(layers: Stack, x: Tensor, mask: Tensor, initial_states: StackStates | None = None,
+              wide: bool = False, dropout: nn.Dropout | None = None,
+              recorder: Recorder | None = None) -> tuple[Tensor, StackStates]:
+    """Runs a stack of layers over a padded batch, in the parameters' precision.
+
+    Args:
+        layers: per layer, one ``RecurrentLayer`` per direction (forward first).
+        x: ``(B, T, I)`` right-padded inputs.
+        mask: ``(B, T)`` bool, True at real tokens (a prefix of each row).
+        initial_states: per layer and direction a state tuple of ``(B, H)``; zeros when None.
+        wide: each layer above the first reads the outputs of every direction below (a stacked BiRNN), not
+            only its own direction's.
+        dropout: applied to the inputs of every layer above the first.
+        recorder: if given, runs the step loop and appends each step's ``h(t)`` to ``recorder[layer][direction]``.
+
+    Returns:
+        ``(B, T, D*H)`` top-layer outputs of all directions, zero at padding, and the final states as
+        ``initial_states``; in the parameters' dtype.
+    """
+    with parameter_precision(next(layers[0][0].parameters()), x.device.type) as cast:
+        if initial_states is None:
+            initial_states = [[direction.cell.initial_state(x.shape[0], x.device, x.dtype) for direction in layer]
+                              for layer in layers]
+        states = [[tuple(map(cast, state)) for state in layer] for layer in initial_states]
+        return _run(layers, cast(x), mask, states, wide, dropout, recorder)
+
+
+def step_stack(layers: Stack, x_t: Tensor, states: list[State] | None = None, dropout: nn.Dropout | None = None,
+               gates: list[dict[str, Tensor]] | None = None) -> tuple[Tensor, list[State]]:
+    """One position through the forward direction of a stack, in the parameters' precision.
+
+    Args:
+        layers: as ``run_stack``; each layer's forward direction reads the one below it.
+        x_t: ``(N, I)`` inputs of the first layer.
+        states: per layer the cell's state tuple of ``(N, H)``; zeros when None.
+        dropout: applied to the inputs of every layer above the first.
+        gates: if given, each layer's ``cell.gates`` of this step is appended to it.
+
+    Returns:
+        ``(N, H)`` the top layer's output and the new states, in the parameters' dtype.
+    """
+    with parameter_precision(next(layers[0][0].parameters()), x_t.device.type) as cast:
+        x_t = cast(x_t)
+        if states is None:
+            states = [layer[0].cell.initial_state(x_t.shape[0], x_t.device, x_t.dtype) for layer in layers]
+        new_states = []
+        for k, layer in enumerate(layers):
+            if k > 0 and dropout is not None:
+                x_t = dropout(x_t)
+            state = tuple(map(cast, states[k]))
+            if gates is not None:
+                gates.append(layer[0].cell.gates(x_t, state))
+            x_t, state = layer[0].cell(x_t, state)  # (N, H)
+            new_states.append(state)
+        return x_t, new_states
+
+
+def _run(layers: Stack, x: Tensor, mask: Tensor, states: StackStates, wide: bool, dropout: nn.Dropout | None,
+         recorder: Recorder | None) -> tuple[Tensor, StackStates]:
+    """``run_stack`` once the precision is settled: picks the path."""
+    kernels = [[None if recorder is not None else direction.kernel() for direction in layer] for layer in layers]
+    names = {kernel[0] if kernel is not None else None for layer in kernels for kernel in layer}
+    kind = KERNELS[next(iter(names))] if len(names) == 1 and None not in names else None
+    if isinstance(kind, LibraryKernel):
+        lengths = mask.sum(dim=1)  # (B,)
+        if bool((lengths > 0).all()):  # packing refuses empty sentences
+            return _library(layers, kernels, x, lengths, states, wide, dropout)
+    if isinstance(kind, SequenceKernel):
+        batch = SortedBatch(mask)
+        sorted_states = [[tuple(map(batch.sort, state)) for state in layer] for layer in states]
+        outputs, final_states = _layer_by_layer(
+            layers, batch.to_time_major(x), sorted_states, wide, dropout,
+            lambda k, d, v, state: KERNELS[kernels[k][d][0]].run(kernels[k][d][1], v, batch, state,
+                                                                 layers[k][d].reverse))
+        final_states = [[tuple(map(batch.unsort, state)) for state in layer] for layer in final_states]
+        return batch.from_time_major(outputs), final_states
+    return _layer_by_layer(layers, x, states, wide, dropout, lambda k, d, v, state: _loop(
+        layers[k][d], v, mask, state, None if recorder is None else recorder[k][d]))
+
+
+def _layer_by_layer(layers: Stack, x: Tensor, states: StackStates, wide: bool, dropout: nn.Dropout | None,
+                    run: Callable[[int, int, Tensor, State], tuple[Tensor, State]]) -> tuple[Tensor, StackStates]:
+    """Layer by layer; ``run(layer, direction, inputs, state)`` runs one direction of one layer."""
+    num_directions = len(layers[0])
+    inputs = [x] * num_directions  # what each direction reads at the current layer
+    final_states: StackStates = []
+    for k in range(len(layers)):
+        if k > 0 and dropout is not None:
+            inputs = [dropout(v) for v in inputs]
+        results = [run(k, d, v, s) for d, (v, s) in enumerate(zip(inputs, states[k]))]
+        outputs = [out for out, _ in results]  # each (..., H)
+        final_states.append([state for _, state in results])
+        inputs = [torch.cat(outputs, dim=-1)] * num_directions if wide else outputs  # (..., 2H) if wide
+    return torch.cat(outputs, dim=-1), final_states
+
+
+def _library(layers: Stack, kernels: list[list[tuple[str, list[Tensor]]]], x: Tensor, lengths: Tensor,
+             states: StackStates, wide: bool, dropout: nn.Dropout | None) -> tuple[Tensor, StackStates]:
+    """The whole stack through ``run_library_kernel``: one call, or one per direction if independent."""
+    num_layers = len(layers)
+    run = partial(run_library_kernel, kernels[0][0][0], x=x, lengths=lengths, num_layers=num_layers,
+                  dropout=0.0 if dropout is None else dropout.p, train=dropout is not None and dropout.training)
+    if len(layers[0]) == 2 and (wide or num_layers == 1):
+        outputs, flat = run([p for layer in kernels for kernel in layer for p in kernel[1]],
+                            states=[state for layer in states for state in layer], bidirectional=True)
+        return outputs, [flat[2 * k:2 * k + 2] for k in range(num_layers)]
+    results = [run([p for layer in kernels for p in layer[d][1]], states=[layer[d] for layer in states],
+                   reverse=layers[0][d].reverse) for d in range(len(layers[0]))]
+    outputs = torch.cat([out for out, _ in results], dim=-1)  # (B, T, D*H)
+    return outputs, [[flat[k] for _, flat in results] for k in range(num_layers)]
+
+
+def _loop(layer: RecurrentLayer, x: Tensor, mask: Tensor, state: State,
+          recorded: list[Tensor] | None) -> tuple[Tensor, State]:
+    """The per-step loop over ``layer.cell.forward``: the definition the kernels are tested against."""
+    steps = range(x.shape[1] - 1, -1, -1) if layer.reverse else range(x.shape[1])
+    outputs: list[Tensor] = [x.new_empty(0)] * x.shape[1]
+    for t in steps:
+        h, new_state = layer.cell(x[:, t], state)
+        if recorded is not None:
+            recorded.append(h)
+        keep = mask[:, t].unsqueeze(1)  # (B, 1): padding leaves the state untouched
+        state = tuple(torch.where(keep, new, old) for new, old in zip(new_state, state))
+        outputs[t] = h * keep
+    return torch.stack(outputs, dim=1), state
