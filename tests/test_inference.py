@@ -314,6 +314,26 @@ def test_missing_and_invalid_checkpoints_and_inputs(trained, tmp_path: Path, cap
     assert f"input {tmp_path / 'none.conll'} not found; pass input= a file in the model's data format" in message
 
 
+def test_a_directory_is_named_as_one(trained, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    message = user_error("predict", [f"ckpt_path={trained['sst2'][0]}", f"input={tmp_path}"], capsys)
+    assert f"input {tmp_path} is a directory; pass input= a file, or input=- to read stdin" in message
+    message = user_error("predict", [f"ckpt_path={tmp_path}", f"input={tmp_path}"], capsys)
+    assert f"checkpoint {tmp_path} is a directory; pass ckpt_path=" in message
+
+
+def test_predictions_that_fail_halfway_leave_the_previous_output_whole(trained, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    """Line 3,001 does not decode: 3,000 predictions were made when the run stopped, none reached the file."""
+    lines = tmp_path / "in.txt"
+    lines.write_bytes(b"great fun\ndull\n" * 1500 + b"\xff\xfe\n")
+    output = tmp_path / "out.txt"
+    output.write_text("previous predictions\n")
+    message = user_error("predict", [f"ckpt_path={trained['sst2'][0]}", f"input={lines}", f"output={output}",
+                                     "batch_size=100"], capsys)
+    assert f"{lines}:3001: cannot decode the file as utf-8" in message
+    assert output.read_text() == "previous predictions\n" and sorted(tmp_path.iterdir()) == [lines, output]
+
+
 def test_a_device_name_torch_does_not_know_is_named_before_the_checkpoint(tmp_path: Path,
                                                                           capsys: pytest.CaptureFixture) -> None:
     text = write_lines(tmp_path / "in.txt", ["a b"])

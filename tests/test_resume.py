@@ -245,6 +245,18 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(family: str, checkpoint
     assert csv_rows(run) == csv_rows(whole)
 
 
+def test_sigterm_then_resume_equals_an_uninterrupted_run(uninterrupted, tmp_path: Path) -> None:
+    args, whole = uninterrupted("tagging")
+    run = tmp_path / "resumed"
+    stopped = run_train([*args, *hook("SignalAt", step=6, signum=signal.SIGTERM)], run)  # inside epoch 1
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    resumed = run_train([*args, "ckpt_path=last"], run)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert metrics(run) == metrics(whole) and csv_rows(run) == csv_rows(whole)
+    expected, actual = weights(whole / "checkpoints" / "last.ckpt"), weights(run / "checkpoints" / "last.ckpt")
+    assert all(torch.equal(expected[k], actual[k]) for k in expected)
+
+
 def test_sigterm_saves_a_checkpoint_and_exits_with_the_resume_command(tiny_data: Path, tmp_path: Path) -> None:
     """The checkpoint is written where the periodic ones are (end of a training batch): the SIGKILL test resumes one."""
     run = tmp_path / "run"

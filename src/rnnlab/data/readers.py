@@ -27,8 +27,19 @@ def read_lines(path: str | Path, encoding: str = "utf-8") -> Iterator[tuple[int,
                 yield line_number, line.rstrip("\r\n")
     except UnicodeDecodeError as error:
         raise DataError(
-            f"{path}:{line_number + 1}: cannot decode the file as {encoding} ({error.reason}); "
-            f"set the data option `encoding` to the file's encoding (e.g. encoding=cp1252)") from None
+            f"{path}:{_undecodable_line(path, opener, encoding)}: cannot decode the file as {encoding} "
+            f"({error.reason}); set the data option `encoding` to the file's encoding (e.g. encoding=cp1252)") from None
+
+
+def _undecodable_line(path: Path, opener, encoding: str) -> int:
+    """The number of the first line that does not decode (text files decode ahead of the lines they yield)."""
+    with opener(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode(encoding)
+            except UnicodeDecodeError:
+                return number
+    return number
 
 
 def check_conll_options(delimiter: str, comment_prefix: str | None) -> None:
