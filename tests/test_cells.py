@@ -1,4 +1,5 @@
-"""Cell math: CIFG's coupled gates, peephole reducing to LSTM, IndRNN and sLSTM against their equations."""
+"""Cell math: CIFG's coupled gates, peephole reducing to LSTM, IndRNN, sLSTM and the Mogrifier against their
+equations."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 from rnnlab.cells import CIFGCell, LSTMCell, PeepholeLSTMCell
 from rnnlab.cells.discovery import cell_factory
 from rnnlab.cells.indrnn import IndRNNCell
+from rnnlab.cells.mogrifier import MogrifierLSTMCell
 from rnnlab.cells.slstm import SLSTMCell
 from rnnlab.encoders import RecurrentLayer, RNNEncoder
 
@@ -120,3 +122,63 @@ def test_lstm_input_bias_sets_the_input_rows_beside_the_forget_rows() -> None:
     cell = cell_factory("lstm", forget_bias=3.0, input_bias=-3.0)(3, 4)
     expected = torch.tensor([-3.0] * 4 + [3.0] * 4 + [0.0] * 8)  # input, forget, candidate, output
     assert torch.equal(cell.bias.detach(), expected)
+
+
+def mogrifier_reference(x: torch.Tensor, cell: MogrifierLSTMCell) -> torch.Tensor:
+    """The outputs over ``x`` ``(B, T, I)``, written from the paper's equations with its indices: x^(-1) = x(n),
+    h^0 = h(n-1), x^i = 2σ(Q^i h^(i-1)) × x^(i-2) for odd i, h^i = 2σ(R^i x^(i-1)) × h^(i-2) for even i."""
+    r, size = cell.rounds, cell.hidden_size
+    matrices = {i: cell.round_matrix(i - 1) for i in range(1, r + 1)}  # Q^i for odd i, R^i for even i
+    h, c, outputs = torch.zeros(len(x), size, dtype=x.dtype), torch.zeros(len(x), size, dtype=x.dtype), []
+    for step in range(x.shape[1]):
+        xs, hs = {-1: x[:, step]}, {0: h}
+        for i in range(1, r + 1):
+            if i % 2 == 1:
+                xs[i] = 2 * torch.sigmoid(hs[i - 1] @ matrices[i].t()) * xs[i - 2]
+            else:
+                hs[i] = 2 * torch.sigmoid(xs[i - 1] @ matrices[i].t()) * hs[i - 2]
+        x_last, h_last = xs[max(xs)], hs[max(hs)]  # the last round of each
+        z_i, z_f, z_g, z_o = (x_last @ cell.weight_ih.t() + h_last @ cell.weight_hh.t() + cell.bias).split(size, -1)
+        c = torch.sigmoid(z_f) * c + torch.sigmoid(z_i) * torch.tanh(z_g)
+        h = torch.sigmoid(z_o) * torch.tanh(c)
+        outputs.append(h)
+    return torch.stack(outputs, dim=1)
+
+
+@pytest.mark.parametrize("rounds,rank", [(5, None), (4, 2), (1, None)])
+def test_mogrifier_equals_the_paper_equations(rounds: int, rank: int | None) -> None:
+    """Outputs and every parameter's gradient equal the reference to 1e-10 in float64, over a sequence."""
+    torch.manual_seed(0)
+    cell = MogrifierLSTMCell(3, 4, rounds=rounds, rank=rank).double()
+    with torch.no_grad():
+        for parameter in cell.parameters():
+            parameter.normal_(std=0.7)  # rounds far from the identity
+    x = torch.randn(2, 6, 3, dtype=torch.float64)
+    out, _ = RecurrentLayer(cell)(x, torch.ones(2, 6, dtype=torch.bool))
+    expected = mogrifier_reference(x, cell)
+    assert torch.allclose(out, expected, atol=1e-10)
+    assert not torch.allclose(out, RecurrentLayer(zero_rounds(cell))(x, torch.ones(2, 6, dtype=torch.bool))[0])
+    grads = torch.autograd.grad(out.pow(2).sum(), list(cell.parameters()))
+    reference = torch.autograd.grad(expected.pow(2).sum(), list(cell.parameters()))
+    assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(grads, reference))
+
+
+def zero_rounds(cell: MogrifierLSTMCell) -> LSTMCell:
+    """An LSTM with ``cell``'s LSTM weights."""
+    lstm = LSTMCell(cell.input_size, cell.hidden_size).double()
+    lstm.load_state_dict(cell.state_dict(), strict=False)
+    return lstm
+
+
+def test_mogrifier_with_no_rounds_is_the_lstm() -> None:
+    torch.manual_seed(0)
+    lstm = RNNEncoder(LSTMCell, 3, 4, 2, True).double()
+    mogrifier = RNNEncoder(lambda i, h: MogrifierLSTMCell(i, h, rounds=0), 3, 4, 2, True).double()
+    mogrifier.load_state_dict(lstm.state_dict())
+    x = torch.randn(3, 5, 3, dtype=torch.float64)
+    mask = torch.arange(5) < torch.tensor([[5], [2], [4]])
+    assert torch.allclose(lstm(x, mask).outputs, mogrifier(x, mask).outputs, atol=1e-12)
+    with pytest.raises(ValueError, match="rounds"):
+        MogrifierLSTMCell(3, 4, rounds=-1)
+    with pytest.raises(ValueError, match="rank"):
+        MogrifierLSTMCell(3, 4, rank=0)
