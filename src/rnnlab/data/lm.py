@@ -34,7 +34,7 @@ from rnnlab.data.readers import read_lines
 from rnnlab.data.resumable import ResumableLoader
 from rnnlab.data.sources import load_with_fallback, local_files
 from rnnlab.data.special import BOS, EOS, IGNORE_INDEX, PAD, UNK
-from rnnlab.data.token_streams import TokenStreams, cache_key, file_digest, open_or_build
+from rnnlab.data.token_streams import TokenStreams, cache_key, file_digest, map_streams, open_or_build
 from rnnlab.data.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,7 @@ class LMDataModule(L.LightningDataModule):
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else Path(HF_DATASETS_CACHE) / "rnnlab_lm"
         self.vocab: Vocabulary | None = None
         self.streams: dict[str, Tensor] = {}
+        self.stream_folder: Path | None = None  # the cache entry the training splits are mapped from
 
     # ----------------------------------------------------------------- reading
     def _read(self, path: Path) -> list[dict]:
@@ -221,10 +222,22 @@ class LMDataModule(L.LightningDataModule):
         if self.vocab is not None:
             return
         opened = self.open_streams()
-        self.vocab, self.streams = opened.vocab, dict(opened.streams)
+        self.vocab, self.streams, self.stream_folder = opened.vocab, dict(opened.streams), opened.folder
         log.info("%s: %d words in the vocabulary; predicted tokens %s; <unk> rate %s; streams in %s", self.name,
                  len(self.vocab), {s: opened.counts[s]["targets"] for s in SPLITS},
                  {s: round(opened.counts[s]["unk"] / opened.counts[s]["tokens"], 4) for s in SPLITS}, opened.folder)
+
+    def __getstate__(self) -> dict:
+        # Spawned processes (ddp_spawn) map the cached streams again rather than receive copies of them.
+        state = dict(self.__dict__)
+        if self.stream_folder is not None:
+            state["streams"] = {split: stream for split, stream in self.streams.items() if split not in SPLITS}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.stream_folder is not None:
+            self.streams.update(map_streams(self.stream_folder, SPLITS))
 
     def num_targets(self, split: str) -> int:
         """Tokens the model predicts in a split: its words and ``<eos>`` tokens (not ``<bos>``)."""
@@ -259,12 +272,23 @@ class LMDataModule(L.LightningDataModule):
 
     # ----------------------------------------------------------------- loaders
     def windows(self, split: str, batch_size: int) -> BPTTWindows:
-        """The batches of a split; under DDP each process takes its own block of ``batch_size`` columns."""
+        """This process's batches of a split; under DDP each process reads its own contiguous block of columns.
+
+        Training: the stream is laid out in ``batch_size`` columns per process, so a step of ``P`` processes
+        reads ``P * batch_size`` columns, each token once per epoch. Evaluation: the single process's layout of
+        ``batch_size`` columns is shared out, so the windows, the carried states and the perplexity summed
+        across processes are those of one process.
+        """
         trainer = self.trainer
         replicas, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
-        return BPTTWindows(self.streams[split], batch_size * replicas,
-                           range(rank * batch_size, (rank + 1) * batch_size), self.bptt, self.vocab.pad_id,
-                           self.vocab[BOS])
+        if split == "train":
+            columns, rows = batch_size * replicas, range(rank * batch_size, (rank + 1) * batch_size)
+        elif batch_size < replicas:
+            raise DataError(f"data.eval_batch_size={batch_size} leaves some of the {replicas} processes no column "
+                            f"of the {split} stream; set data.eval_batch_size to {replicas} or more")
+        else:
+            columns, rows = batch_size, range(rank * batch_size // replicas, (rank + 1) * batch_size // replicas)
+        return BPTTWindows(self.streams[split], columns, rows, self.bptt, self.vocab.pad_id, self.vocab[BOS])
 
     def _loader(self, split: str, batch_size: int, loader: type[DataLoader] = DataLoader) -> DataLoader:
         # batch_size=None: each item already is a batch; order matters, so no shuffling.

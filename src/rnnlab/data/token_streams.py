@@ -21,7 +21,7 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import datasets
 import numpy as np
@@ -118,9 +118,13 @@ def open_streams(folder: Path) -> TokenStreams:
         if file_digest(path) != expected["blake2b"]:
             raise CorruptCache(f"{file} does not match its digest")
     vocab = Vocabulary.from_dict(json.loads((folder / "vocab.json").read_text()))
-    streams = {split: torch.from_numpy(np.memmap(folder / f"{split}.int32", dtype="<i4", mode="c"))
-               for split in manifest["counts"]}
-    return TokenStreams(vocab, streams, manifest["counts"], folder)
+    return TokenStreams(vocab, map_streams(folder, manifest["counts"]), manifest["counts"], folder)
+
+
+def map_streams(folder: Path, splits: Iterable[str]) -> dict[str, Tensor]:
+    """The splits' ids in a checked cache entry, memory-mapped (copy-on-write: pages are shared until written)."""
+    return {split: torch.from_numpy(np.memmap(folder / f"{split}.int32", dtype="<i4", mode="c"))
+            for split in splits}
 
 
 def build_streams(folder: Path, load_lines: LoadLines, min_freq: int, specials: tuple[str, ...],

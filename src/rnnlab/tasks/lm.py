@@ -149,9 +149,13 @@ class LanguageModelModule(TaskModule):
 
     def on_validation_epoch_start(self) -> None:
         self.states.pop("val", None)
+        # Exactly this epoch's tokens: after a ddp_spawn fit the main process's copy of the metric holds a sum
+        # that was never computed and reset there.
+        self.metrics["val"].reset()
 
     def on_test_epoch_start(self) -> None:
         self.states.pop("test", None)
+        self.metrics["test"].reset()
 
     def on_validation_epoch_end(self) -> None:
         self.log_metric("val", self.metrics["val"])
