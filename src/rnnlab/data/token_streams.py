@@ -21,7 +21,7 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import datasets
 import numpy as np
@@ -37,7 +37,7 @@ from rnnlab.data.vocab import Vocabulary
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1  # part of every key: raise it when the layout or the reading changes
-ROWS_PER_PASS = 100_000  # sentences per Arrow batch in the counting and writing passes
+ROWS_PER_BATCH = 10_000  # sentences per Arrow record batch of the tokenised splits
 DIGEST_CHUNK = 1 << 24
 
 LoadLines = Callable[[Path], datasets.DatasetDict]  # Arrow cache folder -> splits with a "text" column
@@ -135,9 +135,11 @@ def build_streams(folder: Path, load_lines: LoadLines, min_freq: int, specials: 
     building.mkdir(parents=True)
     try:
         lines = load_lines(building / "arrow")
-        words = lines.map(split_words, batched=True, remove_columns=["text"], desc=f"tokenising {name}",
+        words = lines.map(split_words, batched=True, batch_size=ROWS_PER_BATCH, writer_batch_size=ROWS_PER_BATCH,
+                          remove_columns=["text"], desc=f"tokenising {name}",
                           cache_file_names={split: str(building / "arrow" / f"words-{split}.arrow")
                                             for split in lines})
+        del lines  # unmaps the lines' Arrow files: the pages read stop counting as the process's memory
         for split, table in words.items():
             if len(table) == 0:
                 raise DataError(f"{name}: the {split} split holds no sentence (empty lines are skipped); give a "
@@ -145,7 +147,7 @@ def build_streams(folder: Path, load_lines: LoadLines, min_freq: int, specials: 
         vocab = Vocabulary.from_counts(count_words(words["train"]), min_freq, specials, max_size)
         vocab.save(building / "vocab.json")
         counts = {split: write_ids(table, vocab, building / f"{split}.int32") for split, table in words.items()}
-        del lines, words
+        del words
         shutil.rmtree(building / "arrow")  # the ids are all a run needs
         files = {path.name: {"bytes": path.stat().st_size, "blake2b": file_digest(path)}
                  for path in sorted(building.iterdir())}
@@ -165,11 +167,19 @@ def split_words(batch: dict) -> dict:
     return {"tokens": [tokens for line in batch["text"] if (tokens := line.split())]}
 
 
+def record_batches(table: datasets.Dataset) -> Iterator[pa.RecordBatch]:
+    """A dataset's Arrow files, one record batch at a time, with plain reads: pages of a memory map, as
+    ``Dataset.iter`` reads them, would stay in the process's resident memory once touched."""
+    for cache_file in table.cache_files:
+        with pa.OSFile(cache_file["filename"]) as source:
+            yield from pa.ipc.open_stream(source)
+
+
 def count_words(words: datasets.Dataset) -> Counter:
     """How often each word occurs, counted by Arrow a batch at a time."""
     counts: Counter = Counter()
-    for batch in words.with_format("arrow").iter(batch_size=ROWS_PER_PASS):
-        tallies = pc.value_counts(pc.list_flatten(batch["tokens"]))
+    for batch in record_batches(words):
+        tallies = pc.value_counts(pc.list_flatten(batch.column("tokens")))
         counts.update(dict(zip(tallies.field("values").to_pylist(), tallies.field("counts").to_pylist())))
     return counts
 
@@ -184,8 +194,8 @@ def write_ids(words: datasets.Dataset, vocab: Vocabulary, path: Path) -> dict[st
     bos, eos, unk = vocab[BOS], vocab[EOS], vocab[UNK]
     counts = Counter()
     with open(path, "wb") as handle:
-        for batch in words.with_format("arrow").iter(batch_size=ROWS_PER_PASS):
-            tokens = pa.chunked_array(batch["tokens"]).combine_chunks()
+        for batch in record_batches(words):
+            tokens = batch.column("tokens")
             ids = pc.index_in(pc.list_flatten(tokens), value_set=items).fill_null(unk)  # vocab[word], per word
             lengths = pc.list_value_length(tokens).to_numpy().astype(np.int64)  # (S,)
             ends = np.cumsum(lengths + 2) - 1  # position of each sentence's <eos>
