@@ -207,7 +207,7 @@ class LMDataModule(L.LightningDataModule):
             hub_lines = load_with_fallback(self.name, self.data_dir, self.subdir, self.files, self._read,
                                            self._load_hub_lines, f"{self.hub['path']} ({self.hub.get('name')})")
             sources = {"hub": dict(self.hub), **{split: lines._fingerprint for split, lines in hub_lines.items()}}
-            load_lines = lambda arrow_dir: hub_lines  # noqa: E731 (HF caches Hub datasets itself)
+            load_lines = lambda arrow_dir: hub_lines  # the Hub datasets are in the HF cache already
         options = {"encoding": self.encoding, "min_freq": self.min_freq, "max_size": self.max_size,
                    "specials": SPECIALS}
         return open_or_build(self.cache_dir / cache_key(sources, options), load_lines, self.min_freq, SPECIALS,
