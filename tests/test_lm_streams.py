@@ -162,3 +162,28 @@ def test_empty_split_and_bad_encoding_are_named(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"valid\.txt:1: .*encoding"):
         datamodule(root).setup()
     assert "éclair".encode().decode("latin-1") in opened(datamodule(root, encoding="latin-1"))[0]  # a new key
+
+
+
+def hub_datamodule(cache: Path) -> LMDataModule:
+    return LMDataModule("corpus", "corpus", SPLIT_FILES, data_dir=None, cache_dir=str(cache),
+                        hub={"path": "someone/corpus", "name": "v1", "text": "line"})
+
+
+def test_hub_splits_give_the_same_streams_as_the_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Hub path, with ``load_dataset`` answering from memory: its text column read, its fingerprints keyed."""
+    import datasets
+
+    root = write_corpus(tmp_path)
+    expected = opened(datamodule(root))
+    folder = root / "corpus"
+    texts = {"train": gzip.open(folder / SPLIT_FILES["train"], "rt", newline="").read(),
+             "validation": (folder / SPLIT_FILES["validation"]).read_text(),
+             "test": (folder / SPLIT_FILES["test"]).read_text()}
+    hub = datasets.DatasetDict({split: datasets.Dataset.from_dict({"id": list(range(len(lines))), "line": lines})
+                                for split, lines in ((split, text.splitlines()) for split, text in texts.items())})
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, name=None: hub)
+    assert opened(hub_datamodule(tmp_path / "hub-cache")) == expected
+    hub["validation"] = datasets.Dataset.from_dict({"line": ["the dog"]})
+    validation = opened(hub_datamodule(tmp_path / "hub-cache"))[1]["validation"]
+    assert validation == [expected[0].index(word) for word in (BOS, "the", "dog", EOS)]  # a new fingerprint
