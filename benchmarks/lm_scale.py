@@ -12,7 +12,7 @@ measured) and runs each measurement in a fresh process, so its peak RSS is its o
   with the full softmax and with the adaptive softmax (cut-offs 20k / 40k / 200k) over that vocabulary.
 
     RNNLAB_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/lm_scale.py --tokens 1e6 20e6
-    python benchmarks/lm_scale.py --tokens 1e6 --zipf-tokens 0 --steps 50 --work /tmp/lm_scale  # quicker
+    python benchmarks/lm_scale.py --tokens 1e6 --zipf-tokens --steps 50 --work /tmp/lm_scale  # quicker
 """
 
 from __future__ import annotations
@@ -71,19 +71,23 @@ def write_sentences(path: Path, kind: str, words: int, sentences: list[str], rng
 
 
 def make_corpus(folder: Path, kind: str, words: int, ptb: Path, seed: int = 0) -> dict[str, str]:
-    """Writes ``train.txt`` of about ``words`` words (and validation/test files); returns the files by split."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    sentences = ptb_lines(ptb, "train")
-    write_sentences(folder / "train.txt", kind, words, sentences, rng)
-    files = {"train": str(folder / "train.txt")}
+    """Writes ``train.txt`` of about ``words`` words (and validation/test files); returns the files by split.
+
+    A folder that holds them already (``done`` written last) is used as it is: the same seed writes the same text.
+    """
+    files = {"train": folder / "train.txt"}
     for split, name in (("validation", "valid"), ("test", "test")):
-        if kind == "ptb":
-            files[split] = str(ptb / f"ptb.{name}.txt.gz")
-        else:
-            write_sentences(folder / f"{name}.txt", kind, ZIPF_EVAL_WORDS, sentences, rng)
-            files[split] = str(folder / f"{name}.txt")
-    return files
+        files[split] = ptb / f"ptb.{name}.txt.gz" if kind == "ptb" else folder / f"{name}.txt"
+    if not (folder / "done").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(seed)
+        sentences = ptb_lines(ptb, "train")
+        write_sentences(files["train"], kind, words, sentences, rng)
+        if kind == "zipf":
+            for split in ("validation", "test"):
+                write_sentences(files[split], kind, ZIPF_EVAL_WORDS, sentences, rng)
+        (folder / "done").touch()
+    return {split: str(path) for split, path in files.items()}
 
 
 # --------------------------------------------------------------------------- measurements (child processes)
@@ -188,37 +192,39 @@ def cpu_name() -> str:
     return names[0] if names else platform.processor() or platform.machine()
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=float, nargs="*", default=[1e6, 20e6], help="ptb corpus sizes (words)")
     parser.add_argument("--zipf-tokens", type=float, nargs="*", default=[20e6], help="267k-word corpus sizes")
     parser.add_argument("--steps", type=int, default=200, help="timed training steps, 10k vocabulary")
     parser.add_argument("--vocab-steps", type=int, default=20, help="timed training steps, 267k vocabulary")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before the timed ones")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/lm_scale"), help="corpora and caches")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/lm_scale"), help="corpora (kept) and caches")
+    parser.add_argument("--figure", type=Path, help="draw setup time and peak RSS against words into this file")
     parser.add_argument("--data-dir", type=Path, help="folder holding ptb_mikolov/ ($RNNLAB_DATA_DIR)",
                         default=Path(os.environ.get("RNNLAB_DATA_DIR", ROOT.parent / "shared" / "data")))
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        name, *rest = json.loads(args.child)
-        print(json.dumps({"setup": child_setup, "train": child_train}[name](*rest)))
-        return
-    ptb = args.data_dir / "ptb_mikolov"
-    print(f"# {cpu_name()}, {os.cpu_count()} cores, OMP_NUM_THREADS="
-          f"{os.environ.get('OMP_NUM_THREADS')}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print("| corpus | words | vocabulary | text MB | first setup s | cached setup s | peak RSS MB first / cached "
-          "(after imports) | cache MB / peak disk MB | training tokens/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    return parser.parse_args()
+
+
+def measure_ptb_corpora(args: argparse.Namespace, ptb: Path) -> list[tuple[int, dict]]:
+    """PTB and the ``ptb-N`` corpora: a table row each; returns ``(words, setup)`` per corpus."""
     ptb_files = {"train": str(ptb / "ptb.train.txt.gz"), "validation": str(ptb / "ptb.valid.txt.gz"),
                  "test": str(ptb / "ptb.test.txt.gz")}
     corpora = [("PTB", 887_521, ptb_files)]
     corpora += [(f"ptb-{n / 1e6:g}M", int(n), make_corpus(args.work / f"ptb-{n:g}", "ptb", int(n), ptb))
                 for n in args.tokens]
+    measured = []
     for name, words, files in corpora:
         setup = first_and_cached_setup(files, args.work / f"cache-{name}")
         speed = in_child("train", files, str(args.work / f"cache-{name}"), args.steps, args.warmup, None)
         print(setup_row(name, words, files, setup, speed), flush=True)
+        measured.append((words, setup))
+    return measured
+
+
+def measure_zipf_corpora(args: argparse.Namespace, ptb: Path) -> None:
+    """The ``zipf-N`` corpora: a table row each, then the full and the adaptive softmax's step time."""
     for n in args.zipf_tokens:
         files = make_corpus(args.work / f"zipf-{n:g}", "zipf", int(n), ptb)
         setup = first_and_cached_setup(files, args.work / f"cache-zipf-{n:g}")
@@ -231,9 +237,49 @@ def main() -> None:
             print(f"#   {output} over {speed['vocab']:,} words: "
                   f"{speed['seconds_per_step']:.3f} s/step, {speed['tokens_per_s']:,.0f} tokens/s, peak RSS "
                   f"{speed['rss_mb']:,.0f} MB ({speed['precision']}, {args.vocab_steps} steps)", flush=True)
+
+
+def draw(measured: list[tuple[int, dict]], path: Path) -> None:
+    """Setup seconds and peak RSS against words, first and cached, log-log."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    words = [n / 1e6 for n, _ in measured]
+    figure, (seconds, memory) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for run, style in (("first", "o-"), ("cached", "s--")):
+        seconds.plot(words, [setup[run]["seconds"] for _, setup in measured], style, label=run)
+        memory.plot(words, [setup[run]["rss_mb"] for _, setup in measured], style, label=run)
+    memory.plot(words, [setup["first"]["imports_rss_mb"] for _, setup in measured], ":", label="after imports")
+    for axes, label in ((seconds, "setup (s)"), (memory, "peak RSS (MB)")):
+        axes.set(xscale="log", xlabel="training words (millions)", ylabel=label)
+        axes.grid(alpha=0.3)
+        axes.legend()
+    seconds.set_yscale("log")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main() -> None:
+    args = parse_args()
+    if args.child:
+        name, *rest = json.loads(args.child)
+        print(json.dumps({"setup": child_setup, "train": child_train}[name](*rest)))
+        return
     import torch
 
-    print(f"# torch {torch.__version__}; load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    ptb = args.data_dir / "ptb_mikolov"
+    print(f"# {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, OMP_NUM_THREADS="
+          f"{os.environ.get('OMP_NUM_THREADS')}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print("| corpus | words | vocabulary | text MB | first setup s | cached setup s | peak RSS MB first / cached "
+          "(after imports) | cache MB / peak disk MB | training tokens/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    measured = measure_ptb_corpora(args, ptb)
+    measure_zipf_corpora(args, ptb)
+    if args.figure:
+        draw(measured, args.figure)
+    print(f"# load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

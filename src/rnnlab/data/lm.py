@@ -215,7 +215,8 @@ class LMDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Builds the token-stream cache; Lightning calls it on one process per node, before ``setup``."""
-        self.open_streams()
+        if self.vocab is None:  # else this data module has opened (or been given) its streams already
+            self.open_streams()
 
     def setup(self, stage: str | None = None) -> None:
         """Opens the cached streams (building them when needed) and the vocabulary built from train, once."""
