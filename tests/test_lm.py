@@ -13,7 +13,7 @@ from torchmetrics.text import Perplexity as ReferencePerplexity
 
 from conftest import SHARED_DATA, compose_train
 from rnnlab.data.errors import DataError
-from rnnlab.data.lm import SPECIALS, LMDataModule, read_text, stream_columns
+from rnnlab.data.lm import SPECIALS, BPTTWindows, LMDataModule, read_text
 from rnnlab.data.special import BOS, EOS, IGNORE_INDEX
 from rnnlab.metrics import Perplexity
 from rnnlab.run.pipeline import build, train
@@ -53,18 +53,22 @@ def test_text_reader_skips_empty_lines(tmp_path: Path) -> None:
     assert read_text(path) == [{"tokens": ["a", "b"]}, {"tokens": ["c"]}]
 
 
-def test_stream_columns_predict_every_token_once_and_never_bos() -> None:
-    stream = torch.tensor([2, 10, 11, 3, 2, 12, 3])  # <bos> a b <eos> <bos> c <eos>
-    inputs, targets = stream_columns(stream, num_columns=4, pad_id=0, bos_id=2)
-    assert inputs.shape == targets.shape == (4, 2)
-    assert inputs.flatten().tolist() == [2, 10, 11, 3, 2, 12, 0, 0]
-    assert targets.flatten().tolist() == [10, 11, 3, IGNORE_INDEX, 12, 3, IGNORE_INDEX, IGNORE_INDEX]
+def test_windows_predict_every_token_once_and_never_bos() -> None:
+    stream = torch.tensor([2, 10, 11, 3, 2, 12, 3], dtype=torch.int32)  # <bos> a b <eos> <bos> c <eos>
+    windows = BPTTWindows(stream, num_columns=4, rows=range(4), bptt=2, pad_id=0, bos_id=2)
+    assert len(windows) == 1
+    (window,) = windows
+    assert window["tokens"].shape == window["targets"].shape == (4, 2)
+    assert window["tokens"].flatten().tolist() == [2, 10, 11, 3, 2, 12, 0, 0]
+    assert window["targets"].flatten().tolist() == [10, 11, 3, IGNORE_INDEX, 12, 3, IGNORE_INDEX, IGNORE_INDEX]
+    assert window["mask"].flatten().tolist() == [True] * 6 + [False] * 2
 
 
 def test_windows_are_contiguous_columns(tmp_path: Path) -> None:
     dm = LMDataModule("ptb", "ptb_mikolov", {"train": "ptb.train.txt.gz", "validation": "ptb.valid.txt.gz",
                                               "test": "ptb.test.txt.gz"},
-                      data_dir=str(write_ptb(tmp_path)), batch_size=2, eval_batch_size=3, bptt=4)
+                      data_dir=str(write_ptb(tmp_path)), batch_size=2, eval_batch_size=3, bptt=4,
+                      cache_dir=str(tmp_path / "cache"))
     dm.setup()
     assert dm.vocab.items[:4] == list(SPECIALS) and len(dm.vocab) == 4 + len(WORDS)
     windows = dm.windows("test", 3)

@@ -4,7 +4,9 @@ Every non-empty line is a sentence, read as the lecture draws it: ``<bos> w1 ...
 (whitespace-only) lines are skipped: they separate paragraphs or documents and carry no word to predict.
 Tokens are split on whitespace. The sentences of a split are joined into one stream that is laid out in
 ``B`` contiguous columns; batch ``i`` holds positions ``[i*bptt, (i+1)*bptt)`` of every column, so the
-hidden state after batch ``i`` is the right initial state for batch ``i+1``.
+hidden state after batch ``i`` is the right initial state for batch ``i+1``. The streams are tokenised once
+and cached on disk as memory-mapped int32 arrays (``rnnlab.data.token_streams``); a window is cut from the
+stream when it is asked for, so a corpus of any size costs its ids' bytes, not Python objects.
 
 The targets are the stream shifted by one. ``<bos>`` is never a target (it is given, not predicted), so a
 split's predicted tokens are its words plus one ``<eos>`` per sentence: the standard PTB counts (82,430 for
@@ -20,6 +22,7 @@ from itertools import chain
 from pathlib import Path
 
 import datasets
+from datasets.config import HF_DATASETS_CACHE
 import lightning as L
 import torch
 from torch import Tensor
@@ -31,6 +34,7 @@ from rnnlab.data.readers import read_lines
 from rnnlab.data.resumable import ResumableLoader
 from rnnlab.data.sources import load_with_fallback, local_files
 from rnnlab.data.special import BOS, EOS, IGNORE_INDEX, PAD, UNK
+from rnnlab.data.token_streams import TokenStreams, cache_key, file_digest, map_streams, open_or_build
 from rnnlab.data.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -50,52 +54,43 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> list[dict]:
     return [{"tokens": tokens} for _, line in read_lines(path, encoding) if (tokens := line.split())]
 
 
-def stream_columns(stream: Tensor, num_columns: int, pad_id: int, bos_id: int) -> tuple[Tensor, Tensor]:
-    """Lays a token stream out in contiguous columns: inputs and next-token targets.
+class BPTTWindows(Dataset):
+    """Consecutive ``bptt``-long windows of a stream laid out in contiguous columns; item ``i`` is a whole batch.
 
-    The inputs are ``stream[:-1]`` and the targets ``stream[1:]`` with ``<bos>`` replaced by
-    ``IGNORE_INDEX``. Nothing is dropped: the last column is right-padded (inputs with ``pad_id``, targets
-    with ``IGNORE_INDEX``), so every token of the split is predicted exactly once.
+    The stream's ``N - 1`` inputs (``stream[:-1]``) fill ``num_columns`` columns of length
+    ``L = ceil((N - 1) / num_columns)``, column ``c`` holding positions ``[c*L, (c+1)*L)``; the targets are the
+    next tokens, ``<bos>`` replaced by ``IGNORE_INDEX``. Nothing is dropped: the last column is right-padded
+    (inputs with ``pad_id``, targets with ``IGNORE_INDEX``), so every token is predicted exactly once. The
+    windows are cut from the stream when asked for; the stream may be memory-mapped.
 
     Args:
         stream: ``(N,)`` the split's ids, ``<bos> w1 ... <eos> <bos> ...``.
-        num_columns: ``B``, the batch size.
+        num_columns: columns of the layout (the batch size, times the processes that share it).
+        rows: the columns this dataset yields (a process's share), in order.
+        bptt: window length (the last window may be shorter).
         pad_id: input id of padding.
         bos_id: id of ``<bos>``.
-
-    Returns:
-        ``inputs`` and ``targets``, each ``(B, L)`` with ``L = ceil((N - 1) / B)``.
-    """
-    inputs, targets = stream[:-1], stream[1:].masked_fill(stream[1:] == bos_id, IGNORE_INDEX)
-    length = math.ceil(inputs.numel() / num_columns)
-    padding = length * num_columns - inputs.numel()
-    inputs = torch.cat([inputs, inputs.new_full((padding,), pad_id)])
-    targets = torch.cat([targets, targets.new_full((padding,), IGNORE_INDEX)])
-    return inputs.view(num_columns, length), targets.view(num_columns, length)
-
-
-class BPTTWindows(Dataset):
-    """Consecutive ``bptt``-long windows of a column layout; item ``i`` is a whole batch.
-
-    Args:
-        inputs: ``(B, L)`` input ids.
-        targets: ``(B, L)`` target ids, ``IGNORE_INDEX`` where nothing is predicted.
-        bptt: window length (the last window may be shorter).
-        pad_id: input id of padding, for the mask.
     """
 
-    def __init__(self, inputs: Tensor, targets: Tensor, bptt: int, pad_id: int):
-        self.inputs, self.targets, self.bptt, self.pad_id = inputs, targets, bptt, pad_id
+    def __init__(self, stream: Tensor, num_columns: int, rows: range, bptt: int, pad_id: int, bos_id: int):
+        self.stream, self.bptt, self.pad_id, self.bos_id = stream, bptt, pad_id, bos_id
+        self.length = math.ceil((stream.numel() - 1) / num_columns)  # L
+        self.column_starts = torch.tensor(rows, dtype=torch.long) * self.length  # (B,)
 
     def __len__(self) -> int:
-        return math.ceil(self.inputs.shape[1] / self.bptt)
+        return math.ceil(self.length / self.bptt)
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         if not 0 <= index < len(self):
             raise IndexError(index)
-        window = slice(index * self.bptt, (index + 1) * self.bptt)
-        tokens = self.inputs[:, window]  # (B, T)
-        return {"tokens": tokens, "targets": self.targets[:, window], "mask": tokens != self.pad_id}
+        steps = torch.arange(index * self.bptt, min((index + 1) * self.bptt, self.length))  # (T,)
+        positions = self.column_starts[:, None] + steps  # (B, T) input positions in the stream
+        padding = positions >= self.stream.numel() - 1
+        positions = positions.masked_fill(padding, 0)
+        tokens = self.stream[positions].long().masked_fill(padding, self.pad_id)  # (B, T)
+        targets = self.stream[positions + 1].long()
+        targets = targets.masked_fill(padding | (targets == self.bos_id), IGNORE_INDEX)  # (B, T)
+        return {"tokens": tokens, "targets": targets, "mask": tokens != self.pad_id}
 
 
 class LMDataModule(L.LightningDataModule):
@@ -116,12 +111,14 @@ class LMDataModule(L.LightningDataModule):
         min_freq: words rarer than this in train map to ``<unk>``.
         max_size: keep at most this many vocabulary entries (specials included); None for all.
         num_workers: DataLoader workers.
+        cache_dir: folder of the token-stream cache; None for ``rnnlab_lm`` in the HF datasets cache
+            (``$HF_DATASETS_CACHE``).
     """
 
     def __init__(self, name: str, subdir: str, files: dict[str, str], encoding: str = "utf-8",
                  data_dir: str | None = None, hub: dict | None = None, batch_size: int = 20,
                  eval_batch_size: int = 10, bptt: int = 35, min_freq: int = 1, max_size: int | None = None,
-                 num_workers: int = 0):
+                 num_workers: int = 0, cache_dir: str | None = None):
         super().__init__()
         missing = set(SPLITS) - set(files)
         if missing:
@@ -133,8 +130,10 @@ class LMDataModule(L.LightningDataModule):
         self.encoding, self.data_dir, self.hub = encoding, data_dir, hub
         self.batch_size, self.eval_batch_size, self.bptt = batch_size, eval_batch_size, bptt
         self.min_freq, self.max_size, self.num_workers = min_freq, max_size, num_workers
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else Path(HF_DATASETS_CACHE) / "rnnlab_lm"
         self.vocab: Vocabulary | None = None
         self.streams: dict[str, Tensor] = {}
+        self.stream_folder: Path | None = None  # the cache entry the training splits are mapped from
 
     # ----------------------------------------------------------------- reading
     def _read(self, path: Path) -> list[dict]:
@@ -146,16 +145,23 @@ class LMDataModule(L.LightningDataModule):
         return {split: [{"tokens": tokens} for line in loaded[split][column] if (tokens := line.split())]
                 for split in splits}
 
-    def read_splits(self, splits: tuple[str, ...] = SPLITS) -> dict[str, list[dict]]:
-        """The splits as lists of ``{"tokens"}``; raises ``DataError`` when a file is missing or empty."""
-        files = {split: self.files[split] for split in splits}
-        if not self.hub and local_files(self.data_dir, self.subdir, files) is None:
+    def _check_files(self, files: dict[str, str]) -> dict[str, Path] | None:
+        """The local paths, or None when the Hub is to be used; raises ``DataError`` naming absent files."""
+        paths = local_files(self.data_dir, self.subdir, files)
+        if paths is None and not self.hub:
             root = Path(self.data_dir or ".").expanduser() / self.subdir
             absent = {split: str(Path(name) if Path(name).is_absolute() else root / name)
                       for split, name in files.items()
                       if not (Path(name) if Path(name).is_absolute() else root / name).is_file()}
             raise DataError(f"{self.name}: file(s) not found: {absent}; give existing paths with "
                             f"data.files.<split>=... (relative paths are read from {root})")
+        return paths
+
+    def read_splits(self, splits: tuple[str, ...] = SPLITS) -> dict[str, list[dict]]:
+        """The splits as lists of ``{"tokens"}`` (to evaluate one split); raises ``DataError`` when a file is
+        missing or empty. Training reads the cached streams instead (``setup``)."""
+        files = {split: self.files[split] for split in splits}
+        self._check_files(files)
         return load_with_fallback(self.name, self.data_dir, self.subdir, files, self._read,
                                   partial(self._load_hub, splits) if self.hub else None,
                                   self.hub and f"{self.hub['path']} ({self.hub.get('name')})")
@@ -168,20 +174,71 @@ class LMDataModule(L.LightningDataModule):
                             f"sentence a line")
         return sentences
 
-    # ----------------------------------------------------------------- setup
+    # ----------------------------------------------------------------- token streams
+    def _load_file_lines(self, paths: dict[str, Path], arrow_dir: Path) -> datasets.DatasetDict:
+        """The files' lines with the HF ``text`` builder, as Arrow files in ``arrow_dir``."""
+        try:
+            return datasets.load_dataset("text", data_files={split: str(path) for split, path in paths.items()},
+                                         encoding=self.encoding, cache_dir=str(arrow_dir))
+        except datasets.exceptions.DatasetGenerationError as error:
+            if isinstance(error.__cause__, UnicodeDecodeError):
+                for path in paths.values():  # find the file and line, for a message that names them
+                    for _ in read_lines(path, self.encoding):
+                        pass
+            raise
+
+    def _load_hub_lines(self) -> datasets.DatasetDict:
+        loaded = datasets.load_dataset(self.hub["path"], self.hub.get("name"))
+        column = self.hub.get("text", "text")
+        return datasets.DatasetDict({split: loaded[split].select_columns([column]).rename_column(column, "text")
+                                     for split in SPLITS})
+
+    def open_streams(self) -> TokenStreams:
+        """The cached token streams of every split, built first when absent, stale or corrupt.
+
+        The cache key is the files' contents (or the Hub datasets' fingerprints) and every option that
+        changes the ids: ``encoding``, ``min_freq``, ``max_size``.
+        """
+        paths = self._check_files(self.files)
+        if paths is not None:
+            sources = {split: file_digest(path) for split, path in paths.items()}
+            load_lines = partial(self._load_file_lines, paths)
+        else:
+            hub_lines = load_with_fallback(self.name, self.data_dir, self.subdir, self.files, self._read,
+                                           self._load_hub_lines, f"{self.hub['path']} ({self.hub.get('name')})")
+            sources = {"hub": dict(self.hub), **{split: lines._fingerprint for split, lines in hub_lines.items()}}
+            load_lines = lambda arrow_dir: hub_lines  # the Hub datasets are in the HF cache already
+        options = {"encoding": self.encoding, "min_freq": self.min_freq, "max_size": self.max_size,
+                   "specials": SPECIALS}
+        return open_or_build(self.cache_dir / cache_key(sources, options), load_lines, self.min_freq, SPECIALS,
+                             self.max_size, self.name)
+
+    def prepare_data(self) -> None:
+        """Builds the token-stream cache; Lightning calls it on one process per node, before ``setup``."""
+        if self.vocab is None:  # else this data module has opened (or been given) its streams already
+            self.open_streams()
+
     def setup(self, stage: str | None = None) -> None:
-        """Reads the data, builds the vocabulary from train, and encodes every split as one stream, once."""
+        """Opens the cached streams (building them when needed) and the vocabulary built from train, once."""
         if self.vocab is not None:
             return
-        splits = self.read_splits()
-        self.vocab = Vocabulary.build((s["tokens"] for s in splits["train"]), min_freq=self.min_freq,
-                                      specials=SPECIALS, max_size=self.max_size)
-        for split in SPLITS:
-            self.add_split(split, splits[split])
-        unk = self.vocab[UNK]
-        log.info("%s: %d words in the vocabulary; predicted tokens %s; <unk> rate %s", self.name,
-                 len(self.vocab), {s: self.num_targets(s) for s in SPLITS},
-                 {s: round(float((self.streams[s] == unk).float().mean()), 4) for s in SPLITS})
+        opened = self.open_streams()
+        self.vocab, self.streams, self.stream_folder = opened.vocab, dict(opened.streams), opened.folder
+        log.info("%s: %d words in the vocabulary; predicted tokens %s; <unk> rate %s; streams in %s", self.name,
+                 len(self.vocab), {s: opened.counts[s]["targets"] for s in SPLITS},
+                 {s: round(opened.counts[s]["unk"] / opened.counts[s]["tokens"], 4) for s in SPLITS}, opened.folder)
+
+    def __getstate__(self) -> dict:
+        # Spawned processes (ddp_spawn) map the cached streams again rather than receive copies of them.
+        state = dict(self.__dict__)
+        if self.stream_folder is not None:
+            state["streams"] = {split: stream for split, stream in self.streams.items() if split not in SPLITS}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.stream_folder is not None:
+            self.streams.update(map_streams(self.stream_folder, SPLITS))
 
     def num_targets(self, split: str) -> int:
         """Tokens the model predicts in a split: its words and ``<eos>`` tokens (not ``<bos>``)."""
@@ -200,7 +257,7 @@ class LMDataModule(L.LightningDataModule):
         table = datasets.Dataset.from_list(sentences)
         encoded = table.map(self.encoder(), batched=True, remove_columns=table.column_names,
                             desc=f"encoding {self.name} {name}")
-        self.streams[name] = torch.tensor(list(chain.from_iterable(encoded["input_ids"])), dtype=torch.long)
+        self.streams[name] = torch.tensor(list(chain.from_iterable(encoded["input_ids"])), dtype=torch.int32)
 
     def encoder(self):
         """Columns of ``{"tokens"}`` sentences -> ``input_ids`` ``<bos> w1 ... wn <eos>``."""
@@ -216,13 +273,23 @@ class LMDataModule(L.LightningDataModule):
 
     # ----------------------------------------------------------------- loaders
     def windows(self, split: str, batch_size: int) -> BPTTWindows:
-        """The batches of a split; under DDP each process takes its own block of ``batch_size`` columns."""
+        """This process's batches of a split; under DDP each process reads its own contiguous block of columns.
+
+        Training: the stream is laid out in ``batch_size`` columns per process, so a step of ``P`` processes
+        reads ``P * batch_size`` columns, each token once per epoch. Evaluation: the single process's layout of
+        ``batch_size`` columns is shared out, so the windows, the carried states and the perplexity summed
+        across processes are those of one process.
+        """
         trainer = self.trainer
         replicas, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
-        inputs, targets = stream_columns(self.streams[split], batch_size * replicas, self.vocab.pad_id,
-                                         self.vocab[BOS])
-        rows = slice(rank * batch_size, (rank + 1) * batch_size)
-        return BPTTWindows(inputs[rows], targets[rows], self.bptt, self.vocab.pad_id)
+        if split == "train":
+            columns, rows = batch_size * replicas, range(rank * batch_size, (rank + 1) * batch_size)
+        elif batch_size < replicas:
+            raise DataError(f"data.eval_batch_size={batch_size} leaves some of the {replicas} processes no column "
+                            f"of the {split} stream; set data.eval_batch_size to {replicas} or more")
+        else:
+            columns, rows = batch_size, range(rank * batch_size // replicas, (rank + 1) * batch_size // replicas)
+        return BPTTWindows(self.streams[split], columns, rows, self.bptt, self.vocab.pad_id, self.vocab[BOS])
 
     def _loader(self, split: str, batch_size: int, loader: type[DataLoader] = DataLoader) -> DataLoader:
         # batch_size=None: each item already is a batch; order matters, so no shuffling.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from rnnlab.atomic import write_atomic
 from rnnlab.data.special import PAD, UNK
@@ -32,7 +32,13 @@ class Vocabulary:
     def build(cls, sequences: Iterable[Iterable[str]], min_freq: int = 1,
               specials: tuple[str, ...] = (PAD, UNK), max_size: int | None = None) -> "Vocabulary":
         """Counts items; keeps those seen at least ``min_freq`` times, most frequent first, after ``specials``."""
-        counts = Counter(item for sequence in sequences for item in sequence)
+        return cls.from_counts(Counter(item for sequence in sequences for item in sequence), min_freq, specials,
+                               max_size)
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int], min_freq: int = 1, specials: tuple[str, ...] = (PAD, UNK),
+                    max_size: int | None = None) -> "Vocabulary":
+        """``build`` from counts already made (ties broken by the item, so the ids do not depend on the order)."""
         kept = [item for item, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
                 if n >= min_freq and item not in specials]
         if max_size is not None:

@@ -4,16 +4,24 @@ RNN LM (lecture 2): ``p(y1 ... yn) = prod_i p(y_i | <bos>, y_1 ... y_{i-1})``, t
 softmax output layer. MLP n-gram LM (lecture 1, Bengio et al. 2003): ``x = [emb(y_{i-1}); ...; emb(y_{i-n+1})]``,
 ``z = σ(U1 x + b1)``, ``p(y_i | ...) = softmax(U2 z + b2)``. Each carries a state across windows of a stream
 (the RNN its hidden state, the n-gram model its last ``n-2`` input words); ``rnnlab.tasks.lm`` trains them.
+
+The output layer is a full softmax, or on request (``model.adaptive_softmax``) the adaptive softmax of Grave et
+al. (2017): the most frequent words in a head softmax with one entry per tail cluster, rarer words in clusters
+of shrinking projection size. It is a proper distribution over the whole vocabulary, so its perplexity is as
+exact as the full softmax's; the vocabulary is already sorted by frequency (``Vocabulary.from_counts``).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnlab.data.special import IGNORE_INDEX
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.encoders import build_encoder
 from rnnlab.heads import MLPHead
+from rnnlab.heads.mlp import ACTIVATIONS
 from rnnlab.models.embeddings import WordEmbedder
 
 INIT_RANGE = 0.1  # embeddings uniform in ±0.1 (Zaremba et al. 2014; PyTorch's word_language_model)
@@ -27,12 +35,82 @@ def _embedder(model: dict, vocab: Vocabulary) -> WordEmbedder:
     return embedder
 
 
-def _output_layer(model: dict, input_dim: int, embedder: WordEmbedder) -> MLPHead:
+class SoftmaxHead(MLPHead):
+    """``MLPHead`` whose scores are the logits of a full softmax over the vocabulary."""
+
+    def token_nll(self, features: Tensor, targets: Tensor) -> Tensor:
+        """``(B, T, H)`` features and ``(B, T)`` targets -> ``(N,)`` NLL of every predicted token.
+
+        The softmax is float32 even under bf16 autocast: the perplexity is only as exact as the log-probabilities.
+        """
+        targets = targets.flatten()
+        nll = F.cross_entropy(self(features).flatten(0, 1).float(), targets, ignore_index=IGNORE_INDEX,
+                              reduction="none")
+        return nll[targets != IGNORE_INDEX]
+
+
+class AdaptiveSoftmaxHead(nn.Module):
+    """Dropout (-> hidden layer) -> adaptive softmax (``torch.nn.AdaptiveLogSoftmaxWithLoss``).
+
+    Args:
+        input_dim: size of the features.
+        vocab_size: ``V``; ids must be sorted by decreasing frequency (the head holds the first ``cutoffs[0]``).
+        cutoffs: increasing ids where the head and each tail cluster end, all in ``(0, V)``.
+        div_value: each tail cluster's projection is ``div_value`` times smaller than the previous one's.
+        hidden_dim: size of a hidden layer before the softmax; 0 for none.
+        activation: of the hidden layer.
+        dropout: on the features and on the hidden layer.
+    """
+
+    def __init__(self, input_dim: int, vocab_size: int, cutoffs: list[int], div_value: float = 4.0,
+                 hidden_dim: int = 0, activation: str = "tanh", dropout: float = 0.0):
+        super().__init__()
+        cutoffs = [int(cutoff) for cutoff in cutoffs]
+        if not cutoffs or cutoffs != sorted(set(cutoffs)) or cutoffs[0] <= 0 or cutoffs[-1] >= vocab_size:
+            raise ValueError(f"model.adaptive_softmax.cutoffs must increase strictly within (0, {vocab_size}) "
+                             f"(the vocabulary's size), got {cutoffs}; drop the cut-offs at or past the "
+                             f"vocabulary size, or set model.adaptive_softmax=null for the full softmax")
+        layers: list[nn.Module] = [nn.Dropout(dropout)]
+        if hidden_dim > 0:
+            layers += [nn.Linear(input_dim, hidden_dim), ACTIVATIONS[activation](), nn.Dropout(dropout)]
+            input_dim = hidden_dim
+        self.features = nn.Sequential(*layers)
+        self.softmax = nn.AdaptiveLogSoftmaxWithLoss(input_dim, vocab_size, cutoffs, div_value=div_value)
+
+    def forward(self, features: Tensor) -> Tensor:
+        """``(..., H)`` -> ``(..., V)`` log-probabilities over the whole vocabulary."""
+        hidden = self.features(features)
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self.softmax.log_prob(hidden.flatten(0, -2).float()).view(*hidden.shape[:-1], -1)
+
+    def token_nll(self, features: Tensor, targets: Tensor) -> Tensor:
+        """``(B, T, H)`` features and ``(B, T)`` targets -> ``(N,)`` NLL of every predicted token: only the
+        clusters that hold a target are computed.
+
+        The softmax layers run in float32, autocast or not (the module mixes its clusters' outputs in one
+        float32 tensor, and the perplexity is only as exact as the log-probabilities).
+        """
+        targets = targets.flatten()
+        predicted = targets != IGNORE_INDEX
+        hidden = self.features(features).flatten(0, 1)[predicted]  # (N, H)
+        with torch.autocast(hidden.device.type, enabled=False):
+            return -self.softmax(hidden.float(), targets[predicted]).output
+
+
+def _output_layer(model: dict, input_dim: int, embedder: WordEmbedder) -> SoftmaxHead | AdaptiveSoftmaxHead:
     """The softmax layer (optionally after the head's hidden layer), its weights tied to the embeddings on
-    request (Press & Wolf 2017; Inan et al. 2017)."""
+    request (Press & Wolf 2017; Inan et al. 2017); or the adaptive softmax when ``model.adaptive_softmax`` holds
+    its ``cutoffs`` (and optionally ``div_value``)."""
     vocab_size = embedder.embedding.num_embeddings
-    head = MLPHead(input_dim, vocab_size, model["head_hidden"], model["head_activation"],
-                   model["dropout"])
+    adaptive = model.get("adaptive_softmax")
+    if adaptive:
+        if model["tie_weights"]:
+            raise ValueError("model.tie_weights ties the embeddings to a full softmax; the adaptive softmax has "
+                             "no single output matrix to tie: set model.tie_weights=false, or "
+                             "model.adaptive_softmax=null")
+        return AdaptiveSoftmaxHead(input_dim, vocab_size, adaptive["cutoffs"], adaptive.get("div_value", 4.0),
+                                   model["head_hidden"], model["head_activation"], model["dropout"])
+    head = SoftmaxHead(input_dim, vocab_size, model["head_hidden"], model["head_activation"], model["dropout"])
     output = head.layers[-1]
     nn.init.zeros_(output.bias)
     if model["tie_weights"]:
@@ -52,7 +130,8 @@ class RNNLanguageModel(nn.Module):
     Args:
         model: the ``model`` config: ``embedding_dim``, ``embedding_dropout``, ``word_dropout``, ``cell``,
             ``encoder``, ``head_hidden`` (0 for the lecture's output layer on ``h``), ``head_activation``,
-            ``dropout`` (on the encoder output), ``tie_weights``.
+            ``dropout`` (on the encoder output), ``tie_weights``, ``adaptive_softmax`` (None, or
+            ``{cutoffs, div_value}``).
         vocab: the word vocabulary.
     """
 
@@ -67,10 +146,15 @@ class RNNLanguageModel(nn.Module):
                              "peephole) with model.encoder.bidirectional=false and model.encoder.reverse=false")
         self.head = _output_layer(model, self.encoder.get_output_dim(), self.embedder)
 
+    def features(self, tokens: Tensor, mask: Tensor, state: list | None = None) -> tuple[Tensor, list]:
+        """``(B, T)`` ids and mask, state from the previous window -> ``(B, T, H)`` what the head reads, new state."""
+        encoded = self.encoder(self.embedder(tokens), mask, state)
+        return encoded.outputs, encoded.final_states
+
     def forward(self, tokens: Tensor, mask: Tensor, state: list | None = None) -> tuple[Tensor, list]:
         """``(B, T)`` ids and mask, state from the previous window -> ``(B, T, V)`` scores, new state."""
-        encoded = self.encoder(self.embedder(tokens), mask, state)
-        return self.head(encoded.outputs), encoded.final_states
+        features, state = self.features(tokens, mask, state)
+        return self.head(features), state
 
     @staticmethod
     def detach_state(state: list) -> list:
@@ -84,7 +168,7 @@ class NGramMLPLanguageModel(nn.Module):
     Args:
         model: the ``model`` config: ``order`` (n; 3 is the lecture's 2nd-order Markov chain),
             ``embedding_dim``, ``embedding_dropout``, ``word_dropout``, ``head_hidden`` (size of ``z``),
-            ``head_activation`` (``sigmoid``: the lecture's σ), ``dropout``, ``tie_weights``.
+            ``head_activation`` (``sigmoid``: the lecture's σ), ``dropout``, ``tie_weights``, ``adaptive_softmax``.
         vocab: the word vocabulary.
     """
 
@@ -99,8 +183,9 @@ class NGramMLPLanguageModel(nn.Module):
         self.embedder = _embedder(model, vocab)
         self.head = _output_layer(model, (self.order - 1) * self.embedder.embedding_dim, self.embedder)
 
-    def forward(self, tokens: Tensor, mask: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(B, T)`` ids, the previous window's last ``n-2`` ids -> ``(B, T, V)`` scores, new state.
+    def features(self, tokens: Tensor, mask: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(B, T)`` ids, the previous window's last ``n-2`` ids -> ``(B, T, (n-1)E)`` what the head reads,
+        new state.
 
         Before the first window the context is padding (a zero vector), as for any unknown history.
         """
@@ -110,7 +195,12 @@ class NGramMLPLanguageModel(nn.Module):
         # Window t holds y_{t-n+2} ... y_t; flipped so the most recent word comes first, as on the slide.
         windows = context.unfold(1, self.order - 1, 1).flip(-1)  # (B, T, n-1)
         x = self.embedder(windows).flatten(2)  # (B, T, (n-1)E)
-        return self.head(x), context[:, context.shape[1] - (self.order - 2):]
+        return x, context[:, context.shape[1] - (self.order - 2):]
+
+    def forward(self, tokens: Tensor, mask: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(B, T)`` ids, the previous window's last ``n-2`` ids -> ``(B, T, V)`` scores, new state."""
+        features, state = self.features(tokens, mask, state)
+        return self.head(features), state
 
     @staticmethod
     def detach_state(state: Tensor) -> Tensor:

@@ -64,12 +64,9 @@ class LanguageModelModule(TaskModule):
 
     def _token_nll(self, stage: str, batch: dict) -> Tensor:
         """NLL of every predicted token of the window, ``(N,)``; carries the stage's state to the next one."""
-        logits, state = self(batch["tokens"], batch["mask"], self.states.get(stage))  # (B, T, V)
+        features, state = self.net.features(batch["tokens"], batch["mask"], self.states.get(stage))  # (B, T, H)
         self.states[stage] = self.net.detach_state(state)
-        targets = batch["targets"].flatten()
-        # float32 softmax even under bf16 autocast: the perplexity is only as exact as the log-probabilities
-        nll = F.cross_entropy(logits.flatten(0, 1).float(), targets, ignore_index=IGNORE_INDEX, reduction="none")
-        return nll[targets != IGNORE_INDEX]
+        return self.net.head.token_nll(features, batch["targets"])
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss = self._token_nll("train", batch).mean()
@@ -152,9 +149,13 @@ class LanguageModelModule(TaskModule):
 
     def on_validation_epoch_start(self) -> None:
         self.states.pop("val", None)
+        # Exactly this epoch's tokens: after a ddp_spawn fit the main process's copy of the metric holds a sum
+        # that was never computed and reset there.
+        self.metrics["val"].reset()
 
     def on_test_epoch_start(self) -> None:
         self.states.pop("test", None)
+        self.metrics["test"].reset()
 
     def on_validation_epoch_end(self) -> None:
         self.log_metric("val", self.metrics["val"])
