@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
 
 # Hugging Face libraries read these once, at import: set them before anything imports them, so no test
 # waits on the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# The language models' token-stream cache of the test runs (train.py subprocesses inherit it), not the user's.
+os.environ.setdefault("RNNLAB_CACHE_DIR", tempfile.mkdtemp(prefix="rnnlab-test-cache-"))
 
 from pathlib import Path  # noqa: E402
 
