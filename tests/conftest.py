@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
+import shutil
 import tempfile
 
 # Hugging Face libraries read these once, at import: set them before anything imports them, so no test
@@ -11,7 +13,9 @@ import tempfile
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 # The language models' token-stream cache of the test runs (train.py subprocesses inherit it), not the user's.
-os.environ.setdefault("RNNLAB_CACHE_DIR", tempfile.mkdtemp(prefix="rnnlab-test-cache-"))
+if "RNNLAB_CACHE_DIR" not in os.environ:
+    os.environ["RNNLAB_CACHE_DIR"] = tempfile.mkdtemp(prefix="rnnlab-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["RNNLAB_CACHE_DIR"], ignore_errors=True)
 
 from pathlib import Path  # noqa: E402
 
