@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
+from rnnlab.data.formats import COLUMN_FORMATS
 from rnnlab.data.special import IGNORE_INDEX
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.encoders import build_encoder
@@ -48,7 +49,6 @@ class TaggingModule(SupervisedTask):
     target_key = "tags"
     kind = "tagger"
     predictions_extension = "conll"
-    input_formats = ("text", "conll", "conllu")
     input_tokens = True
 
     def __init__(self, model: dict, vocab: dict, tags: dict, chars: dict | None = None, metric: str = "accuracy",
@@ -72,6 +72,11 @@ class TaggingModule(SupervisedTask):
                             model["head_activation"], model["dropout"])
         self.crf = CRF(len(self.tags)) if model.get("crf", False) else None  # .get: older checkpoints lack it
         self.set_gold_tags(self.tags.items)
+
+    @property
+    def input_formats(self) -> tuple[str, ...]:
+        """Lines of text, or any registered column format."""
+        return ("text", *COLUMN_FORMATS)
 
     def set_gold_tags(self, tags: list[str]) -> None:
         """(Re)builds the metrics over a gold tag set: the model's tags, then any gold tags it lacks.
