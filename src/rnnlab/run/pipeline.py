@@ -13,6 +13,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.atomic import write_atomic
+from rnnlab.config import check_typed
 from rnnlab.data.bucketed import BucketedDataModule
 from rnnlab.data.pretrained import vector_words
 from rnnlab.errors import UserError
@@ -77,6 +78,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     The run directory (``paths.output_dir``) receives the resolved config, the vocabularies
     (``vocab.json``) and ``metrics.json``.
     """
+    check_typed(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     check_metric_direction(cfg.task.optimized_metric, cfg.task.mode)

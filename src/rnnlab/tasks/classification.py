@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from rnnlab.config import with_model_defaults
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.encoders import build_sentence_encoder
 from rnnlab.heads import MLPHead
@@ -48,11 +49,12 @@ class ClassificationModule(SupervisedTask):
                  scheduler: dict | None = None):
         super().__init__(optimizer, scheduler)
         self.save_hyperparameters()
+        model = with_model_defaults(model)  # a checkpoint from before a model key existed
         self.vocab = Vocabulary.from_dict(vocab)
         self.labels = Vocabulary.from_dict(labels)
         self.embedder = WordEmbedder.from_config(model, self.vocab)
         self.encoder = build_sentence_encoder(model, self.embedder.embedding_dim)
-        self.pooling = model.get("pooling", "final")  # .get: checkpoints older than the option lack the key
+        self.pooling = model["pooling"]
         if self.pooling not in POOLINGS:
             raise ValueError(f"model.pooling must be one of {POOLINGS}, got {self.pooling!r}")
         self.head = MLPHead(self.encoder.get_output_dim(), len(self.labels), model["head_hidden"],

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
+from rnnlab.config import with_model_defaults
 from rnnlab.data.formats import COLUMN_FORMATS
 from rnnlab.data.special import IGNORE_INDEX
 from rnnlab.data.vocab import Vocabulary
@@ -61,6 +62,7 @@ class TaggingModule(SupervisedTask):
         self.main_metric = "f1" if metric == "span_f1" else "acc"
         super().__init__(optimizer, scheduler)
         self.save_hyperparameters()
+        model = with_model_defaults(model)  # a checkpoint from before a model key existed
         self.vocab = Vocabulary.from_dict(vocab)
         self.tags = Vocabulary.from_dict(tags)
         self.embedder = WordEmbedder.from_config(model, self.vocab)
@@ -70,7 +72,7 @@ class TaggingModule(SupervisedTask):
         self.encoder = build_encoder(model, input_size)
         self.head = MLPHead(self.encoder.get_output_dim(), len(self.tags), model["head_hidden"],
                             model["head_activation"], model["dropout"])
-        self.crf = CRF(len(self.tags)) if model.get("crf", False) else None  # .get: older checkpoints lack it
+        self.crf = CRF(len(self.tags)) if model["crf"] else None
         self.set_gold_tags(self.tags.items)
 
     @property
