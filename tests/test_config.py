@@ -77,3 +77,13 @@ def test_a_module_without_an_optimizer_predicts_and_refuses_to_train(tmp_path: P
     assert module(torch.tensor([[2, 2]]), torch.tensor([[True, True]])).shape == (1, 2)
     with pytest.raises(UserError, match="task.optimizer is not set"):
         module.configure_optimizers()
+
+
+def test_a_task_and_data_that_do_not_fit_stop_before_the_data_is_read(tmp_path: Path) -> None:
+    # The data folder does not exist: reading any data would fail with another message.
+    cfg = compose_train(["task=ner", "data=sst2", f"paths.data_dir={tmp_path / 'none'}", "data.hub=null"],
+                        tmp_path / "run")
+    with pytest.raises(UserError) as error:
+        train(cfg)
+    assert str(error.value) == ("task=ner trains on TaggingDataModule data, but data=sst2 is ClassificationDataModule "
+                                "data; choose data= one of ['conll2003', 'ud_ewt', 'wnut17'], or a task that reads it")

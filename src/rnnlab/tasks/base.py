@@ -52,6 +52,7 @@ class TaskModule(L.LightningModule):
     higher_is_better = False
 
     kind: str | None = None  # the model's name in messages (e.g. "tagger"); None: eval/predict refuse it
+    reads: type | None = None  # the DataModule class (or base) of the data it trains on; None: any (unchecked)
     predictions_extension: str | None = None  # of eval.py's predictions file; None: it writes none
     input_formats: tuple[str, ...] = ("text",)  # predict.py's input_format values it reads
     input_tokens = False  # predict.py hands prediction_example token lists (split lines, CoNLL sentences)

@@ -14,6 +14,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from rnnlab.config import with_model_defaults
+from rnnlab.data.classification import ClassificationDataModule
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.encoders import build_sentence_encoder
 from rnnlab.heads import MLPHead
@@ -43,6 +44,7 @@ class ClassificationModule(SupervisedTask):
     higher_is_better = True
     target_key = "labels"
     kind = "classifier"
+    reads = ClassificationDataModule
     predictions_extension = "tsv"
 
     def __init__(self, model: dict, vocab: dict, labels: dict, optimizer: dict | None = None,

@@ -8,7 +8,7 @@ from torchmetrics import MeanSquaredError, Metric
 from torchmetrics.classification import MulticlassAccuracy
 
 from rnnlab.data.special import IGNORE_INDEX
-from rnnlab.data.synthetic import SYNTHETIC_TASKS
+from rnnlab.data.synthetic import SYNTHETIC_TASKS, SyntheticDataModule
 from rnnlab.encoders import build_encoder
 from rnnlab.heads import MLPHead
 from rnnlab.tasks.base import SupervisedTask
@@ -33,6 +33,8 @@ class SyntheticModule(SupervisedTask):
         optimizer: see ``rnnlab.tasks.base.TaskModule``.
         scheduler: see ``rnnlab.tasks.base.TaskModule``.
     """
+
+    reads = SyntheticDataModule
 
     def __init__(self, model: dict, task: str, num_outputs: int, chance: float, vocab_size: int = 0,
                  input_dim: int = 0, optimizer: dict | None = None, scheduler: dict | None = None):

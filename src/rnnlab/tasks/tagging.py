@@ -14,6 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from rnnlab.config import with_model_defaults
 from rnnlab.data.formats import COLUMN_FORMATS
 from rnnlab.data.special import IGNORE_INDEX
+from rnnlab.data.tagging import TaggingDataModule
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.encoders import build_encoder
 from rnnlab.heads import CRF, MLPHead
@@ -49,6 +50,7 @@ class TaggingModule(SupervisedTask):
     higher_is_better = True
     target_key = "tags"
     kind = "tagger"
+    reads = TaggingDataModule
     predictions_extension = "conll"
     input_tokens = True
 

@@ -17,6 +17,7 @@ from torchmetrics import MaxMetric
 from rnnlab.data.batching import pad_sequences
 from rnnlab.data.special import BOS, EOS
 from rnnlab.config import DecoderConfig, DecodingConfig, complete, with_model_defaults
+from rnnlab.data.translation import TranslationDataModule
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.encoders import build_encoder
 from rnnlab.errors import UserError
@@ -110,6 +111,7 @@ class TranslationModule(TaskModule):
     main_metric = "loss"
     higher_is_better = False
     kind = "translation model"
+    reads = TranslationDataModule
     predictions_extension = "hyp"
 
     def __init__(self, model: dict, source_vocab: dict, target_vocab: dict, target_lang: str = "en",
