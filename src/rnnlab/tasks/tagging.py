@@ -16,11 +16,9 @@ from rnnlab.data.formats import COLUMN_FORMATS
 from rnnlab.data.special import IGNORE_INDEX
 from rnnlab.data.tagging import TaggingDataModule
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.encoders import build_encoder
-from rnnlab.heads import CRF, MLPHead
+from rnnlab.heads import CRF
 from rnnlab.metrics import SpanF1
-from rnnlab.models.chars import CharEncoder
-from rnnlab.models.embeddings import WordEmbedder
+from rnnlab.models.builder import build_word_model
 from rnnlab.tasks.base import SupervisedTask
 
 METRICS = ("accuracy", "span_f1")
@@ -67,13 +65,9 @@ class TaggingModule(SupervisedTask):
         model = with_model_defaults(model)  # a checkpoint from before a model key existed
         self.vocab = Vocabulary.from_dict(vocab)
         self.tags = Vocabulary.from_dict(tags)
-        self.embedder = WordEmbedder.from_config(model, self.vocab)
-        self.char_encoder = (CharEncoder.from_config(model["chars"], Vocabulary.from_dict(chars))
-                             if model.get("chars") else None)
-        input_size = self.embedder.embedding_dim + (self.char_encoder.get_output_dim() if self.char_encoder else 0)
-        self.encoder = build_encoder(model, input_size)
-        self.head = MLPHead(self.encoder.get_output_dim(), len(self.tags), model["head_hidden"],
-                            model["head_activation"], model["dropout"])
+        parts = build_word_model(model, self.vocab, len(self.tags), Vocabulary.from_dict(chars) if chars else None)
+        self.embedder, self.char_encoder, self.encoder, self.head = (parts.embedder, parts.char_encoder,
+                                                                     parts.encoder, parts.head)
         self.crf = CRF(len(self.tags)) if model["crf"] else None
         self.set_gold_tags(self.tags.items)
 

@@ -14,16 +14,16 @@ from sacremoses import MosesDetokenizer
 from torch import Tensor
 from torchmetrics import MaxMetric
 
+from rnnlab.config import DecoderConfig, DecodingConfig, complete, with_model_defaults
 from rnnlab.data.batching import pad_sequences
 from rnnlab.data.special import BOS, EOS
-from rnnlab.config import DecoderConfig, DecodingConfig, complete, with_model_defaults
 from rnnlab.data.translation import TranslationDataModule
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.encoders import build_encoder
 from rnnlab.errors import UserError
 from rnnlab.metrics import Perplexity
+from rnnlab.models.builder import build_word_model
 from rnnlab.models.decoding import LENGTH_NORMS, STRATEGIES, Bridge, RNNDecoder, States, beam_hypotheses, decode
-from rnnlab.models.embeddings import WordEmbedder, load_vectors
+from rnnlab.models.embeddings import load_vectors
 from rnnlab.tasks.base import PredictedBatches, TaskModule
 
 
@@ -139,8 +139,8 @@ class TranslationModule(TaskModule):
         self.bos, self.eos = self.target_vocab[BOS], self.target_vocab[EOS]
         self.detokenizer = MosesDetokenizer(target_lang)
 
-        self.embedder = WordEmbedder.from_config(model, self.source_vocab)  # pretrained vectors: source side
-        self.encoder = build_encoder(model, self.embedder.embedding_dim)
+        parts = build_word_model(model, self.source_vocab)  # pretrained vectors: source side
+        self.embedder, self.encoder = parts.embedder, parts.encoder
         options = complete(DecoderConfig, model.get("decoder"), "model.decoder")  # null: the encoder's
         attention = options["attention"]
         self.decoder = RNNDecoder(
