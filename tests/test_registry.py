@@ -86,6 +86,24 @@ def read(path: Path, options: ColumnOptions) -> list[dict]:
     return [{"tokens": [w for w, _ in sentence], "tags": [t for _, t in sentence]} for sentence in pairs if sentence]
 '''
 
+KENDALL = '''"""Kendall's tau between predicted and gold rankings: higher is better, within [-1, 1]."""
+
+from rnnlab.metrics.declared import declare
+
+declare("tau", "max", -1.0, 1.0)
+'''
+METRIC_PROBE = """from rnnlab.analysis.stats import metric_range
+from rnnlab.errors import UserError
+from rnnlab.run.pipeline import check_metric_direction
+
+check_metric_direction("val/tau", "max")
+try:
+    check_metric_direction("val/tau", "min")
+except UserError as error:
+    print(error)
+print(metric_range("test/tau"))
+"""
+
 
 def package_copy(root: Path, files: dict[str, str]) -> Path:
     """``train.py``, ``conf/`` and ``src/rnnlab`` copied to ``root``, plus ``files`` (path -> text); nothing else
@@ -125,3 +143,13 @@ def test_a_new_column_format_is_one_module(tmp_path: Path) -> None:
     train_copy(root, ["task=ner", "model=bilstm", "data.format=slashed", *files, "data.hub=null",
                       f"paths.data_dir={write_conll(tmp_path / 'data')}", "model.encoder.hidden_size=8",
                       "model.embedding_dim=8"], tmp_path / "run")
+
+
+def test_a_new_metric_with_its_direction_is_one_module(tmp_path: Path) -> None:
+    root = package_copy(tmp_path / "copy", {"src/rnnlab/metrics/kendall.py": KENDALL})
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", METRIC_PROBE], cwd=root, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines() == ["task.optimized_metric=val/tau is better when higher, but task.mode=min; "
+                                          "set task.mode=max", "(-1.0, 1.0)"]

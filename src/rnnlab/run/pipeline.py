@@ -17,7 +17,7 @@ from rnnlab.config import CONF, check_typed
 from rnnlab.data.bucketed import BucketedDataModule
 from rnnlab.data.pretrained import vector_words
 from rnnlab.errors import UserError
-from rnnlab.metrics.declared import BETTER_WHEN
+from rnnlab.metrics.declared import METRICS
 from rnnlab.run.callbacks import stop_reason
 from rnnlab.run.loggers import finish_wandb
 from rnnlab.run.precision import choose_precision
@@ -43,10 +43,10 @@ def _plain(node: DictConfig | None) -> dict | None:
 def check_metric_direction(metric: str, mode: str) -> None:
     """Stops a run whose ``task.mode`` contradicts its ``task.optimized_metric`` (e.g. ``val/bleu`` with ``min``)."""
     name = metric.rsplit("/", 1)[-1].split("_", 1)[0]  # val/f1_PER -> f1
-    for better, names in BETTER_WHEN.items():
-        if name in names and mode != better:
-            raise UserError(f"task.optimized_metric={metric} is better when {'higher' if better == 'max' else 'lower'}"
-                            f", but task.mode={mode}; set task.mode={better}")
+    better = METRICS[name].better if name in METRICS else None
+    if better is not None and mode != better:
+        raise UserError(f"task.optimized_metric={metric} is better when {'higher' if better == 'max' else 'lower'}"
+                        f", but task.mode={mode}; set task.mode={better}")
 
 
 def _data_class(path: Path) -> type:
