@@ -16,7 +16,8 @@ from rnnlab.cells import CIFGCell, ElmanCell, LSTMCell, PeepholeLSTMCell
 from rnnlab.cells.discovery import cell_names
 from rnnlab.cells.gates import hard_sigmoid
 from rnnlab.data.special import IGNORE_INDEX
-from rnnlab.data.synthetic import COPY_BLANK, COPY_DELIMITER, COPY_OFFSET, SyntheticDataModule
+from rnnlab.data.synthetic import SyntheticDataModule
+from rnnlab.data.synthetic.copy import COPY_BLANK, COPY_DELIMITER, COPY_OFFSET
 from rnnlab.diagnostics import gradient_norms
 from rnnlab.diagnostics.memory_heatmap import gate_trace, main as heatmap_main
 from rnnlab.diagnostics.recall_gates import recall_gate_row

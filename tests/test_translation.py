@@ -18,7 +18,7 @@ from rnnlab.data.special import BOS, EOS
 from rnnlab.data.translation import TranslationDataModule
 from rnnlab.encoders import RNNEncoder
 from rnnlab.errors import UserError
-from rnnlab.models.attention import SCORES, Attention
+from rnnlab.models.attention import SCORES, build_attention
 from rnnlab.models.decoding import (Bridge, RNNDecoder, beam_hypotheses, beam_search, greedy_search,
                                     length_normaliser)
 from rnnlab.run.pipeline import build, train
@@ -169,7 +169,7 @@ def test_step_by_step_equals_teacher_forcing(cell: type, context_size: int, atte
 @pytest.mark.parametrize("kind", SCORES)
 def test_attention_gives_padding_exactly_zero_weight(kind: str) -> None:
     torch.manual_seed(0)
-    attention = Attention(kind, query_size=6, key_size=6)
+    attention = build_attention(kind, query_size=6, key_size=6)
     keys = torch.randn(3, 5, 6) * 5
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], dtype=torch.bool)
     for query in (torch.randn(3, 6), torch.randn(3, 4, 6)):  # one step, or every output position at once

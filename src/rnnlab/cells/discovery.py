@@ -6,17 +6,13 @@ file is tested, benchmarked and swept with no other edit.
 
 from __future__ import annotations
 
-from importlib.resources import files
-from pathlib import Path
 from typing import Any, Callable
 
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from rnnlab.cells.base import RecurrentCell
-
-# The configs as package data: src/rnnlab/conf links to the repository's conf/, and an installed rnnlab holds a copy.
-CONF = Path(str(files("rnnlab") / "conf"))
+from rnnlab.config import CONF
 
 
 def cell_names() -> list[str]:

@@ -18,6 +18,7 @@ generates from ``<bos>`` alone. Output is flushed after every batch, so what was
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,16 +31,17 @@ from tqdm import tqdm
 
 from rnnlab.atomic import replacing
 from rnnlab.cli.inference import Loaded, batched, configure, data_overrides, datamodule, load_checkpoint
-from rnnlab.data.readers import read_conll, read_conllu, read_lines
+from rnnlab.data.formats import COLUMN_FORMATS
+from rnnlab.data.readers import read_lines
 from rnnlab.errors import UserError
 
-INPUT_FORMATS = ("text", "conll", "conllu")
 STDIN = "-"
 
 
 def _check_options(cfg: DictConfig, loaded: Loaded) -> None:
-    if cfg.input_format not in INPUT_FORMATS:
-        raise UserError(f"input_format={cfg.input_format} is not a format; use one of {INPUT_FORMATS}")
+    formats = ("text", *COLUMN_FORMATS)
+    if cfg.input_format not in formats:
+        raise UserError(f"input_format={cfg.input_format} is not a format; use one of {formats}")
     try:
         loaded.module.check_prediction_options(cfg)
     except ValueError as error:
@@ -52,17 +54,15 @@ def _check_options(cfg: DictConfig, loaded: Loaded) -> None:
 
 
 def _items(cfg: DictConfig, data: Any, tokens: bool) -> Iterator[Any]:
-    """The input sentences: lines (token lists when ``tokens``), or CoNLL sentences as token lists.
+    """The input sentences: lines (token lists when ``tokens``), or the token lists of a column format's sentences.
 
-    CoNLL columns are read with the DataModule's options (``token_column``, ``delimiter``,
-    ``comment_prefix``: the checkpoint's, or ``+data.*`` overrides); tags, if any, are not read.
+    Columns are read with the DataModule's options (``token_column``, ``delimiter``, ``comment_prefix``: the
+    checkpoint's, or ``+data.*`` overrides) and ``encoding``; tags, if any, are not read.
     """
     if cfg.input_format != "text":
-        path = "/dev/stdin" if cfg.input == STDIN else cfg.input
-        sentences = (read_conll(path, data.token_column, encoding=cfg.encoding, delimiter=data.delimiter,
-                                comment_prefix=data.comment_prefix) if cfg.input_format == "conll"
-                     else read_conllu(path, encoding=cfg.encoding))
-        yield from (sentence["tokens"] for sentence in sentences)
+        path = Path("/dev/stdin" if cfg.input == STDIN else cfg.input)
+        options = dataclasses.replace(data.columns, tag_column=None, encoding=cfg.encoding)
+        yield from (sentence["tokens"] for sentence in COLUMN_FORMATS[cfg.input_format](path, options))
         return
     lines = ((line.rstrip("\r\n") for line in sys.stdin) if cfg.input == STDIN
              else (line for _, line in read_lines(cfg.input, cfg.encoding)))

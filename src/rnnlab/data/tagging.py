@@ -13,7 +13,8 @@ from rnnlab.data.batching import pad_sequences
 from rnnlab.data.special import IGNORE_INDEX
 from rnnlab.data.bucketed import BucketedDataModule
 from rnnlab.data.errors import DataError
-from rnnlab.data.readers import check_conll_options, read_conll, read_conllu
+from rnnlab.data.formats import COLUMN_FORMATS, ColumnOptions
+from rnnlab.data.readers import check_conll_options
 from rnnlab.data.sources import load_with_fallback
 from rnnlab.data.vocab import Vocabulary
 
@@ -29,7 +30,7 @@ class TaggingDataModule(BucketedDataModule):
         name: dataset name used in messages.
         subdir: folder of this dataset inside ``data_dir``.
         files: file name per split (``train``, ``validation``, ``test``); absolute paths are used as given.
-        format: ``"conll"`` (columns) or ``"conllu"``.
+        format: a name in ``rnnlab.data.formats.COLUMN_FORMATS`` (``"conll"`` columns, ``"conllu"``).
         token_column: word column (``conll`` only).
         tag_column: tag column; for ``conllu`` the field index (3 = UPOS).
         encoding: text encoding of the files.
@@ -56,8 +57,7 @@ class TaggingDataModule(BucketedDataModule):
                  hub: dict | None = None, batch_size: int = 32, eval_batch_size: int = 128, min_freq: int = 1,
                  lowercase: bool = False, max_word_length: int = 0, num_workers: int = 0, seed: int = 0):
         super().__init__(batch_size, eval_batch_size, num_workers, seed)
-        if format not in ("conll", "conllu"):
-            raise ValueError(f"data.format must be 'conll' or 'conllu', got {format!r}")
+        self.read_columns = COLUMN_FORMATS[format]
         missing = set(SPLITS) - set(files)
         if missing:
             raise ValueError(f"data.files needs an entry for {sorted(missing)}")
@@ -68,6 +68,7 @@ class TaggingDataModule(BucketedDataModule):
         self.format, self.token_column, self.tag_column = format, token_column, tag_column
         self.encoding, self.data_dir, self.hub = encoding, data_dir, hub
         self.delimiter, self.comment_prefix = delimiter, comment_prefix
+        self.columns = ColumnOptions(token_column, tag_column, encoding, delimiter, comment_prefix)
         self.min_freq, self.lowercase, self.max_word_length = min_freq, lowercase, max_word_length
         self.vocab: Vocabulary | None = None
         self.chars: Vocabulary | None = None
@@ -76,10 +77,7 @@ class TaggingDataModule(BucketedDataModule):
 
     # ----------------------------------------------------------------- reading
     def _read(self, path: Path) -> list[dict]:
-        if self.format == "conllu":
-            return read_conllu(path, self.tag_column, self.encoding)
-        return read_conll(path, self.token_column, self.tag_column, self.encoding, self.delimiter,
-                          self.comment_prefix)
+        return self.read_columns(path, self.columns)
 
     def _load_hub(self, splits: tuple[str, ...]) -> dict[str, list[dict]]:
         if "urls" in self.hub:
@@ -101,7 +99,8 @@ class TaggingDataModule(BucketedDataModule):
         """One file in ``format``, as ``{"tokens", "tags"}`` sentences."""
         sentences = self._read(Path(path))
         if not sentences:
-            raise DataError(f"{path} holds no sentence; give a {self.format} file (data.format=conll|conllu)")
+            raise DataError(f"{path} holds no sentence; give a {self.format} file "
+                            f"(data.format={'|'.join(COLUMN_FORMATS)})")
         return sentences
 
     # ----------------------------------------------------------------- setup

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnlab.data.synthetic import generate_recall
+from rnnlab.data.synthetic.recall import generate_recall
 from rnnlab.diagnostics.memory_heatmap import gate_trace
 from rnnlab.tasks.synthetic import SyntheticModule
 

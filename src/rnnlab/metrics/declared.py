@@ -2,13 +2,16 @@
 
 Metrics are named as logged, without the stage prefix (``val/``, ``test/``) and suffix (``_best``, ``_PER``). The
 run's direction check (``task.mode`` against ``task.optimized_metric``) and the analysis's intervals, clipped to
-the metric's range, both read ``METRICS``; a new metric is one entry here.
+the metric's range, both read ``METRICS``. A new metric declares itself with ``declare`` in its own module of
+``rnnlab/metrics/``, which ``METRICS`` imports at its first look-up.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from rnnlab.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -31,19 +34,19 @@ class MetricDeclaration:
         return self.low, self.high
 
 
-METRICS: dict[str, MetricDeclaration] = {
-    "acc": MetricDeclaration("max", 0.0, 1.0),
-    "f1": MetricDeclaration("max", 0.0, 1.0),
-    "precision": MetricDeclaration("max", 0.0, 1.0),
-    "recall": MetricDeclaration("max", 0.0, 1.0),
-    "bleu": MetricDeclaration("max", 0.0, 100.0),  # sacrebleu's scale
-    "chrf": MetricDeclaration("max", 0.0, 100.0),
-    "loss": MetricDeclaration("min", 0.0),
-    "ppl": MetricDeclaration("min", 1.0),  # exp of a non-negative mean NLL
-    "mse": MetricDeclaration("min", 0.0),
-    "chance": MetricDeclaration(None, 0.0, 1.0),  # a synthetic task's chance accuracy, logged beside its own
-}
+METRICS: Registry[MetricDeclaration] = Registry("metric", "task.optimized_metric", package="rnnlab.metrics")
 
-# The metric names of each direction: {"max": ("acc", ...), "min": ("loss", ...)}.
-BETTER_WHEN = {better: tuple(name for name, metric in METRICS.items() if metric.better == better)
-               for better in ("max", "min")}
+
+def declare(name: str, better: str | None, low: float = -math.inf, high: float = math.inf) -> None:
+    """Registers the metric logged as ``name`` (see ``MetricDeclaration``)."""
+    METRICS.register(name)(MetricDeclaration(better, low, high))
+
+
+for _name in ("acc", "f1", "precision", "recall"):
+    declare(_name, "max", 0.0, 1.0)
+declare("bleu", "max", 0.0, 100.0)  # sacrebleu's scale
+declare("chrf", "max", 0.0, 100.0)
+declare("loss", "min", 0.0)
+declare("ppl", "min", 1.0)  # exp of a non-negative mean NLL
+declare("mse", "min", 0.0)
+declare("chance", None, 0.0, 1.0)  # a synthetic task's chance accuracy, logged beside its own

@@ -21,7 +21,7 @@ from rnnlab.cells.base import State
 from rnnlab.encoders import RNNEncoder
 from rnnlab.encoders.rnn import CellFactory
 from rnnlab.errors import UserError
-from rnnlab.models.attention import KINDS, SCORES, Attention
+from rnnlab.models.attention import SCORES, build_attention
 
 BRIDGES = ("auto", "identity", "linear")
 STRATEGIES = ("greedy", "beam")
@@ -106,7 +106,7 @@ class RNNDecoder(nn.Module):
         dropout: on word vectors, between layers and before the output layer.
         implementation: ``RecurrentLayer`` implementation used in teacher-forced training.
         context_size: size of the source vector read at every step; 0 for none.
-        attention: one of ``rnnlab.models.attention.KINDS``; ``none`` is the lecture's decoder.
+        attention: ``none`` (the lecture's decoder) or a score of ``rnnlab.models.attention.SCORES``.
         key_size: size of the encoder's token outputs, with attention.
         attention_size: hidden width of the additive score (None: ``hidden_size``).
         input_feeding: read the previous attentional state beside each word (needs attention).
@@ -120,11 +120,9 @@ class RNNDecoder(nn.Module):
                  context_size: int = 0, attention: str = "none", key_size: int = 0,
                  attention_size: int | None = None, input_feeding: bool = False):
         super().__init__()
-        if attention not in KINDS:
-            raise UserError(f"model.decoder.attention.kind must be one of {KINDS}, got {attention!r}")
         if input_feeding and attention == "none":
             raise UserError("model.decoder.attention.input_feeding=true feeds the attentional state, which needs "
-                            f"attention; choose model/attention= one of {SCORES}, or set input_feeding=false")
+                            f"attention; choose model/attention= one of {list(SCORES)}, or set input_feeding=false")
         self.context_size = context_size
         self.input_feeding = input_feeding
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
@@ -134,8 +132,8 @@ class RNNDecoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(hidden_size, vocab_size)
         # Without attention no module is added: the lecture's decoder keeps its parameters and checkpoints.
-        self.attention = None if attention == "none" else Attention(attention, hidden_size, key_size,
-                                                                    attention_size)
+        self.attention = None if attention == "none" else build_attention(attention, hidden_size, key_size,
+                                                                          attention_size)
         if self.attention is not None:
             self.combine = nn.Linear(key_size + hidden_size, hidden_size)  # W_c of tanh(W_c [c; h])
 

@@ -13,10 +13,11 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.atomic import write_atomic
+from rnnlab.config import CONF, check_typed
 from rnnlab.data.bucketed import BucketedDataModule
 from rnnlab.data.pretrained import vector_words
 from rnnlab.errors import UserError
-from rnnlab.metrics.declared import BETTER_WHEN
+from rnnlab.metrics.declared import METRICS
 from rnnlab.run.callbacks import stop_reason
 from rnnlab.run.loggers import finish_wandb
 from rnnlab.run.precision import choose_precision
@@ -42,10 +43,38 @@ def _plain(node: DictConfig | None) -> dict | None:
 def check_metric_direction(metric: str, mode: str) -> None:
     """Stops a run whose ``task.mode`` contradicts its ``task.optimized_metric`` (e.g. ``val/bleu`` with ``min``)."""
     name = metric.rsplit("/", 1)[-1].split("_", 1)[0]  # val/f1_PER -> f1
-    for better, names in BETTER_WHEN.items():
-        if name in names and mode != better:
-            raise UserError(f"task.optimized_metric={metric} is better when {'higher' if better == 'max' else 'lower'}"
-                            f", but task.mode={mode}; set task.mode={better}")
+    better = METRICS[name].better if name in METRICS else None
+    if better is not None and mode != better:
+        raise UserError(f"task.optimized_metric={metric} is better when {'higher' if better == 'max' else 'lower'}"
+                        f", but task.mode={mode}; set task.mode={better}")
+
+
+def _data_class(path: Path) -> type:
+    """The DataModule class of a ``conf/data`` file, or of the file it extends (``defaults: [sst2, _self_]``)."""
+    data = OmegaConf.load(path)
+    if "_target_" in data:
+        return get_class(data._target_)
+    parent = next(entry for entry in data.defaults if entry != "_self_")
+    return _data_class(path.with_name(f"{parent}.yaml"))
+
+
+def check_task_fits_data(task: DictConfig, data: DictConfig) -> None:
+    """Stops a run whose task cannot read its data (``task=ner data=sst2``) before any data is read.
+
+    Args:
+        task: the ``task`` config; its module class's ``reads`` names the DataModule class it trains on.
+        data: the ``data`` config.
+
+    Raises:
+        UserError: naming both, and the data configs the task reads.
+    """
+    reads = get_class(task.module._target_).reads
+    data_class = get_class(data._target_)
+    if reads is None or issubclass(data_class, reads):
+        return
+    fitting = sorted(path.stem for path in (CONF / "data").glob("*.yaml") if issubclass(_data_class(path), reads))
+    raise UserError(f"task={task.name} trains on {reads.__name__} data, but data={data.get('name', '?')} is "
+                    f"{data_class.__name__} data; choose data= one of {fitting}, or a task that reads it")
 
 
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
@@ -56,6 +85,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     classes, so it is left as train makes it. A resumed run lists the vectors' words again, so that its
     vocabulary comes out as the first run's; their values are read only by a run from scratch.
     """
+    check_task_fits_data(cfg.task, cfg.data)
     datamodule = instantiate(cfg.data)
     vectors = cfg.model.get("pretrained_vectors")
     if vectors and isinstance(datamodule, BucketedDataModule):
@@ -77,6 +107,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     The run directory (``paths.output_dir``) receives the resolved config, the vocabularies
     (``vocab.json``) and ``metrics.json``.
     """
+    check_typed(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     check_metric_direction(cfg.task.optimized_metric, cfg.task.mode)

@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MinMetric, Metric
 
+from rnnlab.errors import UserError
 from rnnlab.models.embeddings import WordEmbedder
 
 # Version of what rnnlab adds to a Lightning checkpoint (``checkpoint["rnnlab"]``); raise it when a change
@@ -41,7 +42,8 @@ class TaskModule(L.LightningModule):
     with ``kind`` None (the synthetic lab) is trained only.
 
     Args:
-        optimizer: a partial optimiser config (``_target_`` + ``_partial_: true``) taking the parameters.
+        optimizer: a partial optimiser config (``_target_`` + ``_partial_: true``) taking the parameters (the
+            task YAML's ``task.optimizer``); None for a model that only predicts.
         scheduler: optional partial scheduler config taking the optimiser; ``ReduceLROnPlateau`` watches
             ``val/<main_metric>`` (give it ``mode: max`` where higher is better) and skips epochs without it.
     """
@@ -50,6 +52,7 @@ class TaskModule(L.LightningModule):
     higher_is_better = False
 
     kind: str | None = None  # the model's name in messages (e.g. "tagger"); None: eval/predict refuse it
+    reads: type | None = None  # the DataModule class (or base) of the data it trains on; None: any (unchecked)
     predictions_extension: str | None = None  # of eval.py's predictions file; None: it writes none
     input_formats: tuple[str, ...] = ("text",)  # predict.py's input_format values it reads
     input_tokens = False  # predict.py hands prediction_example token lists (split lines, CoNLL sentences)
@@ -57,7 +60,7 @@ class TaskModule(L.LightningModule):
 
     def __init__(self, optimizer: dict | None = None, scheduler: dict | None = None):
         super().__init__()
-        self.optimizer_config = optimizer or {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}
+        self.optimizer_config = optimizer  # None: a model built to predict only
         self.scheduler_config = scheduler
         self.best = MaxMetric() if self.higher_is_better else MinMetric()
         self.best.persistent(True)  # saved with checkpoints, so a resumed run keeps the best value so far
@@ -69,6 +72,9 @@ class TaskModule(L.LightningModule):
                                 "config": self.run_config}
 
     def configure_optimizers(self) -> Any:
+        if self.optimizer_config is None:
+            raise UserError("task.optimizer is not set; every conf/task/*.yaml sets one (e.g. torch.optim.Adam with "
+                            "_partial_: true)")
         optimizer = instantiate(self.optimizer_config)(self.parameters())
         if not self.scheduler_config:
             return optimizer

@@ -13,10 +13,10 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from rnnlab.config import with_model_defaults
+from rnnlab.data.classification import ClassificationDataModule
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.encoders import build_sentence_encoder
-from rnnlab.heads import MLPHead
-from rnnlab.models.embeddings import WordEmbedder
+from rnnlab.models.builder import build_word_model
 from rnnlab.tasks.base import SupervisedTask
 
 POOLINGS = ("final", "max")
@@ -42,21 +42,21 @@ class ClassificationModule(SupervisedTask):
     higher_is_better = True
     target_key = "labels"
     kind = "classifier"
+    reads = ClassificationDataModule
     predictions_extension = "tsv"
 
     def __init__(self, model: dict, vocab: dict, labels: dict, optimizer: dict | None = None,
                  scheduler: dict | None = None):
         super().__init__(optimizer, scheduler)
         self.save_hyperparameters()
+        model = with_model_defaults(model)  # a checkpoint from before a model key existed
         self.vocab = Vocabulary.from_dict(vocab)
         self.labels = Vocabulary.from_dict(labels)
-        self.embedder = WordEmbedder.from_config(model, self.vocab)
-        self.encoder = build_sentence_encoder(model, self.embedder.embedding_dim)
-        self.pooling = model.get("pooling", "final")  # .get: checkpoints older than the option lack the key
+        self.pooling = model["pooling"]
         if self.pooling not in POOLINGS:
             raise ValueError(f"model.pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        self.head = MLPHead(self.encoder.get_output_dim(), len(self.labels), model["head_hidden"],
-                            model["head_activation"], model["dropout"])
+        parts = build_word_model(model, self.vocab, len(self.labels), sentence=True)
+        self.embedder, self.encoder, self.head = parts.embedder, parts.encoder, parts.head
         classes = len(self.labels)
         self.metrics = nn.ModuleDict({stage: MetricCollection({
             "acc": MulticlassAccuracy(classes, average="micro"),

@@ -1,4 +1,4 @@
-"""The synthetic long-range tasks: recall and adding read the sentence representation, copy every step."""
+"""The synthetic long-range tasks: a model reads the sentence representation, or every step (``per_step``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from torchmetrics import MeanSquaredError, Metric
 from torchmetrics.classification import MulticlassAccuracy
 
 from rnnlab.data.special import IGNORE_INDEX
-from rnnlab.data.synthetic import TASKS
+from rnnlab.data.synthetic import SYNTHETIC_TASKS, SyntheticDataModule
 from rnnlab.encoders import build_encoder
 from rnnlab.heads import MLPHead
 from rnnlab.tasks.base import SupervisedTask
@@ -17,12 +17,15 @@ from rnnlab.tasks.base import SupervisedTask
 class SyntheticModule(SupervisedTask):
     """Inputs -> encoder -> MLP head, on the sentence vector (recall, adding) or on every step (copy).
 
+    The task's ``target`` chooses the loss and metric: cross-entropy and accuracy for classes, squared error and
+    MSE for values.
+
     Logged beside the metric: ``<stage>/chance``, the metric of a predictor that ignores the input.
 
     Args:
         model: the ``model`` config: ``embedding_dim`` (token tasks), ``cell``, ``encoder``, ``head_hidden``,
             ``head_activation``, ``dropout``, ``embedding_dropout``.
-        task: ``"recall"``, ``"adding"`` or ``"copy"``.
+        task: a name of ``rnnlab.data.synthetic.SYNTHETIC_TASKS`` (``"recall"``, ``"adding"``, ``"copy"``, ...).
         num_outputs: classes (recall, copy) or 1 (adding), from the DataModule.
         chance: chance level of the main metric, from the DataModule.
         vocab_size: number of input ids for token tasks, from the DataModule; 0 for feature inputs.
@@ -31,12 +34,14 @@ class SyntheticModule(SupervisedTask):
         scheduler: see ``rnnlab.tasks.base.TaskModule``.
     """
 
+    reads = SyntheticDataModule
+
     def __init__(self, model: dict, task: str, num_outputs: int, chance: float, vocab_size: int = 0,
                  input_dim: int = 0, optimizer: dict | None = None, scheduler: dict | None = None):
-        if task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-        self.main_metric = "mse" if task == "adding" else "acc"
-        self.higher_is_better = task != "adding"
+        definition = SYNTHETIC_TASKS[task]
+        self.regression, self.per_step = definition.target == "value", definition.per_step
+        self.main_metric = "mse" if self.regression else "acc"
+        self.higher_is_better = not self.regression
         super().__init__(optimizer, scheduler)
         self.save_hyperparameters()
         self.task = task
@@ -53,7 +58,7 @@ class SyntheticModule(SupervisedTask):
         self.metrics = nn.ModuleDict({stage: self._make_metric(num_outputs) for stage in ("val", "test")})
 
     def _make_metric(self, num_outputs: int) -> Metric:
-        if self.task == "adding":
+        if self.regression:
             return MeanSquaredError()
         return MulticlassAccuracy(num_outputs, average="micro", ignore_index=IGNORE_INDEX)
 
@@ -61,19 +66,19 @@ class SyntheticModule(SupervisedTask):
         """Ids ``(B, T)`` or features ``(B, T, F)`` and mask ``(B, T)`` -> scores.
 
         Returns:
-            recall ``(B, C)``, adding ``(B,)``, copy ``(B, T, C)``.
+            ``(B, C)`` class scores (recall), ``(B,)`` values (adding), or ``(B, T, C)`` per step (copy).
         """
         encoded = self.encoder(self.embedder(inputs), mask)
-        if self.task == "copy":
+        if self.per_step:
             return self.head(encoded.outputs)
         scores = self.head(encoded.sentence)
-        return scores.squeeze(-1) if self.task == "adding" else scores
+        return scores.squeeze(-1) if self.regression else scores
 
     def compute_loss(self, batch: dict) -> tuple[Tensor, Tensor]:
         """``(loss, predictions)``: the loss of a batch and what the metric compares with the targets."""
         scores = self(batch["inputs"], batch["mask"])
         targets = batch["targets"]
-        if self.task == "adding":
+        if self.regression:
             return F.mse_loss(scores, targets), scores
         loss = F.cross_entropy(scores.flatten(0, -2), targets.flatten(), ignore_index=IGNORE_INDEX)
         return loss, scores.argmax(-1)

@@ -11,13 +11,14 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
+from rnnlab.config import with_model_defaults
+from rnnlab.data.formats import COLUMN_FORMATS
 from rnnlab.data.special import IGNORE_INDEX
+from rnnlab.data.tagging import TaggingDataModule
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.encoders import build_encoder
-from rnnlab.heads import CRF, MLPHead
+from rnnlab.heads import CRF
 from rnnlab.metrics import SpanF1
-from rnnlab.models.chars import CharEncoder
-from rnnlab.models.embeddings import WordEmbedder
+from rnnlab.models.builder import build_word_model
 from rnnlab.tasks.base import SupervisedTask
 
 METRICS = ("accuracy", "span_f1")
@@ -47,8 +48,8 @@ class TaggingModule(SupervisedTask):
     higher_is_better = True
     target_key = "tags"
     kind = "tagger"
+    reads = TaggingDataModule
     predictions_extension = "conll"
-    input_formats = ("text", "conll", "conllu")
     input_tokens = True
 
     def __init__(self, model: dict, vocab: dict, tags: dict, chars: dict | None = None, metric: str = "accuracy",
@@ -61,17 +62,19 @@ class TaggingModule(SupervisedTask):
         self.main_metric = "f1" if metric == "span_f1" else "acc"
         super().__init__(optimizer, scheduler)
         self.save_hyperparameters()
+        model = with_model_defaults(model)  # a checkpoint from before a model key existed
         self.vocab = Vocabulary.from_dict(vocab)
         self.tags = Vocabulary.from_dict(tags)
-        self.embedder = WordEmbedder.from_config(model, self.vocab)
-        self.char_encoder = (CharEncoder.from_config(model["chars"], Vocabulary.from_dict(chars))
-                             if model.get("chars") else None)
-        input_size = self.embedder.embedding_dim + (self.char_encoder.get_output_dim() if self.char_encoder else 0)
-        self.encoder = build_encoder(model, input_size)
-        self.head = MLPHead(self.encoder.get_output_dim(), len(self.tags), model["head_hidden"],
-                            model["head_activation"], model["dropout"])
-        self.crf = CRF(len(self.tags)) if model.get("crf", False) else None  # .get: older checkpoints lack it
+        parts = build_word_model(model, self.vocab, len(self.tags), Vocabulary.from_dict(chars) if chars else None)
+        self.embedder, self.char_encoder, self.encoder, self.head = (parts.embedder, parts.char_encoder,
+                                                                     parts.encoder, parts.head)
+        self.crf = CRF(len(self.tags)) if model["crf"] else None
         self.set_gold_tags(self.tags.items)
+
+    @property
+    def input_formats(self) -> tuple[str, ...]:
+        """Lines of text, or any registered column format."""
+        return ("text", *COLUMN_FORMATS)
 
     def set_gold_tags(self, tags: list[str]) -> None:
         """(Re)builds the metrics over a gold tag set: the model's tags, then any gold tags it lacks.

@@ -14,19 +14,17 @@ from sacremoses import MosesDetokenizer
 from torch import Tensor
 from torchmetrics import MaxMetric
 
+from rnnlab.config import DecoderConfig, DecodingConfig, complete, with_model_defaults
 from rnnlab.data.batching import pad_sequences
 from rnnlab.data.special import BOS, EOS
+from rnnlab.data.translation import TranslationDataModule
 from rnnlab.data.vocab import Vocabulary
-from rnnlab.encoders import build_encoder
 from rnnlab.errors import UserError
 from rnnlab.metrics import Perplexity
+from rnnlab.models.builder import build_word_model
 from rnnlab.models.decoding import LENGTH_NORMS, STRATEGIES, Bridge, RNNDecoder, States, beam_hypotheses, decode
-from rnnlab.models.embeddings import WordEmbedder, load_vectors
+from rnnlab.models.embeddings import load_vectors
 from rnnlab.tasks.base import PredictedBatches, TaskModule
-
-# Checkpoints from before an option existed decode as they did then (e.g. length_norm).
-DECODING_DEFAULTS = {"strategy": "greedy", "beam_size": 5, "length_penalty": 1.0, "length_norm": "length",
-                     "max_length": 100}
 
 
 def corpus_scores(hypotheses: list[str], references: list[str], lowercase: bool = False) -> dict[str, float]:
@@ -113,6 +111,7 @@ class TranslationModule(TaskModule):
     main_metric = "loss"
     higher_is_better = False
     kind = "translation model"
+    reads = TranslationDataModule
     predictions_extension = "hyp"
 
     def __init__(self, model: dict, source_vocab: dict, target_vocab: dict, target_lang: str = "en",
@@ -121,7 +120,9 @@ class TranslationModule(TaskModule):
                  scheduler: dict | None = None):
         super().__init__(optimizer, scheduler)
         self.save_hyperparameters()
-        self.decoding = {**DECODING_DEFAULTS, **dict(decoding or {})}
+        model = with_model_defaults(model)  # a checkpoint from before a model key existed
+        # A checkpoint from before an option existed decodes as it did then (e.g. length_norm): its default.
+        self.decoding = complete(DecodingConfig, decoding, "task.decoding")
         if self.decoding["strategy"] not in STRATEGIES:
             raise ValueError(f"task.decoding.strategy must be one of {STRATEGIES}, "
                              f"got {self.decoding['strategy']!r}")
@@ -138,22 +139,19 @@ class TranslationModule(TaskModule):
         self.bos, self.eos = self.target_vocab[BOS], self.target_vocab[EOS]
         self.detokenizer = MosesDetokenizer(target_lang)
 
-        self.embedder = WordEmbedder.from_config(model, self.source_vocab)  # pretrained vectors: source side
-        self.encoder = build_encoder(model, self.embedder.embedding_dim)
-        options: dict[str, Any] = dict(model.get("decoder") or {})
-        attention: dict[str, Any] = dict(options.get("attention") or {})  # absent in older checkpoints: none
+        parts = build_word_model(model, self.source_vocab)  # pretrained vectors: source side
+        self.embedder, self.encoder = parts.embedder, parts.encoder
+        options = complete(DecoderConfig, model.get("decoder"), "model.decoder")  # null: the encoder's
+        attention = options["attention"]
         self.decoder = RNNDecoder(
-            instantiate(options.get("cell") or model["cell"]), len(self.target_vocab),
-            options.get("embedding_dim") or model["embedding_dim"],
-            options.get("hidden_size") or self.encoder.hidden_size,
-            options.get("num_layers") or self.encoder.num_layers, self.target_vocab.pad_id,
-            model.get("dropout", 0.0) if options.get("dropout") is None else options["dropout"],
-            options.get("implementation", "auto"),
-            self.encoder.get_output_dim() if options.get("feed_context") else 0,
-            attention.get("kind", "none"), self.encoder.get_output_dim(), attention.get("size"),
-            bool(attention.get("input_feeding", False)))
-        self.bridge = Bridge(self.encoder, self.decoder.rnn, options.get("bridge", "auto"))
-        self.target_vectors = options.get("pretrained_vectors")
+            instantiate(options["cell"] or model["cell"]), len(self.target_vocab),
+            options["embedding_dim"] or model["embedding_dim"], options["hidden_size"] or self.encoder.hidden_size,
+            options["num_layers"] or self.encoder.num_layers, self.target_vocab.pad_id,
+            model["dropout"] if options["dropout"] is None else options["dropout"], options["implementation"],
+            self.encoder.get_output_dim() if options["feed_context"] else 0, attention["kind"],
+            self.encoder.get_output_dim(), attention["size"], attention["input_feeding"])
+        self.bridge = Bridge(self.encoder, self.decoder.rnn, options["bridge"])
+        self.target_vectors = options["pretrained_vectors"]
         self.ppl = torch.nn.ModuleDict({stage: Perplexity() for stage in ("val", "test")})
         self.bleu_best = MaxMetric()
         self.bleu_best.persistent(True)  # kept by a resumed run, like ``best``

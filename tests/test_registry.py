@@ -1,0 +1,155 @@
+"""One registration idiom: a name registered by a decorator is found, a wrong name is one error listing the right
+ones, and a new implementation is one file, found with no list edited (checked on a copy of the package)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, write_conll
+from rnnlab.data.formats import COLUMN_FORMATS
+from rnnlab.data.synthetic import SYNTHETIC_TASKS
+from rnnlab.errors import UserError
+from rnnlab.models.attention import SCORES
+from rnnlab.registry import Registry
+from test_translation import write_multi30k
+
+
+def test_a_registered_name_is_found_and_a_wrong_one_lists_the_names() -> None:
+    shapes = Registry("shape", "model.shape")
+
+    @shapes.register("square")
+    class Square:
+        pass
+
+    assert shapes["square"] is Square and list(shapes) == ["square"] and "circle" not in shapes
+    with pytest.raises(UserError, match=r"model.shape must be one of \['square'\], got 'circle'"):
+        shapes["circle"]
+    with pytest.raises(ValueError, match="a shape named 'square' is already registered"):
+        shapes.register("square")(object)
+
+
+def test_a_package_registry_imports_every_module_of_its_package(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "plugins"
+    package.mkdir()
+    (package / "__init__.py").write_text("from rnnlab.registry import Registry\n"
+                                         "PLUGINS = Registry('plugin', 'plugin', package=__name__)\n")
+    for name in ("first", "second"):
+        (package / f"{name}.py").write_text(f"from plugins import PLUGINS\nPLUGINS.register('{name}')(len)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from plugins import PLUGINS
+
+    assert PLUGINS.names() == ("first", "second")
+
+
+def test_the_shipped_implementations_register_themselves() -> None:
+    assert list(SCORES) == ["additive", "dot", "general"]
+    assert list(COLUMN_FORMATS) == ["conll", "conllu"]
+    assert list(SYNTHETIC_TASKS) == ["adding", "copy", "recall"]
+
+
+# ------------------------------------------------- a newcomer's extension: one new file in a copy of the package
+SCALED_DOT = '''"""A scaled dot product, h^T k / sqrt(D) (Vaswani et al. 2017)."""
+
+from torch import Tensor
+
+from rnnlab.models.attention import SCORES, Attention
+
+
+@SCORES.register("scaled_dot")
+class ScaledDotAttention(Attention):
+    def score(self, query: Tensor, prepared: Tensor) -> Tensor:
+        return query @ prepared.transpose(1, 2) / prepared.shape[-1] ** 0.5  # (B, T, S)
+'''
+SCALED_DOT_YAML = """# @package model.decoder.attention
+kind: scaled_dot
+size: null
+input_feeding: false
+"""
+SLASHED = '''"""One sentence a line, each token written word/TAG."""
+
+from pathlib import Path
+
+from rnnlab.data.formats import COLUMN_FORMATS, ColumnOptions
+from rnnlab.data.readers import read_lines
+
+
+@COLUMN_FORMATS.register("slashed")
+def read(path: Path, options: ColumnOptions) -> list[dict]:
+    pairs = [[token.rsplit("/", 1) for token in line.split()] for _, line in read_lines(path, options.encoding)]
+    return [{"tokens": [w for w, _ in sentence], "tags": [t for _, t in sentence]} for sentence in pairs if sentence]
+'''
+
+KENDALL = '''"""Kendall's tau between predicted and gold rankings: higher is better, within [-1, 1]."""
+
+from rnnlab.metrics.declared import declare
+
+declare("tau", "max", -1.0, 1.0)
+'''
+METRIC_PROBE = """from rnnlab.analysis.stats import metric_range
+from rnnlab.errors import UserError
+from rnnlab.run.pipeline import check_metric_direction
+
+check_metric_direction("val/tau", "max")
+try:
+    check_metric_direction("val/tau", "min")
+except UserError as error:
+    print(error)
+print(metric_range("test/tau"))
+"""
+
+
+def package_copy(root: Path, files: dict[str, str]) -> Path:
+    """``train.py``, ``conf/`` and ``src/rnnlab`` copied to ``root``, plus ``files`` (path -> text); nothing else
+    is edited."""
+    shutil.copytree(ROOT / "src" / "rnnlab", root / "src" / "rnnlab", symlinks=True,  # conf/ stays a link
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "conf", root / "conf")
+    shutil.copy(ROOT / "train.py", root / "train.py")
+    for path, text in files.items():
+        (root / path).write_text(text)
+    return root
+
+
+def train_copy(root: Path, overrides: list[str], run: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "train.py", *overrides, "debug=fast", f"hydra.run.dir={run}"],
+                            cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_a_new_attention_score_is_one_module_and_one_yaml(tmp_path: Path) -> None:
+    root = package_copy(tmp_path / "copy", {"src/rnnlab/models/attention/scaled_dot.py": SCALED_DOT,
+                                            "conf/model/attention/scaled_dot.yaml": SCALED_DOT_YAML})
+    data = write_multi30k(tmp_path / "data")
+    train_copy(root, ["task=translation", "model=lstm", "model/attention=scaled_dot", f"paths.data_dir={data}",
+                      "data.min_freq=1", "model.encoder.hidden_size=16", "model.embedding_dim=8"], tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_a_new_column_format_is_one_module(tmp_path: Path) -> None:
+    root = package_copy(tmp_path / "copy", {"src/rnnlab/data/formats/slashed.py": SLASHED})
+    text = tmp_path / "slashed.txt"
+    text.write_text("Anna/I-PER lives/O in/O London/I-LOC ./O\nThe/O World/I-ORG Bank/I-ORG said/O so/O\n")
+    files = [f"data.files.{split}={text}" for split in ("train", "validation", "test")]
+    train_copy(root, ["task=ner", "model=bilstm", "data.format=slashed", *files, "data.hub=null",
+                      f"paths.data_dir={write_conll(tmp_path / 'data')}", "model.encoder.hidden_size=8",
+                      "model.embedding_dim=8"], tmp_path / "run")
+
+
+def test_a_new_metric_with_its_direction_is_one_module(tmp_path: Path) -> None:
+    root = package_copy(tmp_path / "copy", {"src/rnnlab/metrics/kendall.py": KENDALL})
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", METRIC_PROBE], cwd=root, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines() == ["task.optimized_metric=val/tau is better when higher, but task.mode=min; "
+                                          "set task.mode=max", "(-1.0, 1.0)"]
