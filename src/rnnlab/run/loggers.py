@@ -98,9 +98,13 @@ class OptunaTrialsCallback(Callback):
 
 class _ContinuingWriter(ExperimentWriter):
     """Lightning's CSV writer, which deletes an existing ``metrics.csv`` when it starts; this one appends to it
-    under the columns it already has (a resumed run; fit and test in separate processes under ``ddp_spawn``)."""
+    under the columns it already has."""
 
     def _check_log_dir_exists(self) -> None:
+        self.read_columns()
+
+    def read_columns(self) -> None:
+        """Takes the columns of an existing ``metrics.csv``."""
         if os.path.isfile(self.metrics_file_path):
             with open(self.metrics_file_path, newline="") as handle:
                 self.metrics_keys = next(csv.reader(handle), [])
@@ -120,6 +124,10 @@ class CSVLogger(lightning.pytorch.loggers.CSVLogger):
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _ContinuingWriter(log_dir=self.log_dir)
+        elif not self._experiment.metrics_keys:
+            # A copy made before the file had rows: under ddp_spawn, fit and test each run in a fresh process
+            # with the logger as the main process left it.
+            self._experiment.read_columns()
         return self._experiment
 
     @rank_zero_only
