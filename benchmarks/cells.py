@@ -6,8 +6,9 @@ vary), at three shapes; prints a Markdown table of median milliseconds and the r
 
 With ``--ragged``, times instead every cell with a fast path at T = 40, 200 and 2,000, on a ragged batch (lengths
 uniform in [T/2, T]) and on a full one, against the better of packed and unpacked ``nn.LSTM`` on the same batch,
-interleaved, best of ``--rounds``; with ``--recipes``, also one training epoch of each recipe before (library
-kernels forced onto the packed layout, as the engine ran them before choosing by device) and after.
+interleaved, best of ``--rounds``. With ``--recipes`` (alone or with ``--ragged``), one training epoch of each
+recipe before (library kernels forced onto the packed layout, as the engine ran them before choosing by device)
+and after.
 
 With ``--lengths``, times instead one shape (``LENGTHS_SHAPE``) at each sequence length: ``nn.LSTM``, every cell
 on its fast path (``implementation="auto"``), and the step loop (``"reference"``) of every cell whose fast path is
@@ -381,8 +382,8 @@ def main() -> None:
                         help="time every cell with a fast path (or --cells) at T = 40, 200, 2000 on ragged and full "
                              "batches against the better of packed and unpacked nn.LSTM, instead of the shapes")
     parser.add_argument("--rounds", type=int, default=3, help="--ragged, --recipes: interleaved rounds (best kept)")
-    parser.add_argument("--recipes", default="", help=f"--ragged: comma-separated subset of {list(RECIPES)}, each "
-                                                     "timed for one epoch before and after")
+    parser.add_argument("--recipes", default="", help=f"comma-separated subset of {list(RECIPES)}, each timed for "
+                                                     "one epoch before and after (with or without --ragged)")
     parser.add_argument("--limit-batches", type=int, default=None, help="--recipes: batches per epoch (all if unset)")
     parser.add_argument("--max-seconds", type=float, default=2.0,
                         help="--lengths: skip a model's longer lengths once one of its steps took longer")
@@ -401,10 +402,11 @@ def main() -> None:
         cells = args.cells.split(",")
     else:
         cells = [name for name in cell_names() if not args.ragged or fast_path(cell_factory(name)(1, 1)) != "loop"]
-    if args.ragged:
+    if args.ragged or args.recipes:
         print(f"{machine_info(device)}; {args.clock} clock, best of {args.rounds} interleaved rounds; forward + "
               "backward, training mode; ragged: lengths uniform in [T/2, T]\n")
-        ragged_table(cells, device, args.rounds, clock)
+        if args.ragged:
+            ragged_table(cells, device, args.rounds, clock)
         if args.recipes:
             recipes_before_after(args.recipes.split(","), args.data_dir, args.limit_batches, args.rounds)
         return

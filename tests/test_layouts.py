@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnlab.encoders import RecurrentLayer
+from rnnlab.encoders import RecurrentLayer, RNNEncoder
 from rnnlab.encoders.engine import force_layout, library_layout
 from rnnlab.kernels import KERNELS, LibraryKernel
 from test_fast_paths import CELLS, ENCODERS, HIDDEN, INPUT, assert_close, fast_and_reference, make_mask, \
@@ -80,3 +80,17 @@ def test_layout_rule() -> None:
     with pytest.raises(ValueError, match="layout must be one of"):
         with force_layout("sorted"):
             pass
+
+
+def test_final_memory_read_under_autocast_keeps_the_parameters_precision() -> None:
+    """The memory recomputed when the final states are read under bf16 autocast is the float32 one, as the rest of
+    the recurrence (bf16 gates would move it by ~1e-3)."""
+    torch.manual_seed(0)
+    encoder = RNNEncoder(CELLS["lstm"], 16, 32)
+    x, mask = torch.randn(3, 30, 16), make_mask([30, 12, 25])
+    with force_layout("padded"), torch.no_grad():
+        expected = encoder(x, mask).final_states[0][0][1]  # (3, H)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            c = encoder(x, mask).final_states[0][0][1]
+    assert c.dtype == torch.float32
+    assert (c - expected).abs().max() < 1e-6

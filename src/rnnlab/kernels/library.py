@@ -113,4 +113,9 @@ def run_padded_layer(name: str, params: list[Tensor], x: Tensor, lengths: Tensor
         out = reverse_padded(out, lengths)
     if kernel.memory is None:
         return out, h_n, lambda: ()
-    return out, h_n, lambda: (kernel.memory(params, x, reading_order, state, lengths),)
+
+    def memory() -> State:
+        with torch.autocast(x.device.type, enabled=False):  # read later, perhaps under autocast: keep our precision
+            return (kernel.memory(params, x, reading_order, state, lengths),)
+
+    return out, h_n, memory
