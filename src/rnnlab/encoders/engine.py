@@ -16,7 +16,7 @@ whole padded batch) or ``step_stack`` (one position). ``run_stack`` takes one of
 Which layout is fastest is a property of the device and the batch, not of the cell. cuDNN runs packed batches
 fast, so GPUs keep them. On CPUs PyTorch runs a packed batch step by step in its generic code, while oneDNN
 runs a padded one as one primitive: measured on 2 cores (``docs/benchmarks.md``, "Ragged batches"), the padded
-layout was 3–83× faster than the packed one at T = 40, 200 and 2,000 with lengths uniform in [T/2, T], so
+layout was 2–83× faster than the packed one at T = 40, 200 and 2,000 with lengths uniform in [T/2, T], so
 CPUs run ragged batches padded. Every layout computes the same function up to float rounding; on the padded
 layout the LSTM's final memory ``c`` is not among the kernel's outputs and is recomputed only if a caller reads
 the final states (the translation encoder's bridge does; taggers and classifiers read outputs and ``h`` alone).
