@@ -3,8 +3,9 @@
 Two kinds, told apart by how the encoder runs them:
 
 - ``LibraryKernel``: a PyTorch stack kernel (``torch.lstm``, ``torch.gru``, ``torch.rnn_tanh``) that runs a
-  whole multi-layer, bidirectional stack in one call over a packed batch (``rnnlab.kernels.library``); its
-  parameters are ``[w_ih, w_hh, b_ih, b_hh]`` per layer and direction in PyTorch's layout.
+  whole multi-layer, bidirectional stack in one call over a packed batch, or one layer and direction over the
+  padded batch (``rnnlab.kernels.library``); its parameters are ``[w_ih, w_hh, b_ih, b_hh]`` per layer and
+  direction in PyTorch's layout.
 - ``SequenceKernel``: one layer and direction over a batch sorted by length, time-major
   (``rnnlab.kernels.batch.SortedBatch``), as the project's own kernels are written.
 
@@ -86,6 +87,7 @@ def lstm_memory(params: list[Tensor], x: Tensor, outputs: Tensor, state: State, 
     for t in range(int(lengths.max())):
         c = torch.where(t < running, keep[:, t] * c + write[:, t], c)
     return c
+
 
 KERNELS: dict[str, Kernel] = {
     "lstm": LibraryKernel(torch.lstm, num_states=2, memory=lstm_memory),
