@@ -4,6 +4,12 @@ Times one forward + backward pass in training mode through ``RNNEncoder`` for ea
 ``conf/model/cell/`` (as a run builds it), and through ``torch.nn.LSTM`` / ``torch.nn.RNN`` (packed when lengths
 vary), at three shapes; prints a Markdown table of median milliseconds and the ratio to ``nn.LSTM``.
 
+With ``--ragged``, times instead every cell with a fast path at T = 40, 200 and 2,000, on a ragged batch (lengths
+uniform in [T/2, T]) and on a full one, against the better of packed and unpacked ``nn.LSTM`` on the same batch,
+interleaved, best of ``--rounds``. With ``--recipes`` (alone or with ``--ragged``), one training epoch of each
+recipe before (library kernels forced onto the packed layout, as the engine ran them before choosing by device)
+and after.
+
 With ``--lengths``, times instead one shape (``LENGTHS_SHAPE``) at each sequence length: ``nn.LSTM``, every cell
 on its fast path (``implementation="auto"``), and the step loop (``"reference"``) of every cell whose fast path is
 a kernel; prints a table of milliseconds against length and, with ``--figure``, draws it and writes the numbers.
@@ -13,6 +19,7 @@ a kernel; prints a table of milliseconds against length and, with ``--figure``, 
     python benchmarks/cells.py --shapes lm --repeats 20 --device cuda
     python benchmarks/cells.py --cells lstm,peephole,peephole:peephole=full   # a cell with options
     python benchmarks/cells.py --lengths 50,200,1000 --figure speed.png       # against sequence length
+    python benchmarks/cells.py --ragged --recipes ner,sst2 --limit-batches 200  # ragged batches, epochs
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+import lightning as L
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -47,6 +55,7 @@ class Shape:
     layers: int = 1
     bidirectional: bool = False
     variable_lengths: bool = False
+    shortest: float = 0.25  # with variable lengths, the shortest sentence as a fraction of ``steps``
 
 
 SHAPES = {
@@ -55,6 +64,9 @@ SHAPES = {
     "long": Shape(64, 200, 128, 128),
 }
 LENGTHS_SHAPE = Shape(16, 0, 64, 128)  # --lengths: steps set per length, all sentences that long
+RAGGED_SHAPES = [Shape(32, 40, 100, 256, bidirectional=True, shortest=0.5),  # --ragged: the tagger's
+                 Shape(64, 200, 128, 128, shortest=0.5), Shape(8, 2000, 128, 128, shortest=0.5)]
+RECIPES = {"ner": ["task=ner", "model=bilstm"], "sst2": ["task=sst2"]}  # --recipes: train.py overrides
 
 
 def parse_cell(spec: str) -> tuple[str, dict[str, str]]:
@@ -64,11 +76,12 @@ def parse_cell(spec: str) -> tuple[str, dict[str, str]]:
 
 
 def make_batch(shape: Shape, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Random inputs ``(B, T, I)`` that require grad, and a mask; varying lengths in ``[T/4, T]`` if asked."""
+    """Random inputs ``(B, T, I)`` that require grad, and a mask; varying lengths in ``[shortest T, T]`` if asked."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(shape.batch, shape.steps, shape.inputs, generator=generator)
     if shape.variable_lengths:
-        lengths = torch.randint(shape.steps // 4, shape.steps + 1, (shape.batch,), generator=generator)
+        lengths = torch.randint(int(shape.steps * shape.shortest), shape.steps + 1, (shape.batch,),
+                                generator=generator)
         lengths[0] = shape.steps
     else:
         lengths = torch.full((shape.batch,), shape.steps)
@@ -77,16 +90,19 @@ def make_batch(shape: Shape, device: torch.device) -> tuple[Tensor, Tensor]:
 
 
 class TorchRNN(nn.Module):
-    """``nn.LSTM`` / ``nn.RNN`` as a user would run them on a masked batch: packed when lengths vary."""
+    """``nn.LSTM`` / ``nn.RNN`` as a user would run them on a masked batch: packed when lengths vary, unless
+    ``packed`` is False (then run over the padding as if it were real: a speed reference, not the same function
+    for the backward direction)."""
 
-    def __init__(self, kind: type[nn.RNNBase], shape: Shape):
+    def __init__(self, kind: type[nn.RNNBase], shape: Shape, packed: bool = True):
         super().__init__()
         self.rnn = kind(shape.inputs, shape.hidden, num_layers=shape.layers, bidirectional=shape.bidirectional,
                         batch_first=True)
+        self.packed = packed
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         lengths = mask.sum(dim=1)
-        if bool((lengths == x.shape[1]).all()):
+        if not self.packed or bool((lengths == x.shape[1]).all()):
             return self.rnn(x)[0]
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         return pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=x.shape[1])[0]
@@ -256,36 +272,105 @@ def save_against_length(results: dict[tuple[str, str], list[float | None]], leng
     plt.close(fig)
 
 
-def time_ner_epoch(cell: str, data_dir: str) -> float:
-    """Seconds of one training epoch of the default NER tagger (``task=ner model=bilstm``) with ``cell``.
+def cell_overrides(cell: str) -> list[str]:
+    """Hydra overrides that put ``cell`` (``name`` or ``name:key=value``) into a recipe."""
+    name, options = parse_cell(cell)
+    return [f"model/cell={name}", *(f"model.cell.{key}={value}" for key, value in options.items())]
 
-    The tagger is built as ``train.py`` builds it (CoNLL-2003 from ``data_dir``); validation is skipped so
-    the time is the training loop's alone: batching, embeddings, encoder, head, loss, backward, optimiser.
+
+class EpochClock(L.Callback):
+    """Seconds from the start of a training epoch to its end."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.seconds = time.perf_counter() - self.started
+
+
+def time_epoch(overrides: list[str], data_dir: str, limit_batches: int | None = None) -> float:
+    """Seconds of one training epoch of a recipe (``train.py`` overrides, e.g. ``task=ner model=bilstm``).
+
+    The model is built as ``train.py`` builds it (data from ``data_dir``); validation is skipped and the clock
+    runs from the epoch's start to its end, so the time is the training loop's alone: batching, embeddings,
+    encoder, head, loss, backward, optimiser (not reading the data or building the model).
+
+    Args:
+        overrides: the recipe, as on ``train.py``'s command line.
+        data_dir: the data root.
+        limit_batches: stop the epoch after this many batches (``trainer.limit_train_batches``); None: all.
     """
-    import lightning as L
     from hydra import compose, initialize_config_dir
 
     from rnnlab.run.pipeline import build
 
-    name, options = parse_cell(cell)
-    overrides = ["task=ner", "model=bilstm", f"model/cell={name}", f"paths.data_dir={data_dir}",
-                 "paths.output_dir=.", *(f"model.cell.{key}={value}" for key, value in options.items())]
     with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+        cfg = compose("train", overrides=[*overrides, f"paths.data_dir={data_dir}", "paths.output_dir=."])
     datamodule, module = build(cfg)
     trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_val_batches=0, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        use_distributed_sampler=False, gradient_clip_val=cfg.trainer.gradient_clip_val)
-    started = time.perf_counter()
+                        use_distributed_sampler=False, gradient_clip_val=cfg.trainer.gradient_clip_val,
+                        limit_train_batches=limit_batches, callbacks=[clock := EpochClock()])
     trainer.fit(module, datamodule=datamodule)
-    return time.perf_counter() - started
+    return clock.seconds
+
+
+def time_interleaved(models: dict[str, nn.Module], x: Tensor, mask: Tensor, rounds: int,
+                     clock: Callable[[], float]) -> dict[str, float]:
+    """Best milliseconds of forward + backward of each model over ``rounds`` rounds, each timing every model once
+    in turn (the first after an untimed run), so a change of load on a shared machine reaches all alike."""
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for run in range(rounds):
+        for name, model in models.items():
+            times[name].append(time_training_step(model, x, mask, warmup=int(run == 0), repeats=1, clock=clock))
+    return {name: min(values) for name, values in times.items()}
+
+
+def ragged_table(cells: list[str], device: torch.device, rounds: int, clock: Callable[[], float]) -> None:
+    """Prints every cell against the better of packed and unpacked ``nn.LSTM`` at each of ``RAGGED_SHAPES``, on
+    a ragged and a full batch (``time_interleaved``)."""
+    print("| B × T, I → H | lengths | model | ms | × best nn.LSTM |")
+    print("|---|---|---|---:|---:|")
+    for ragged in (True, False):
+        for shape in RAGGED_SHAPES:
+            shape = replace(shape, variable_lengths=ragged)
+            models: dict[str, nn.Module] = {"nn.LSTM packed": TorchRNN(nn.LSTM, shape)}
+            if ragged:
+                models["nn.LSTM unpacked"] = TorchRNN(nn.LSTM, shape, packed=False)
+            for spec in cells:
+                name, options = parse_cell(spec)
+                models[spec] = Encoder(cell_factory(name, **options), shape, "auto")
+            best = time_interleaved({name: model.to(device) for name, model in models.items()},
+                                    *make_batch(shape, device), rounds, clock)
+            reference = min(ms for name, ms in best.items() if name.startswith("nn.LSTM"))
+            sizes = f"{shape.batch} × {shape.steps}, {shape.inputs} → {shape.hidden}" + " bi" * shape.bidirectional
+            lengths = f"[{int(shape.steps * shape.shortest)}, {shape.steps}]" if ragged else f"all {shape.steps}"
+            for name, ms in best.items():
+                print(f"| {sizes} | {lengths} | {name} | {ms:.1f} | {ms / reference:.2f} |", flush=True)
+
+
+def recipes_before_after(recipes: list[str], data_dir: str, limit_batches: int | None, rounds: int) -> None:
+    """Prints one training epoch of each recipe with library kernels forced onto the packed layout (before) and
+    on the layout the engine picks (after), interleaved, best of ``rounds``."""
+    from rnnlab.encoders.engine import force_layout
+
+    print("\n| recipe | batches | before (packed), s | after, s | before / after |\n|---|---:|---:|---:|---:|")
+    for recipe in recipes:
+        before, after = [], []
+        for _ in range(rounds):
+            with force_layout("packed"):
+                before.append(time_epoch(RECIPES[recipe], data_dir, limit_batches))
+            after.append(time_epoch(RECIPES[recipe], data_dir, limit_batches))
+        print(f"| {' '.join(RECIPES[recipe])} | {limit_batches or 'all'} | {min(before):.1f} | {min(after):.1f} | "
+              f"{min(before) / min(after):.2f} |", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated subset of {list(SHAPES)}")
-    parser.add_argument("--cells", default=",".join(cell_names()),
-                        help=f"comma-separated cells of {cell_names()}, each optionally name:key=value")
+    parser.add_argument("--cells", default=None,
+                        help=f"comma-separated cells of {cell_names()}, each optionally name:key=value (default: "
+                             "all; with --ragged, those with a fast path)")
     parser.add_argument("--repeats", type=int, default=15, help="timed runs per model (median reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs first")
     parser.add_argument("--quick", action="store_true", help="3 repeats after 1 warm-up")
@@ -303,6 +388,13 @@ def main() -> None:
                              "cell (fast path and step loop) and nn.LSTM against length at batch "
                              f"{LENGTHS_SHAPE.batch}, {LENGTHS_SHAPE.inputs}→{LENGTHS_SHAPE.hidden}, one layer, "
                              "instead of the shapes (--shapes, --implementation and --ner-epoch are not read)")
+    parser.add_argument("--ragged", action="store_true",
+                        help="time every cell with a fast path (or --cells) at T = 40, 200, 2000 on ragged and full "
+                             "batches against the better of packed and unpacked nn.LSTM, instead of the shapes")
+    parser.add_argument("--rounds", type=int, default=3, help="--ragged, --recipes: interleaved rounds (best kept)")
+    parser.add_argument("--recipes", default="", help=f"comma-separated subset of {list(RECIPES)}, each timed for "
+                                                     "one epoch before and after (with or without --ragged)")
+    parser.add_argument("--limit-batches", type=int, default=None, help="--recipes: batches per epoch (all if unset)")
     parser.add_argument("--max-seconds", type=float, default=2.0,
                         help="--lengths: skip a model's longer lengths once one of its steps took longer")
     parser.add_argument("--figure", type=Path, default=None,
@@ -316,6 +408,18 @@ def main() -> None:
     torch.manual_seed(0)
 
     clock = time.perf_counter if args.clock == "wall" else time.process_time
+    if args.cells:
+        cells = args.cells.split(",")
+    else:
+        cells = [name for name in cell_names() if not args.ragged or fast_path(cell_factory(name)(1, 1)) != "loop"]
+    if args.ragged or args.recipes:
+        print(f"{machine_info(device)}; {args.clock} clock, best of {args.rounds} interleaved rounds; forward + "
+              "backward, training mode; ragged: lengths uniform in [T/2, T]\n")
+        if args.ragged:
+            ragged_table(cells, device, args.rounds, clock)
+        if args.recipes:
+            recipes_before_after(args.recipes.split(","), args.data_dir, args.limit_batches, args.rounds)
+        return
     if args.lengths:
         shape, lengths = LENGTHS_SHAPE, [int(steps) for steps in args.lengths.split(",")]
         sizes = f"batch {shape.batch}, {shape.inputs}→{shape.hidden}, one layer, every sentence T long"
@@ -323,7 +427,7 @@ def main() -> None:
               f"(loop); {args.clock} clock, median of {args.repeats} runs after {args.warmup} warm-up, longer "
               f"lengths skipped after a step over {args.max_seconds:g} s; forward + backward, training mode; "
               "no compilation involved.\n")
-        models = length_models(args.cells.split(","), shape)
+        models = length_models(cells, shape)
         results = time_against_length(models, shape, lengths, device, args.warmup, args.repeats, clock,
                                       args.max_seconds)
         if args.figure:
@@ -340,7 +444,7 @@ def main() -> None:
         shape = SHAPES[shape_name]
         x, mask = make_batch(shape, device)
         models: dict[str, nn.Module] = {"nn.LSTM": TorchRNN(nn.LSTM, shape), "nn.RNN": TorchRNN(nn.RNN, shape)}
-        for name in args.cells.split(","):
+        for name in cells:
             cell_name, options = parse_cell(name)
             models[name] = Encoder(cell_factory(cell_name, **options), shape, args.implementation)
         baseline = None
@@ -352,8 +456,9 @@ def main() -> None:
                   f"{' bi' if shape.bidirectional else ''} | {name} | {ms:.1f} | {ms / baseline:.2f} |", flush=True)
     if args.ner_epoch:
         print("\n| NER tagger (BiRNN 200, CoNLL-2003 train) | one epoch, s |\n|---|---:|")
-        for name in args.cells.split(","):
-            print(f"| {name} | {time_ner_epoch(name, args.data_dir):.1f} |", flush=True)
+        for name in cells:
+            print(f"| {name} | {time_epoch(['task=ner', 'model=bilstm', *cell_overrides(name)], args.data_dir):.1f} |",
+                  flush=True)
 
 
 if __name__ == "__main__":

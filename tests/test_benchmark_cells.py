@@ -45,3 +45,25 @@ def test_against_length_times_fast_path_and_loop_skips_and_saves(tmp_path: Path,
     assert rows[0] == ["model", "path", "2", "3", "4"]
     assert rows[4][:2] == ["indrnn", "loop"] and rows[4][3:] == ["skipped", "skipped"]
     assert float(rows[4][2]) == pytest.approx(results["indrnn", "loop"][0], abs=1e-3)
+
+
+def test_ragged_table_rates_each_cell_against_the_better_nn_lstm(monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr(cells, "RAGGED_SHAPES", [cells.Shape(4, 24, 8, 16, shortest=0.5)])
+    cells.ragged_table(["lstm", "min_gru"], torch.device("cpu"), rounds=2, clock=time.process_time)
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
+    # Ragged: packed and unpacked nn.LSTM, then each cell; full: one nn.LSTM (nothing to pack), then each cell.
+    assert [(row[1], row[2]) for row in rows] == [
+        ("[12, 24]", "nn.LSTM packed"), ("[12, 24]", "nn.LSTM unpacked"), ("[12, 24]", "lstm"),
+        ("[12, 24]", "min_gru"), ("all 24", "nn.LSTM packed"), ("all 24", "lstm"), ("all 24", "min_gru")]
+    for block in (rows[:4], rows[4:]):
+        best = min(float(row[3]) for row in block if row[2].startswith("nn.LSTM"))
+        for row in block:  # ms printed to 0.1: the ratio is known to 0.05 (1 + ratio) / (best - 0.05), ratio to 0.005
+            ratio = float(row[3]) / best
+            assert float(row[4].rstrip(" |")) == pytest.approx(ratio, abs=0.006 + 0.05 * (1 + ratio) / (best - 0.05))
+
+
+def test_make_batch_draws_lengths_from_the_shortest_fraction() -> None:
+    _, mask = cells.make_batch(cells.Shape(200, 40, 1, 1, variable_lengths=True, shortest=0.5), torch.device("cpu"))
+    lengths = mask.sum(dim=1)
+    assert int(lengths.min()) >= 20 and int(lengths.max()) == 40 and len(set(lengths.tolist())) > 10

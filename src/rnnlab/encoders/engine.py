@@ -4,13 +4,22 @@ The encoder (``RNNEncoder``), a lone ``RecurrentLayer``, the translation decoder
 greedy and beam search), the diagnostics and the benchmark all run their recurrences through ``run_stack`` (a
 whole padded batch) or ``step_stack`` (one position). ``run_stack`` takes one of three paths per stack:
 
-- library kernel: every cell maps onto the same PyTorch stack kernel (``torch.lstm``, ...): the whole stack in
-  one call on a packed batch (one call per direction for an independent multi-layer BiRNN);
+- library kernel: every cell maps onto the same PyTorch stack kernel (``torch.lstm``, ...), run on one of two
+  layouts (``library_layout``): packed, the whole stack in one call (one call per direction for an independent
+  multi-layer BiRNN), or padded, one call per layer and direction on the padded batch itself;
 - sequence kernel: every cell names the same project kernel (``rnnlab.kernels``): one sorted, time-major copy
   of the batch shared by all layers, one kernel call per layer and direction;
 - step loop: ``cell.forward`` step by step, for cells without a kernel, ``implementation="reference"``, a stack
-  whose layers do not all name the same kernel, batches with an empty sentence on the library path (packing
+  whose layers do not all name the same kernel, batches with an empty sentence on the packed layout (packing
   refuses them), and while steps are recorded.
+
+Which layout is fastest is a property of the device and the batch, not of the cell. cuDNN runs packed batches
+fast, so GPUs keep them. On CPUs PyTorch runs a packed batch step by step in its generic code, while oneDNN
+runs a padded one as one primitive: measured on 2 cores (``docs/benchmarks.md``, "Ragged batches"), the padded
+layout was 2–83× faster than the packed one at T = 40, 200 and 2,000 with lengths uniform in [T/2, T], so
+CPUs run ragged batches padded. Every layout computes the same function up to float rounding; on the padded
+layout the LSTM's final memory ``c`` is not among the kernel's outputs and is recomputed only if a caller reads
+the final states (the translation encoder's bridge does; taggers and classifiers read outputs and ``h`` alone).
 
 Precision: under autocast the recurrence runs in the parameters' dtype with autocast off, and so do its inputs
 and initial states; the layers around it stay in autocast's. bf16 keeps 8 significant bits, so once ``|c|``
@@ -21,6 +30,7 @@ under bf16 stalled at the unigram level that way).
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
@@ -30,7 +40,7 @@ from torch import Tensor, nn
 from rnnlab.cells.base import State
 from rnnlab.kernels import KERNELS, LibraryKernel, SequenceKernel
 from rnnlab.kernels.batch import SortedBatch
-from rnnlab.kernels.library import run_library_kernel
+from rnnlab.kernels.library import run_library_kernel, run_padded_layer
 
 if TYPE_CHECKING:
     from rnnlab.encoders.layer import RecurrentLayer
@@ -38,6 +48,55 @@ if TYPE_CHECKING:
 Stack = Sequence[Sequence["RecurrentLayer"]]  # per layer, per direction (forward first)
 StackStates = list[list[State]]  # per layer, per direction, a cell's state tuple of (B, H)
 Recorder = list[list[list[Tensor]]]  # per layer, per direction, h(t) (B, H) of each step in reading order
+LAYOUTS = ("packed", "padded")
+_forced_layout: list[str] = []  # set by force_layout
+
+
+@dataclass
+class FinalStates:
+    """The state after each sentence's last token in reading order, per layer and direction (forward first).
+
+    Attributes:
+        hidden: each ``h`` ``(B, H)``, always computed.
+        rest: per layer and direction, a function returning the state's other tensors; the padded layout
+            computes the LSTM's ``c`` only when ``states`` is first read.
+    """
+
+    hidden: list[list[Tensor]]
+    rest: list[list[Callable[[], State]]]
+    _states: StackStates | None = field(default=None, repr=False)
+
+    @classmethod
+    def known(cls, states: StackStates) -> FinalStates:
+        """Final states already computed whole."""
+        return cls([[state[0] for state in layer] for layer in states], [], states)
+
+    @property
+    def states(self) -> StackStates:
+        """Every state tuple, as ``run_stack``'s ``initial_states``."""
+        if self._states is None:
+            self._states = [[(h, *rest()) for h, rest in zip(*layer)] for layer in zip(self.hidden, self.rest)]
+        return self._states
+
+
+@contextmanager
+def force_layout(layout: str) -> Iterator[None]:
+    """While open, library kernels run on ``layout`` (``"packed"`` or ``"padded"``) on every device: for tests
+    and for timing one layout against the other."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    _forced_layout.append(layout)
+    try:
+        yield
+    finally:
+        _forced_layout.pop()
+
+
+def library_layout(device: torch.device) -> str:
+    """How library kernels run a ragged batch on ``device``: packed on GPUs (cuDNN), padded elsewhere."""
+    if _forced_layout:
+        return _forced_layout[-1]
+    return "packed" if device.type == "cuda" else "padded"
 
 
 @contextmanager
@@ -53,7 +112,7 @@ def parameter_precision(parameter: Tensor, device_type: str) -> Iterator[Callabl
 
 def run_stack(layers: Stack, x: Tensor, mask: Tensor, initial_states: StackStates | None = None,
               wide: bool = False, dropout: nn.Dropout | None = None,
-              recorder: Recorder | None = None) -> tuple[Tensor, StackStates]:
+              recorder: Recorder | None = None) -> tuple[Tensor, FinalStates]:
     """Runs a stack of layers over a padded batch, in the parameters' precision.
 
     Args:
@@ -67,8 +126,8 @@ def run_stack(layers: Stack, x: Tensor, mask: Tensor, initial_states: StackState
         recorder: if given, runs the step loop and appends each step's ``h(t)`` to ``recorder[layer][direction]``.
 
     Returns:
-        ``(B, T, D*H)`` top-layer outputs of all directions, zero at padding, and the final states as
-        ``initial_states``; in the parameters' dtype.
+        ``(B, T, D*H)`` top-layer outputs of all directions, zero at padding, and the final states; in the
+        parameters' dtype.
     """
     with parameter_precision(next(layers[0][0].parameters()), x.device.type) as cast:
         if initial_states is None:
@@ -109,15 +168,27 @@ def step_stack(layers: Stack, x_t: Tensor, states: list[State] | None = None, dr
 
 
 def _run(layers: Stack, x: Tensor, mask: Tensor, states: StackStates, wide: bool, dropout: nn.Dropout | None,
-         recorder: Recorder | None) -> tuple[Tensor, StackStates]:
+         recorder: Recorder | None) -> tuple[Tensor, FinalStates]:
     """``run_stack`` once the precision is settled: picks the path."""
     kernels = [[None if recorder is not None else direction.kernel() for direction in layer] for layer in layers]
     names = {kernel[0] if kernel is not None else None for layer in kernels for kernel in layer}
     kind = KERNELS[next(iter(names))] if len(names) == 1 and None not in names else None
     if isinstance(kind, LibraryKernel):
         lengths = mask.sum(dim=1)  # (B,)
+        ragged = not bool((lengths == x.shape[1]).all())
+        if ragged and library_layout(x.device) == "padded":
+            return _padded(layers, kernels, x, lengths, states, wide, dropout)
         if bool((lengths > 0).all()):  # packing refuses empty sentences
-            return _library(layers, kernels, x, lengths, states, wide, dropout)
+            outputs, final = _library(layers, kernels, x, lengths, states, wide, dropout)
+            return outputs, FinalStates.known(final)
+    outputs, final = _run_whole(layers, kernels, kind, x, mask, states, wide, dropout, recorder)
+    return outputs, FinalStates.known(final)
+
+
+def _run_whole(layers: Stack, kernels: list[list[tuple[str, list[Tensor]] | None]], kind: object, x: Tensor,
+               mask: Tensor, states: StackStates, wide: bool, dropout: nn.Dropout | None,
+               recorder: Recorder | None) -> tuple[Tensor, StackStates]:
+    """A sequence kernel or the step loop: paths that compute every final state tensor as they go."""
     if isinstance(kind, SequenceKernel):
         batch = SortedBatch(mask)
         sorted_states = [[tuple(map(batch.sort, state)) for state in layer] for layer in states]
@@ -161,6 +232,20 @@ def _library(layers: Stack, kernels: list[list[tuple[str, list[Tensor]]]], x: Te
                    reverse=layers[0][d].reverse) for d in range(len(layers[0]))]
     outputs = torch.cat([out for out, _ in results], dim=-1)  # (B, T, D*H)
     return outputs, [[flat[k] for _, flat in results] for k in range(num_layers)]
+
+
+def _padded(layers: Stack, kernels: list[list[tuple[str, list[Tensor]]]], x: Tensor, lengths: Tensor,
+            states: StackStates, wide: bool, dropout: nn.Dropout | None) -> tuple[Tensor, FinalStates]:
+    """The stack through ``run_padded_layer``, one call per layer and direction."""
+    rests: list[list[Callable[[], State]]] = [[] for _ in layers]
+
+    def run(k: int, d: int, v: Tensor, state: State) -> tuple[Tensor, State]:
+        out, h_n, rest = run_padded_layer(kernels[k][d][0], kernels[k][d][1], v, lengths, state, layers[k][d].reverse)
+        rests[k].append(rest)
+        return out, (h_n,)
+
+    outputs, hidden = _layer_by_layer(layers, x, states, wide, dropout, run)
+    return outputs, FinalStates([[state[0] for state in layer] for layer in hidden], rests)
 
 
 def _loop(layer: RecurrentLayer, x: Tensor, mask: Tensor, state: State,

@@ -58,4 +58,4 @@ class RecurrentLayer(nn.Module):
             autocast.
         """
         outputs, final_states = run_stack([[self]], x, mask, None if state is None else [[state]])
-        return outputs, final_states[0][0]
+        return outputs, final_states.states[0][0]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from torch import Tensor
 
 from rnnlab.cells.base import State
 
 
-@dataclass
 class EncoderOutput:
     """What an encoder returns.
 
@@ -21,12 +20,22 @@ class EncoderOutput:
             RNN's state after the last real token, concatenated (BiRNN) with the backward RNN's state after the
             first token; for the CNN the pooled features.
         final_states: per layer, per direction (forward first), the final state tuple of ``(B, H)``; empty for
-            an encoder without recurrent state.
+            an encoder without recurrent state. Given as a function, it is called when first read (a state the
+            encoder's path did not keep is computed only for callers that read it); read it before the
+            parameters change.
     """
 
-    outputs: Tensor | None
-    sentence: Tensor
-    final_states: list[list[State]]
+    def __init__(self, outputs: Tensor | None, sentence: Tensor,
+                 final_states: list[list[State]] | Callable[[], list[list[State]]]):
+        self.outputs = outputs
+        self.sentence = sentence
+        self._final_states = final_states
+
+    @property
+    def final_states(self) -> list[list[State]]:
+        if callable(self._final_states):
+            self._final_states = self._final_states()
+        return self._final_states
 
 
 @dataclass(frozen=True)

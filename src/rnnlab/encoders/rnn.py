@@ -98,8 +98,8 @@ class RNNEncoder(nn.Module):
         """
         outputs, final_states = run_stack(self.layers, x, mask, initial_states, self._wide, self.dropout,
                                           self._recorder)
-        sentence = torch.cat([state[0] for state in final_states[-1]], dim=-1)  # (B, D)
-        return EncoderOutput(outputs, sentence, final_states)
+        sentence = torch.cat(final_states.hidden[-1], dim=-1)  # (B, D)
+        return EncoderOutput(outputs, sentence, lambda: final_states.states)
 
     def step(self, x_t: Tensor, states: list[State] | None = None, num_layers: int | None = None,
              gates: bool = False) -> EncoderStep:

@@ -1,6 +1,17 @@
-"""PyTorch's stack kernels (``torch.lstm``, ``torch.gru``, ``torch.rnn_tanh``) over a padded batch."""
+"""PyTorch's stack kernels (``torch.lstm``, ``torch.gru``, ``torch.rnn_tanh``) over a padded batch, two ways.
+
+- packed (``run_library_kernel``): the whole stack in one call on a ``PackedSequence``, padding skipped. cuDNN's
+  packed kernels are fast; on CPUs PyTorch runs packed batches step by step in its generic implementation.
+- padded (``run_padded_layer``): one layer and direction per call on the padded batch itself, which oneDNN runs
+  as one primitive. Reading left to right, padding follows each sentence's last token, so it changes no real
+  output; right to left, each sentence is first reversed within its own length. Outputs at padding are zeroed,
+  and ``h`` after each sentence's last token is read among the outputs; a state beside ``h`` (the LSTM's ``c``)
+  is not among them, and is recomputed on request (``LibraryKernel.memory``).
+"""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -65,3 +76,46 @@ def run_library_kernel(name: str, params: list[Tensor], x: Tensor, lengths: Tens
     if reverse:
         out = reverse_padded(out, lengths)
     return out, list(zip(*final))
+
+
+def run_padded_layer(name: str, params: list[Tensor], x: Tensor, lengths: Tensor, state: State,
+                     reverse: bool = False) -> tuple[Tensor, Tensor, Callable[[], State]]:
+    """Runs one layer and direction of a ``LibraryKernel`` on the padded batch.
+
+    Args:
+        name: a registered ``LibraryKernel``.
+        params: ``[w_ih, w_hh, b_ih, b_hh]`` of the layer.
+        x: ``(B, T, I)`` right-padded inputs.
+        lengths: ``(B,)`` real lengths, zero allowed.
+        state: initial state, a tuple of ``(B, H)``.
+        reverse: read each sentence from its last token to its first.
+
+    Returns:
+        ``(outputs, h_n, rest)``: ``(B, T, H)`` zero at padding, ``(B, H)`` ``h`` after each sentence's last token
+        in reading order, and a function returning the final state's other tensors (computed when called).
+    """
+    kernel = KERNELS[name]
+    assert isinstance(kernel, LibraryKernel), name
+    steps = x.shape[1]
+    if reverse:
+        x = reverse_padded(x, lengths)
+    hx = tuple(s.unsqueeze(0) for s in state)  # each (1, B, H)
+    out, *final = kernel.run(x, hx[0] if kernel.num_states == 1 else hx, params, True, 1, 0.0, False, False, True)
+    if bool((lengths == steps).all()):  # no padding: the kernel's own final state is each sentence's
+        h_n, rest = final[0][0], tuple(s[0] for s in final[1:])
+        return (reverse_padded(out, lengths) if reverse else out), h_n, lambda: rest
+    lengths = lengths.to(x.device)
+    out = out * (torch.arange(steps, device=x.device) < lengths.unsqueeze(1)).unsqueeze(-1)  # (B, T, H)
+    last = out[torch.arange(len(lengths), device=x.device), (lengths - 1).clamp(min=0)]  # (B, H)
+    h_n = torch.where((lengths > 0).unsqueeze(1), last, state[0])  # an empty sentence keeps its state
+    reading_order = out
+    if reverse:
+        out = reverse_padded(out, lengths)
+    if kernel.memory is None:
+        return out, h_n, lambda: ()
+
+    def memory() -> State:
+        with torch.autocast(x.device.type, enabled=False):  # read later, perhaps under autocast: keep our precision
+            return (kernel.memory(params, x, reading_order, state, lengths),)
+
+    return out, h_n, memory

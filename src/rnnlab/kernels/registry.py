@@ -3,8 +3,9 @@
 Two kinds, told apart by how the encoder runs them:
 
 - ``LibraryKernel``: a PyTorch stack kernel (``torch.lstm``, ``torch.gru``, ``torch.rnn_tanh``) that runs a
-  whole multi-layer, bidirectional stack in one call over a packed batch (``rnnlab.kernels.library``); its
-  parameters are ``[w_ih, w_hh, b_ih, b_hh]`` per layer and direction in PyTorch's layout.
+  whole multi-layer, bidirectional stack in one call over a packed batch, or one layer and direction over the
+  padded batch (``rnnlab.kernels.library``); its parameters are ``[w_ih, w_hh, b_ih, b_hh]`` per layer and
+  direction in PyTorch's layout.
 - ``SequenceKernel``: one layer and direction over a batch sorted by length, time-major
   (``rnnlab.kernels.batch.SortedBatch``), as the project's own kernels are written.
 
@@ -33,10 +34,15 @@ class LibraryKernel:
         run: ``torch.lstm``-style function, called as ``run(x, hx, params, has_biases, num_layers, dropout,
             train, bidirectional, batch_first)`` or, packed, ``run(data, batch_sizes, hx, params, ...)``.
         num_states: state tensors it carries (2 for ``(h, c)``, 1 for ``h``).
+        memory: for a kernel with a state beside ``h``, ``memory(params, x, outputs, state, lengths)``: that state
+            after each sentence's last token, ``(B, H)``, recomputed from one layer's inputs ``x`` ``(B, T, I)``
+            and outputs ``(B, T, H)`` in reading order. Run on the padded batch, the kernel returns its states
+            after the batch's last step only; every ``h`` is among its outputs, the memory is not.
     """
 
     run: Callable
     num_states: int
+    memory: Callable[[list[Tensor], Tensor, Tensor, State, Tensor], Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -56,8 +62,35 @@ class SequenceKernel:
 
 Kernel = Union[LibraryKernel, SequenceKernel]
 
+
+def lstm_memory(params: list[Tensor], x: Tensor, outputs: Tensor, state: State, lengths: Tensor) -> Tensor:
+    """``c`` after each sentence's last token, from ``torch.lstm``'s inputs and outputs on a padded batch.
+
+    With every ``h(t-1)`` known, all gates come from one product per weight matrix, and only
+    ``c(t) = f(t) c(t-1) + i(t) g(t)`` is left to run step by step: elementwise, up to the longest sentence.
+
+    Args:
+        params: ``[w_ih, w_hh, b_ih, b_hh]`` of the layer, rows input, forget, candidate, output.
+        x: ``(B, T, I)`` the layer's inputs in reading order.
+        outputs: ``(B, T, H)`` its outputs ``h(t)``.
+        state: initial ``(h0, c0)``, each ``(B, H)``.
+        lengths: ``(B,)`` real lengths.
+    """
+    w_ih, w_hh, b_ih, b_hh = params
+    h_prev = torch.cat([state[0].unsqueeze(1), outputs[:, :-1]], dim=1)  # (B, T, H)
+    z = torch.addmm(b_ih + b_hh, x.reshape(-1, x.shape[2]), w_ih.t()).view(*x.shape[:2], -1)  # (B, T, 4H)
+    z = z + h_prev @ w_hh.t()
+    i, f, g, _ = z.chunk(4, dim=-1)
+    keep, write = torch.sigmoid(f), torch.sigmoid(i) * torch.tanh(g)  # each (B, T, H)
+    c = state[1]
+    running = lengths.to(x.device).unsqueeze(1)  # (B, 1)
+    for t in range(int(lengths.max())):
+        c = torch.where(t < running, keep[:, t] * c + write[:, t], c)
+    return c
+
+
 KERNELS: dict[str, Kernel] = {
-    "lstm": LibraryKernel(torch.lstm, num_states=2),
+    "lstm": LibraryKernel(torch.lstm, num_states=2, memory=lstm_memory),
     "gru": LibraryKernel(torch.gru, num_states=1),
     "rnn_tanh": LibraryKernel(torch.rnn_tanh, num_states=1),
     "rnn_relu": LibraryKernel(torch.rnn_relu, num_states=1),
