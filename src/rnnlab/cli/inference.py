@@ -20,6 +20,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.errors import UserError
+from rnnlab.run.rundir import load_checkpoint_file
 from rnnlab.tasks.base import CHECKPOINT_FORMAT, TaskModule
 
 # Modules moved when the package root was split into models/, run/ and cli/, then when modules moved down so that
@@ -72,16 +73,14 @@ def _device(name: str) -> torch.device:
 
 def _read(path: Path, device: torch.device) -> dict:
     if not path.is_file():
-        raise UserError(f"checkpoint {path} {'is a directory' if path.is_dir() else 'not found'}; pass ckpt_path= a .ckpt file written by train.py, e.g. "
-                        f"outputs/<task>/<time>/checkpoints/last.ckpt")
+        raise UserError(f"checkpoint {path} {'is a directory' if path.is_dir() else 'not found'}; pass ckpt_path= "
+                        f"a .ckpt file written by train.py, e.g. outputs/<task>/<time>/checkpoints/last.ckpt")
     if not zipfile.is_zipfile(path):  # what torch.save writes; torch's own errors on other files are cryptic
         raise UserError(f"{path} is not a checkpoint (not a zip archive, as torch.save writes); pass ckpt_path= "
                         f"a .ckpt file written by train.py")
     try:
-        # weights_only: plain data and tensors only, so a checkpoint cannot run code when it is read.
-        checkpoint = torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # torch raises several types for archives it cannot read
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        checkpoint = load_checkpoint_file(path, map_location=device)
+    except ValueError as reason:
         raise UserError(f"{path} is not a readable checkpoint ({reason}); pass ckpt_path= a .ckpt file written "
                         f"by train.py") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:

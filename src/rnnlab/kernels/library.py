@@ -100,10 +100,7 @@ def run_padded_layer(name: str, params: list[Tensor], x: Tensor, lengths: Tensor
     if reverse:
         x = reverse_padded(x, lengths)
     hx = tuple(s.unsqueeze(0) for s in state)  # each (1, B, H)
-    out, *final = kernel.run(x, hx[0] if kernel.num_states == 1 else hx, params, True, 1, 0.0, False, False, True)
-    if bool((lengths == steps).all()):  # no padding: the kernel's own final state is each sentence's
-        h_n, rest = final[0][0], tuple(s[0] for s in final[1:])
-        return (reverse_padded(out, lengths) if reverse else out), h_n, lambda: rest
+    out, *_ = kernel.run(x, hx[0] if kernel.num_states == 1 else hx, params, True, 1, 0.0, False, False, True)
     lengths = lengths.to(x.device)
     out = out * (torch.arange(steps, device=x.device) < lengths.unsqueeze(1)).unsqueeze(-1)  # (B, T, H)
     last = out[torch.arange(len(lengths), device=x.device), (lengths - 1).clamp(min=0)]  # (B, H)

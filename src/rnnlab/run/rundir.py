@@ -74,20 +74,32 @@ def resume_checkpoint(ckpt_path: str | None, output_dir: Path) -> str | None:
 FREE_DATA_OPTIONS = frozenset({"num_workers", "eval_batch_size", "data_dir"})
 
 
-def read_checkpoint(path: str) -> dict:
-    """The checkpoint's content, read without running code, after checking every member of its archive.
+def load_checkpoint_file(path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict:
+    """A checkpoint's content, read without running code (``weights_only``) once every member of its archive
+    has passed its checksum.
 
     Raises:
-        UserError: the file is damaged (truncated, a failed checksum, not a checkpoint).
+        ValueError: why the file cannot be read, in one line (truncated, a failed checksum, not an archive).
     """
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
         if damaged is not None:
             raise zipfile.BadZipFile(f"{damaged} fails its checksum")
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as error:  # zipfile and torch raise several types for files they cannot read
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__) from None
+
+
+def read_checkpoint(path: str) -> dict:
+    """The content of the checkpoint a run resumes from (memory-mapped).
+
+    Raises:
+        UserError: the file is damaged.
+    """
+    try:
+        return load_checkpoint_file(path, mmap=True)
+    except ValueError as reason:
         raise UserError(f"cannot resume from {path}: it is damaged ({reason}). Resume from another checkpoint "
                         f"(ckpt_path=<file>, e.g. checkpoints/best.ckpt of the run) or start again in a new "
                         f"folder") from None
