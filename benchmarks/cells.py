@@ -10,6 +10,10 @@ interleaved, best of ``--rounds``. With ``--recipes`` (alone or with ``--ragged`
 recipe before (library kernels forced onto the packed layout, as the engine ran them before choosing by device)
 and after.
 
+With ``--regularisers``, times instead a 3-layer LSTM on language-model batches (every window full) with
+standard dropout between layers, with locked dropout (``model.dropout_kind=locked``) and with weight drop
+(``model.weight_drop``), interleaved, best of ``--rounds``.
+
 With ``--lengths``, times instead one shape (``LENGTHS_SHAPE``) at each sequence length: ``nn.LSTM``, every cell
 on its fast path (``implementation="auto"``), and the step loop (``"reference"``) of every cell whose fast path is
 a kernel; prints a table of milliseconds against length and, with ``--figure``, draws it and writes the numbers.
@@ -20,6 +24,7 @@ a kernel; prints a table of milliseconds against length and, with ``--figure``, 
     python benchmarks/cells.py --cells lstm,peephole,peephole:peephole=full   # a cell with options
     python benchmarks/cells.py --lengths 50,200,1000 --figure speed.png       # against sequence length
     python benchmarks/cells.py --ragged --recipes ner,sst2 --limit-batches 200  # ragged batches, epochs
+    python benchmarks/cells.py --regularisers --rounds 5                      # locked dropout, weight drop
 """
 
 from __future__ import annotations
@@ -66,6 +71,10 @@ SHAPES = {
 LENGTHS_SHAPE = Shape(16, 0, 64, 128)  # --lengths: steps set per length, all sentences that long
 RAGGED_SHAPES = [Shape(32, 40, 100, 256, bidirectional=True, shortest=0.5),  # --ragged: the tagger's
                  Shape(64, 200, 128, 128, shortest=0.5), Shape(8, 2000, 128, 128, shortest=0.5)]
+REGULARISER_SHAPES = [Shape(20, 70, 400, 400, layers=3), Shape(80, 70, 400, 400, layers=3)]  # --regularisers
+REGULARISERS = {"standard dropout 0.25": {"dropout": 0.25},  # --regularisers: RNNEncoder options of each model
+                "locked dropout 0.25": {"dropout": 0.25, "dropout_kind": "locked"},
+                "standard dropout 0.25, weight drop 0.5": {"dropout": 0.25, "weight_drop": 0.5}}
 RECIPES = {"ner": ["task=ner", "model=bilstm"], "sst2": ["task=sst2"]}  # --recipes: train.py overrides
 
 
@@ -111,10 +120,10 @@ class TorchRNN(nn.Module):
 class Encoder(nn.Module):
     """``RNNEncoder`` returning only the token outputs."""
 
-    def __init__(self, cell: Callable[[int, int], nn.Module], shape: Shape, implementation: str):
+    def __init__(self, cell: Callable[[int, int], nn.Module], shape: Shape, implementation: str, **options: object):
         super().__init__()
         self.encoder = RNNEncoder(cell, shape.inputs, shape.hidden, num_layers=shape.layers,
-                                  bidirectional=shape.bidirectional, implementation=implementation)
+                                  bidirectional=shape.bidirectional, implementation=implementation, **options)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         return self.encoder(x, mask).outputs
@@ -349,6 +358,21 @@ def ragged_table(cells: list[str], device: torch.device, rounds: int, clock: Cal
                 print(f"| {sizes} | {lengths} | {name} | {ms:.1f} | {ms / reference:.2f} |", flush=True)
 
 
+def regulariser_table(device: torch.device, rounds: int, clock: Callable[[], float]) -> None:
+    """Prints each of ``REGULARISERS`` on an LSTM at each of ``REGULARISER_SHAPES`` against standard dropout alone
+    (``time_interleaved``)."""
+    print("| B × T, I → H | model | ms | × standard dropout |")
+    print("|---|---|---:|---:|")
+    for shape in REGULARISER_SHAPES:
+        models = {name: Encoder(cell_factory("lstm"), shape, "auto", **options).to(device)
+                  for name, options in REGULARISERS.items()}
+        best = time_interleaved(models, *make_batch(shape, device), rounds, clock)
+        reference = next(iter(best.values()))
+        sizes = f"{shape.batch} × {shape.steps}, {shape.inputs} → {shape.hidden} × {shape.layers} layers"
+        for name, ms in best.items():
+            print(f"| {sizes} | {name} | {ms:.1f} | {ms / reference:.2f} |", flush=True)
+
+
 def recipes_before_after(recipes: list[str], data_dir: str, limit_batches: int | None, rounds: int) -> None:
     """Prints one training epoch of each recipe with library kernels forced onto the packed layout (before) and
     on the layout the engine picks (after), interleaved, best of ``rounds``."""
@@ -391,7 +415,11 @@ def main() -> None:
     parser.add_argument("--ragged", action="store_true",
                         help="time every cell with a fast path (or --cells) at T = 40, 200, 2000 on ragged and full "
                              "batches against the better of packed and unpacked nn.LSTM, instead of the shapes")
-    parser.add_argument("--rounds", type=int, default=3, help="--ragged, --recipes: interleaved rounds (best kept)")
+    parser.add_argument("--regularisers", action="store_true",
+                        help="time a 3-layer LSTM with standard dropout, locked dropout and weight drop, instead of "
+                             "the shapes")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="--ragged, --recipes, --regularisers: interleaved rounds (best kept)")
     parser.add_argument("--recipes", default="", help=f"comma-separated subset of {list(RECIPES)}, each timed for "
                                                      "one epoch before and after (with or without --ragged)")
     parser.add_argument("--limit-batches", type=int, default=None, help="--recipes: batches per epoch (all if unset)")
@@ -412,6 +440,11 @@ def main() -> None:
         cells = args.cells.split(",")
     else:
         cells = [name for name in cell_names() if not args.ragged or fast_path(cell_factory(name)(1, 1)) != "loop"]
+    if args.regularisers:
+        print(f"{machine_info(device)}; {args.clock} clock, best of {args.rounds} interleaved rounds; forward + "
+              "backward, training mode; every sentence T long\n")
+        regulariser_table(device, args.rounds, clock)
+        return
     if args.ragged or args.recipes:
         print(f"{machine_info(device)}; {args.clock} clock, best of {args.rounds} interleaved rounds; forward + "
               "backward, training mode; ragged: lengths uniform in [T/2, T]\n")

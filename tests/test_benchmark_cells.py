@@ -67,3 +67,12 @@ def test_make_batch_draws_lengths_from_the_shortest_fraction() -> None:
     _, mask = cells.make_batch(cells.Shape(200, 40, 1, 1, variable_lengths=True, shortest=0.5), torch.device("cpu"))
     lengths = mask.sum(dim=1)
     assert int(lengths.min()) >= 20 and int(lengths.max()) == 40 and len(set(lengths.tolist())) > 10
+
+
+def test_regulariser_table_rates_each_regulariser_against_standard_dropout(monkeypatch: pytest.MonkeyPatch,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr(cells, "REGULARISER_SHAPES", [cells.Shape(2, 5, 3, 4, layers=3)])
+    cells.regulariser_table(torch.device("cpu"), rounds=1, clock=time.process_time)
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [row[1] for row in rows] == list(cells.REGULARISERS)
+    assert rows[0][3] == "1.00 |"

@@ -16,7 +16,7 @@ LAYERS = [
     {"atomic", "errors"},
     {"config", "registry"},
     {"kernels"},
-    {"cells"},
+    {"cells", "dropout"},
     {"encoders"},
     {"heads", "metrics"},
     {"data"},

@@ -152,7 +152,7 @@ def test_state_is_carried_across_windows_and_detached(architecture: str) -> None
     mask = torch.ones_like(tokens, dtype=torch.bool)
     whole, _ = module(tokens, mask)
     module.on_validation_epoch_start()
-    nll = [module._token_nll("val", {"tokens": tokens[:, s], "targets": targets[:, s], "mask": mask[:, s]})
+    nll = [module._window("val", {"tokens": tokens[:, s], "targets": targets[:, s], "mask": mask[:, s]})[0]
            for s in (slice(0, 6), slice(6, 10))]
     expected = torch.nn.functional.cross_entropy(whole.flatten(0, 1), targets.flatten(), reduction="none")
     torch.testing.assert_close(torch.cat([n.view(2, -1) for n in nll], dim=1).flatten(), expected)

@@ -31,7 +31,7 @@ def test_adaptive_scores_are_log_probabilities_and_the_loss_reads_them(architect
     scores, _ = module(tokens, mask)  # (B, T, V)
     torch.testing.assert_close(scores.exp().sum(-1), torch.ones(2, 6))  # a distribution over all 12 words
     module.on_validation_epoch_start()
-    nll = module._token_nll("val", {"tokens": tokens, "targets": targets, "mask": mask})
+    nll = module._window("val", {"tokens": tokens, "targets": targets, "mask": mask})[0]
     kept = targets.flatten() != IGNORE_INDEX
     expected = -scores.flatten(0, 1)[kept].gather(1, targets.flatten()[kept, None]).squeeze(1)
     torch.testing.assert_close(nll, expected)

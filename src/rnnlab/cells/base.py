@@ -21,7 +21,8 @@ class RecurrentCell(nn.Module, ABC):
     ``conf/model/cell/`` at it.
 
     A cell declares itself to the rest of the framework: ``state_names`` names its state tensors (``h`` first),
-    ``gate_names`` the gates ``gates()`` returns (for the memory heatmaps), and ``fused_kernel()`` may name a
+    ``gate_names`` the gates ``gates()`` returns (for the memory heatmaps), ``recurrent_weights`` its
+    hidden-to-hidden parameters (``rnnlab.dropout.drop_recurrent_weights``), and ``fused_kernel()`` may name a
     whole-sequence kernel of ``rnnlab.kernels`` that computes exactly this cell.
 
     Args:
@@ -31,6 +32,7 @@ class RecurrentCell(nn.Module, ABC):
 
     state_names: tuple[str, ...] = ("h",)
     gate_names: tuple[str, ...] = ()
+    recurrent_weights: tuple[str, ...] = ()  # hidden-to-hidden parameters, which model.weight_drop drops
 
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()

@@ -22,6 +22,8 @@ class CIFGCell(GatedCell):
     weights; ``fused_kernel`` assembles those on the fly so PyTorch's LSTM kernel can run it.
     """
 
+    recurrent_weights = ("weight_hh",)
+
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0, gate: str = "sigmoid"):
         super().__init__(input_size, hidden_size, forget_bias, gate)
         self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size))

@@ -15,6 +15,8 @@ class ElmanCell(RecurrentCell):
     ``U`` is stored as its two blocks, ``weight_ih`` ``(H, I)`` and ``weight_hh`` ``(H, H)``, with one bias.
     """
 
+    recurrent_weights = ("weight_hh",)
+
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__(input_size, hidden_size)
         self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size))

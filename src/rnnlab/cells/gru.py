@@ -26,6 +26,8 @@ class GRUCell(RecurrentCell):
     reset product).
     """
 
+    recurrent_weights = ("weight_hh",)
+
     gate_names = ("reset", "update")
 
     def __init__(self, input_size: int, hidden_size: int):

@@ -38,6 +38,8 @@ class IndRNNCell(RecurrentCell):
             ``2 ** (-10 / T)`` starts every unit with a memory of ``T`` steps.
     """
 
+    recurrent_weights = ("weight_hh",)
+
     def __init__(self, input_size: int, hidden_size: int, max_recurrent_weight: float | None = 1.0,
                  recurrent_init: float = 0.0):
         super().__init__(input_size, hidden_size)

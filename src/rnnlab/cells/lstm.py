@@ -28,6 +28,8 @@ class LSTMCell(GatedCell):
             (i = 1 − f) and chrono initialisation does with b_i = −b_f (Tallec & Ollivier 2018).
     """
 
+    recurrent_weights = ("weight_hh",)
+
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0, gate: str = "sigmoid",
                  input_bias: float = 0.0):
         super().__init__(input_size, hidden_size, forget_bias, gate)

@@ -32,6 +32,8 @@ class PeepholeLSTMCell(GatedCell):
         peephole_init: initial peephole weights; 0 starts as an exact LSTM.
     """
 
+    recurrent_weights = ("weight_hh",)
+
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0, gate: str = "sigmoid",
                  peephole: str = "diagonal", peephole_init: float = 0.0):
         super().__init__(input_size, hidden_size, forget_bias, gate)

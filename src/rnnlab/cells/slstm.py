@@ -49,6 +49,8 @@ class SLSTMCell(RecurrentCell):
         forget_gate: ``"exp"`` (default, the paper's exponential gate) or ``"sigmoid"``.
     """
 
+    recurrent_weights = ("weight_hh",)
+
     state_names = ("h", "c", "n", "m")
     gate_names = ("forget", "input", "output")
 

@@ -9,9 +9,13 @@ from rnnlab.encoders.rnn import RNNEncoder
 
 
 def build_encoder(model: dict, input_size: int) -> RNNEncoder:
-    """The encoder of a ``model`` config: ``model.encoder`` (a partial) given ``model.cell`` (a partial)."""
+    """The encoder of a ``model`` config: ``model.encoder`` (a partial) given ``model.cell`` (a partial), with
+    ``model.dropout_kind`` and ``model.weight_drop`` (absent from older checkpoints and from ``model.chars``:
+    standard dropout, no weight drop)."""
     cell = instantiate(model["cell"])  # a cell factory: (input_size, hidden_size) -> cell
-    return instantiate(model["encoder"])(cell=cell, input_size=input_size)
+    return instantiate(model["encoder"])(cell=cell, input_size=input_size,
+                                         dropout_kind=model.get("dropout_kind", "standard"),
+                                         weight_drop=model.get("weight_drop", 0.0))
 
 
 def build_sentence_encoder(model: dict, input_size: int) -> nn.Module:

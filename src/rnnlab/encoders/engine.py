@@ -13,6 +13,14 @@ whole padded batch) or ``step_stack`` (one position). ``run_stack`` takes one of
   whose layers do not all name the same kernel, batches with an empty sentence on the packed layout (packing
   refuses them), and while steps are recorded.
 
+Dropout between layers is ``standard`` (``nn.Dropout``) or locked (``rnnlab.dropout.LockedDropout``, one mask
+per sentence). The library kernels drop in-kernel with standard masks only, so a training stack with locked
+dropout runs one library call per layer and direction, the locked dropout between them; the other paths go
+layer by layer anyway. ``step_stack`` sees one position at a time and cannot keep a mask across calls: there
+a locked module drops like a standard one, a fresh mask per step. Cells under weight drop
+(``rnnlab.dropout.drop_recurrent_weights``) run inside ``parametrize.cached()``: the dropped matrix is computed
+once per ``run_stack`` or ``step_stack`` call, the same at every step, and every kernel reads it.
+
 Which layout is fastest is a property of the device and the batch, not of the cell. cuDNN runs packed batches
 fast, so GPUs keep them. On CPUs PyTorch runs a packed batch step by step in its generic code, while oneDNN
 runs a padded one as one primitive: measured on 2 cores (``docs/benchmarks.md``, "Ragged batches"), the padded
@@ -36,8 +44,10 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from rnnlab.cells.base import State
+from rnnlab.dropout import LockedDropout
 from rnnlab.kernels import KERNELS, LibraryKernel, SequenceKernel
 from rnnlab.kernels.batch import SortedBatch
 from rnnlab.kernels.library import run_library_kernel, run_padded_layer
@@ -111,7 +121,7 @@ def parameter_precision(parameter: Tensor, device_type: str) -> Iterator[Callabl
 
 
 def run_stack(layers: Stack, x: Tensor, mask: Tensor, initial_states: StackStates | None = None,
-              wide: bool = False, dropout: nn.Dropout | None = None,
+              wide: bool = False, dropout: nn.Module | None = None,
               recorder: Recorder | None = None) -> tuple[Tensor, FinalStates]:
     """Runs a stack of layers over a padded batch, in the parameters' precision.
 
@@ -122,14 +132,14 @@ def run_stack(layers: Stack, x: Tensor, mask: Tensor, initial_states: StackState
         initial_states: per layer and direction a state tuple of ``(B, H)``; zeros when None.
         wide: each layer above the first reads the outputs of every direction below (a stacked BiRNN), not
             only its own direction's.
-        dropout: applied to the inputs of every layer above the first.
+        dropout: applied to the inputs of every layer above the first (``nn.Dropout`` or ``LockedDropout``).
         recorder: if given, runs the step loop and appends each step's ``h(t)`` to ``recorder[layer][direction]``.
 
     Returns:
         ``(B, T, D*H)`` top-layer outputs of all directions, zero at padding, and the final states; in the
         parameters' dtype.
     """
-    with parameter_precision(next(layers[0][0].parameters()), x.device.type) as cast:
+    with parameter_precision(next(layers[0][0].parameters()), x.device.type) as cast, parametrize.cached():
         if initial_states is None:
             initial_states = [[direction.cell.initial_state(x.shape[0], x.device, x.dtype) for direction in layer]
                               for layer in layers]
@@ -137,7 +147,7 @@ def run_stack(layers: Stack, x: Tensor, mask: Tensor, initial_states: StackState
         return _run(layers, cast(x), mask, states, wide, dropout, recorder)
 
 
-def step_stack(layers: Stack, x_t: Tensor, states: list[State] | None = None, dropout: nn.Dropout | None = None,
+def step_stack(layers: Stack, x_t: Tensor, states: list[State] | None = None, dropout: nn.Module | None = None,
                gates: list[dict[str, Tensor]] | None = None) -> tuple[Tensor, list[State]]:
     """One position through the forward direction of a stack, in the parameters' precision.
 
@@ -145,13 +155,13 @@ def step_stack(layers: Stack, x_t: Tensor, states: list[State] | None = None, dr
         layers: as ``run_stack``; each layer's forward direction reads the one below it.
         x_t: ``(N, I)`` inputs of the first layer.
         states: per layer the cell's state tuple of ``(N, H)``; zeros when None.
-        dropout: applied to the inputs of every layer above the first.
+        dropout: applied to the inputs of every layer above the first; a fresh mask per call, even if locked.
         gates: if given, each layer's ``cell.gates`` of this step is appended to it.
 
     Returns:
         ``(N, H)`` the top layer's output and the new states, in the parameters' dtype.
     """
-    with parameter_precision(next(layers[0][0].parameters()), x_t.device.type) as cast:
+    with parameter_precision(next(layers[0][0].parameters()), x_t.device.type) as cast, parametrize.cached():
         x_t = cast(x_t)
         if states is None:
             states = [layer[0].cell.initial_state(x_t.shape[0], x_t.device, x_t.dtype) for layer in layers]
@@ -167,7 +177,7 @@ def step_stack(layers: Stack, x_t: Tensor, states: list[State] | None = None, dr
         return x_t, new_states
 
 
-def _run(layers: Stack, x: Tensor, mask: Tensor, states: StackStates, wide: bool, dropout: nn.Dropout | None,
+def _run(layers: Stack, x: Tensor, mask: Tensor, states: StackStates, wide: bool, dropout: nn.Module | None,
          recorder: Recorder | None) -> tuple[Tensor, FinalStates]:
     """``run_stack`` once the precision is settled: picks the path."""
     kernels = [[None if recorder is not None else direction.kernel() for direction in layer] for layer in layers]
@@ -179,19 +189,22 @@ def _run(layers: Stack, x: Tensor, mask: Tensor, states: StackStates, wide: bool
         if ragged and library_layout(x.device) == "padded":
             return _padded(layers, kernels, x, lengths, states, wide, dropout)
         if bool((lengths > 0).all()):  # packing refuses empty sentences
-            outputs, final = _library(layers, kernels, x, lengths, states, wide, dropout)
+            library = _library_by_layer if _locked_between(layers, dropout) else _library
+            outputs, final = library(layers, kernels, x, lengths, states, wide, dropout)
             return outputs, FinalStates.known(final)
     outputs, final = _run_whole(layers, kernels, kind, x, mask, states, wide, dropout, recorder)
     return outputs, FinalStates.known(final)
 
 
 def _run_whole(layers: Stack, kernels: list[list[tuple[str, list[Tensor]] | None]], kind: object, x: Tensor,
-               mask: Tensor, states: StackStates, wide: bool, dropout: nn.Dropout | None,
+               mask: Tensor, states: StackStates, wide: bool, dropout: nn.Module | None,
                recorder: Recorder | None) -> tuple[Tensor, StackStates]:
     """A sequence kernel or the step loop: paths that compute every final state tensor as they go."""
     if isinstance(kind, SequenceKernel):
         batch = SortedBatch(mask)
         sorted_states = [[tuple(map(batch.sort, state)) for state in layer] for layer in states]
+        if isinstance(dropout, LockedDropout):  # its mask is per sentence: drop (B, T, ...), not (T, B, ...)
+            dropout = partial(_batch_major, dropout)
         outputs, final_states = _layer_by_layer(
             layers, batch.to_time_major(x), sorted_states, wide, dropout,
             lambda k, d, v, state: KERNELS[kernels[k][d][0]].run(kernels[k][d][1], v, batch, state,
@@ -202,7 +215,18 @@ def _run_whole(layers: Stack, kernels: list[list[tuple[str, list[Tensor]] | None
         layers[k][d], v, mask, state, None if recorder is None else recorder[k][d]))
 
 
-def _layer_by_layer(layers: Stack, x: Tensor, states: StackStates, wide: bool, dropout: nn.Dropout | None,
+def _batch_major(dropout: LockedDropout, x: Tensor) -> Tensor:
+    """``dropout`` on time-major ``(T, B, ...)`` inputs."""
+    return dropout(x.transpose(0, 1)).transpose(0, 1)
+
+
+def _locked_between(layers: Stack, dropout: nn.Module | None) -> bool:
+    """Whether locked dropout acts between the layers of this stack now (training, ``p > 0``, several layers)."""
+    return isinstance(dropout, LockedDropout) and dropout.training and dropout.p > 0 and len(layers) > 1
+
+
+def _layer_by_layer(layers: Stack, x: Tensor, states: StackStates, wide: bool,
+                    dropout: Callable[[Tensor], Tensor] | None,
                     run: Callable[[int, int, Tensor, State], tuple[Tensor, State]]) -> tuple[Tensor, StackStates]:
     """Layer by layer; ``run(layer, direction, inputs, state)`` runs one direction of one layer."""
     num_directions = len(layers[0])
@@ -234,8 +258,21 @@ def _library(layers: Stack, kernels: list[list[tuple[str, list[Tensor]]]], x: Te
     return outputs, [[flat[k] for _, flat in results] for k in range(num_layers)]
 
 
+def _library_by_layer(layers: Stack, kernels: list[list[tuple[str, list[Tensor]]]], x: Tensor, lengths: Tensor,
+                      states: StackStates, wide: bool, dropout: nn.Module) -> tuple[Tensor, StackStates]:
+    """The stack through ``run_library_kernel``, one call per layer and direction: the kernel's own dropout
+    between layers is standard, so locked dropout runs between the calls."""
+
+    def run(k: int, d: int, v: Tensor, state: State) -> tuple[Tensor, State]:
+        out, (final,) = run_library_kernel(kernels[k][d][0], kernels[k][d][1], v, lengths, [state],
+                                           reverse=layers[k][d].reverse)
+        return out, final
+
+    return _layer_by_layer(layers, x, states, wide, dropout, run)
+
+
 def _padded(layers: Stack, kernels: list[list[tuple[str, list[Tensor]]]], x: Tensor, lengths: Tensor,
-            states: StackStates, wide: bool, dropout: nn.Dropout | None) -> tuple[Tensor, FinalStates]:
+            states: StackStates, wide: bool, dropout: nn.Module | None) -> tuple[Tensor, FinalStates]:
     """The stack through ``run_padded_layer``, one call per layer and direction."""
     rests: list[list[Callable[[], State]]] = [[] for _ in layers]
 

@@ -7,8 +7,10 @@ from typing import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.parametrize import type_before_parametrizations
 
 from rnnlab.cells.base import RecurrentCell, State
+from rnnlab.dropout import drop_recurrent_weights, make_dropout
 from rnnlab.encoders.engine import run_stack, step_stack
 from rnnlab.encoders.layer import RecurrentLayer
 from rnnlab.encoders.output import EncoderOutput, EncoderStep, StateLayout
@@ -33,11 +35,15 @@ class RNNEncoder(nn.Module):
         reverse: for a unidirectional encoder, read right to left.
         dropout: dropout between layers (not after the last one; heads apply their own).
         implementation: passed to every ``RecurrentLayer``.
+        dropout_kind: ``standard`` or ``locked`` (one mask per sentence) between layers (``rnnlab.dropout``).
+        weight_drop: DropConnect probability on every cell's hidden-to-hidden weights while training, one mask
+            per forward pass (``rnnlab.dropout.drop_recurrent_weights``).
     """
 
     def __init__(self, cell: CellFactory, input_size: int, hidden_size: int, num_layers: int = 1,
                  bidirectional: bool = False, style: str = "stacked", reverse: bool = False,
-                 dropout: float = 0.0, implementation: str = "auto"):
+                 dropout: float = 0.0, implementation: str = "auto", dropout_kind: str = "standard",
+                 weight_drop: float = 0.0):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
@@ -64,7 +70,10 @@ class RNNEncoder(nn.Module):
             nn.ModuleList(RecurrentLayer(cell(layer_input(k), hidden_size), backwards, implementation)
                           for backwards in self.directions)
             for k in range(num_layers))
-        self.dropout = nn.Dropout(dropout)
+        for layer in self.layers:
+            for direction in layer:
+                drop_recurrent_weights(direction.cell, weight_drop)
+        self.dropout = make_dropout(dropout, dropout_kind)
         self._wide = wide
         self._recorder: list[list[list[Tensor]]] | None = None  # set by record_steps
 
@@ -76,8 +85,8 @@ class RNNEncoder(nn.Module):
     def state_layout(self) -> StateLayout:
         """What ``step`` and ``EncoderOutput.final_states`` hold per layer and direction."""
         cell = self.layers[0][0].cell
-        return StateLayout(type(cell).__name__, cell.state_names, cell.gate_names, self.hidden_size,
-                           cell.bridged_states)
+        return StateLayout(type_before_parametrizations(cell).__name__, cell.state_names, cell.gate_names,
+                           self.hidden_size, cell.bridged_states)
 
     def complete_state(self, bridged: State) -> State:
         """A whole state from its ``state_layout.bridged`` leading tensors (``RecurrentCell.complete_state``)."""

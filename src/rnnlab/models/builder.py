@@ -55,5 +55,6 @@ def build_word_model(model: Mapping[str, Any], vocab: Vocabulary, num_outputs: i
     input_size = embedder.embedding_dim + (char_encoder.get_output_dim() if char_encoder else 0)
     encoder = (build_sentence_encoder if sentence else build_encoder)(model, input_size)
     head = None if num_outputs is None else MLPHead(encoder.get_output_dim(), num_outputs, model["head_hidden"],
-                                                    model["head_activation"], model["dropout"])
+                                                    model["head_activation"], model["dropout"],
+                                                    model.get("dropout_kind", "standard"))
     return WordModel(embedder, char_encoder, encoder, head)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab.data.pretrained import NODE, read_pretrained
 from rnnlab.data.vocab import Vocabulary
+from rnnlab.dropout import make_dropout
 
 
 class WordEmbedder(nn.Module):
@@ -26,16 +28,23 @@ class WordEmbedder(nn.Module):
             ``load_pretrained``.
         words: the vocabulary in id order; needed with ``pretrained_vectors``.
         freeze: keep the vectors fixed during training.
+        dropout_kind: of ``dropout``: ``standard`` or ``locked`` (one mask per sentence; ``rnnlab.dropout``).
+        word_type_dropout: training-time probability of dropping a word type: its vector is zero at every
+            occurrence in the batch, the kept vectors scaled by ``1/(1-p)`` (Gal & Ghahramani 2016; Merity et al.
+            2018). The matrix itself stays as it is, so a tied output layer reads it whole.
     """
 
     def __init__(self, vocab_size: int, embedding_dim: int, pad_id: int, unk_id: int, dropout: float = 0.0,
                  word_dropout: float = 0.0, pretrained_vectors: str | None = None, words: Sequence[str] = (),
-                 freeze: bool = False):
+                 freeze: bool = False, dropout_kind: str = "standard", word_type_dropout: float = 0.0):
         super().__init__()
         if not 0.0 <= word_dropout < 1.0:
             raise ValueError(f"word_dropout must be in [0, 1), got {word_dropout}")
+        if not 0.0 <= word_type_dropout < 1.0:
+            raise ValueError(f"model.word_type_dropout must be in [0, 1), got {word_type_dropout}")
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = make_dropout(dropout, dropout_kind)
+        self.word_type_dropout = word_type_dropout
         self.unk_id = unk_id
         self.pad_id = pad_id
         self.word_dropout = word_dropout
@@ -48,11 +57,13 @@ class WordEmbedder(nn.Module):
     @classmethod
     def from_config(cls, model: dict, vocab: Vocabulary) -> "WordEmbedder":
         """From a ``model`` config: ``embedding_dim``, ``embedding_dropout``, ``word_dropout``,
-        ``pretrained_vectors`` (a named source, a file path or null) and ``freeze_embeddings``."""
-        # .get for the vector options only: checkpoints older than them lack the keys.
+        ``pretrained_vectors`` (a named source, a file path or null), ``freeze_embeddings``, ``dropout_kind`` and
+        ``word_type_dropout``."""
+        # .get for the later options: checkpoints older than them lack the keys.
         return cls(len(vocab), model["embedding_dim"], vocab.pad_id, vocab[vocab.unk],
                    model["embedding_dropout"], model["word_dropout"],
-                   model.get("pretrained_vectors"), vocab.items, model.get("freeze_embeddings", False))
+                   model.get("pretrained_vectors"), vocab.items, model.get("freeze_embeddings", False),
+                   model.get("dropout_kind", "standard"), model.get("word_type_dropout", 0.0))
 
     def load_pretrained(self) -> int:
         """Overwrites the vectors of the words found in ``pretrained_vectors``; returns how many were found.
@@ -72,7 +83,12 @@ class WordEmbedder(nn.Module):
         if self.training and self.word_dropout > 0:
             drop = (torch.rand(tokens.shape, device=tokens.device) < self.word_dropout) & (tokens != self.pad_id)
             tokens = tokens.masked_fill(drop, self.unk_id)
-        return self.dropout(self.embedding(tokens))
+        if not (self.training and self.word_type_dropout > 0):
+            return self.dropout(self.embedding(tokens))
+        weight = self.embedding.weight  # (V, E)
+        keep = weight.new_empty(weight.shape[0], 1).bernoulli_(1.0 - self.word_type_dropout)  # (V, 1): per type
+        vectors = F.embedding(tokens, weight * keep / (1.0 - self.word_type_dropout), self.pad_id)
+        return self.dropout(vectors)
 
 
 def load_vectors(embedding: nn.Embedding, spec: str, words: Sequence[str], node: str = NODE) -> int:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from rnnlab.data.special import IGNORE_INDEX
 from rnnlab.data.vocab import Vocabulary
+from rnnlab.dropout import make_dropout
 from rnnlab.encoders import build_encoder
 from rnnlab.heads import MLPHead
 from rnnlab.heads.mlp import ACTIVATIONS
@@ -50,7 +51,8 @@ class SoftmaxHead(MLPHead):
 
 
 class AdaptiveSoftmaxHead(nn.Module):
-    """Dropout (-> hidden layer) -> adaptive softmax (``torch.nn.AdaptiveLogSoftmaxWithLoss``).
+    """(Hidden layer ->) adaptive softmax (``torch.nn.AdaptiveLogSoftmaxWithLoss``) on features the language
+    model has dropped already.
 
     Args:
         input_dim: size of the features.
@@ -59,20 +61,22 @@ class AdaptiveSoftmaxHead(nn.Module):
         div_value: each tail cluster's projection is ``div_value`` times smaller than the previous one's.
         hidden_dim: size of a hidden layer before the softmax; 0 for none.
         activation: of the hidden layer.
-        dropout: on the features and on the hidden layer.
+        dropout: on the hidden layer.
+        dropout_kind: ``standard`` or ``locked`` (``rnnlab.dropout.make_dropout``).
     """
 
     def __init__(self, input_dim: int, vocab_size: int, cutoffs: list[int], div_value: float = 4.0,
-                 hidden_dim: int = 0, activation: str = "tanh", dropout: float = 0.0):
+                 hidden_dim: int = 0, activation: str = "tanh", dropout: float = 0.0, dropout_kind: str = "standard"):
         super().__init__()
         cutoffs = [int(cutoff) for cutoff in cutoffs]
         if not cutoffs or cutoffs != sorted(set(cutoffs)) or cutoffs[0] <= 0 or cutoffs[-1] >= vocab_size:
             raise ValueError(f"model.adaptive_softmax.cutoffs must increase strictly within (0, {vocab_size}) "
                              f"(the vocabulary's size), got {cutoffs}; drop the cut-offs at or past the "
                              f"vocabulary size, or set model.adaptive_softmax=null for the full softmax")
-        layers: list[nn.Module] = [nn.Dropout(dropout)]
+        # An identity where the features' dropout was (the language model applies it), so parameters keep their names.
+        layers: list[nn.Module] = [nn.Identity()]
         if hidden_dim > 0:
-            layers += [nn.Linear(input_dim, hidden_dim), ACTIVATIONS[activation](), nn.Dropout(dropout)]
+            layers += [nn.Linear(input_dim, hidden_dim), ACTIVATIONS[activation](), make_dropout(dropout, dropout_kind)]
             input_dim = hidden_dim
         self.features = nn.Sequential(*layers)
         self.softmax = nn.AdaptiveLogSoftmaxWithLoss(input_dim, vocab_size, cutoffs, div_value=div_value)
@@ -100,8 +104,9 @@ class AdaptiveSoftmaxHead(nn.Module):
 def _output_layer(model: dict, input_dim: int, embedder: WordEmbedder) -> SoftmaxHead | AdaptiveSoftmaxHead:
     """The softmax layer (optionally after the head's hidden layer), its weights tied to the embeddings on
     request (Press & Wolf 2017; Inan et al. 2017); or the adaptive softmax when ``model.adaptive_softmax`` holds
-    its ``cutoffs`` (and optionally ``div_value``)."""
+    its ``cutoffs`` (and optionally ``div_value``). It reads features dropped by the language model's ``dropout``."""
     vocab_size = embedder.embedding.num_embeddings
+    kind = model.get("dropout_kind", "standard")
     adaptive = model.get("adaptive_softmax")
     if adaptive:
         if model["tie_weights"]:
@@ -109,8 +114,9 @@ def _output_layer(model: dict, input_dim: int, embedder: WordEmbedder) -> Softma
                              "no single output matrix to tie: set model.tie_weights=false, or "
                              "model.adaptive_softmax=null")
         return AdaptiveSoftmaxHead(input_dim, vocab_size, adaptive["cutoffs"], adaptive.get("div_value", 4.0),
-                                   model["head_hidden"], model["head_activation"], model["dropout"])
-    head = SoftmaxHead(input_dim, vocab_size, model["head_hidden"], model["head_activation"], model["dropout"])
+                                   model["head_hidden"], model["head_activation"], model["dropout"], kind)
+    head = SoftmaxHead(input_dim, vocab_size, model["head_hidden"], model["head_activation"], model["dropout"], kind,
+                       input_dropout=False)
     output = head.layers[-1]
     nn.init.zeros_(output.bias)
     if model["tie_weights"]:
@@ -130,8 +136,8 @@ class RNNLanguageModel(nn.Module):
     Args:
         model: the ``model`` config: ``embedding_dim``, ``embedding_dropout``, ``word_dropout``, ``cell``,
             ``encoder``, ``head_hidden`` (0 for the lecture's output layer on ``h``), ``head_activation``,
-            ``dropout`` (on the encoder output), ``tie_weights``, ``adaptive_softmax`` (None, or
-            ``{cutoffs, div_value}``).
+            ``dropout`` (on the encoder output), ``dropout_kind``, ``word_type_dropout``, ``weight_drop``,
+            ``tie_weights``, ``adaptive_softmax`` (None, or ``{cutoffs, div_value}``).
         vocab: the word vocabulary.
     """
 
@@ -144,17 +150,19 @@ class RNNLanguageModel(nn.Module):
             raise ValueError("a language model predicts each word from the words before it, so its encoder "
                              "must read left to right: use a unidirectional model (model=lstm, rnn, cifg, "
                              "peephole) with model.encoder.bidirectional=false and model.encoder.reverse=false")
+        self.dropout = make_dropout(model["dropout"], model.get("dropout_kind", "standard"))  # what the head reads
         self.head = _output_layer(model, self.encoder.get_output_dim(), self.embedder)
 
-    def features(self, tokens: Tensor, mask: Tensor, state: list | None = None) -> tuple[Tensor, list]:
-        """``(B, T)`` ids and mask, state from the previous window -> ``(B, T, H)`` what the head reads, new state."""
+    def hidden(self, tokens: Tensor, mask: Tensor, state: list | None = None) -> tuple[Tensor, list]:
+        """``(B, T)`` ids and mask, state from the previous window -> ``(B, T, H)`` the top layer's outputs before
+        ``dropout``, new state."""
         encoded = self.encoder(self.embedder(tokens), mask, state)
         return encoded.outputs, encoded.final_states
 
     def forward(self, tokens: Tensor, mask: Tensor, state: list | None = None) -> tuple[Tensor, list]:
         """``(B, T)`` ids and mask, state from the previous window -> ``(B, T, V)`` scores, new state."""
-        features, state = self.features(tokens, mask, state)
-        return self.head(features), state
+        hidden, state = self.hidden(tokens, mask, state)
+        return self.head(self.dropout(hidden)), state
 
     @staticmethod
     def detach_state(state: list) -> list:
@@ -181,11 +189,12 @@ class NGramMLPLanguageModel(nn.Module):
             raise ValueError("model.head_hidden of the MLP n-gram LM must be positive: the size of its hidden layer")
         self.pad_id = vocab.pad_id
         self.embedder = _embedder(model, vocab)
+        self.dropout = make_dropout(model["dropout"], model.get("dropout_kind", "standard"))  # what the head reads
         self.head = _output_layer(model, (self.order - 1) * self.embedder.embedding_dim, self.embedder)
 
-    def features(self, tokens: Tensor, mask: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(B, T)`` ids, the previous window's last ``n-2`` ids -> ``(B, T, (n-1)E)`` what the head reads,
-        new state.
+    def hidden(self, tokens: Tensor, mask: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(B, T)`` ids, the previous window's last ``n-2`` ids -> ``(B, T, (n-1)E)`` the concatenated
+        embeddings before ``dropout``, new state.
 
         Before the first window the context is padding (a zero vector), as for any unknown history.
         """
@@ -199,8 +208,8 @@ class NGramMLPLanguageModel(nn.Module):
 
     def forward(self, tokens: Tensor, mask: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(B, T)`` ids, the previous window's last ``n-2`` ids -> ``(B, T, V)`` scores, new state."""
-        features, state = self.features(tokens, mask, state)
-        return self.head(features), state
+        hidden, state = self.hidden(tokens, mask, state)
+        return self.head(self.dropout(hidden)), state
 
     @staticmethod
     def detach_state(state: Tensor) -> Tensor:

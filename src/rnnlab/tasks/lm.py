@@ -40,6 +40,10 @@ class LanguageModelModule(TaskModule):
         vocab: word vocabulary (``Vocabulary.to_dict()``), from the DataModule.
         optimizer: see ``TaskModule``.
         scheduler: see ``TaskModule``.
+        ar: activation regularisation (Merity et al. 2017): ``ar * mean(h**2)`` over the real positions of the
+            top layer's outputs after ``model.dropout``, the features the softmax reads; logged as ``train/ar``.
+        tar: temporal activation regularisation: ``tar * mean((h_t - h_{t-1})**2)`` over consecutive real
+            positions of the window, on the outputs before dropout; logged as ``train/tar``.
     """
 
     main_metric = "ppl"
@@ -47,12 +51,19 @@ class LanguageModelModule(TaskModule):
     kind = "language model"
     prediction_modes = ("generate", "score")
 
-    def __init__(self, model: dict, vocab: dict, optimizer: dict | None = None, scheduler: dict | None = None):
+    def __init__(self, model: dict, vocab: dict, optimizer: dict | None = None, scheduler: dict | None = None,
+                 ar: float = 0.0, tar: float = 0.0):
         super().__init__(optimizer, scheduler)
         self.save_hyperparameters()
         architecture = model.get("architecture", "rnn")
         if architecture not in ARCHITECTURES:
             raise ValueError(f"model.architecture must be one of {sorted(ARCHITECTURES)}, got {architecture!r}")
+        if ar < 0 or tar < 0:
+            raise ValueError(f"task.module.ar and task.module.tar must be >= 0, got {ar} and {tar}")
+        if (ar or tar) and architecture != "rnn":
+            raise ValueError("task.module.ar and task.module.tar regularise a recurrent network's states; the "
+                             f"{architecture} model has none: set them to 0")
+        self.ar, self.tar = ar, tar
         self.vocab = Vocabulary.from_dict(vocab)
         self.net = ARCHITECTURES[architecture](model, self.vocab)
         self.metrics = nn.ModuleDict({stage: Perplexity() for stage in ("val", "test")})
@@ -62,19 +73,32 @@ class LanguageModelModule(TaskModule):
         """``(B, T)`` ids and mask, optional state -> ``(B, T, V)`` scores and the state after the window."""
         return self.net(tokens, mask, state)
 
-    def _token_nll(self, stage: str, batch: dict) -> Tensor:
-        """NLL of every predicted token of the window, ``(N,)``; carries the stage's state to the next one."""
-        features, state = self.net.features(batch["tokens"], batch["mask"], self.states.get(stage))  # (B, T, H)
+    def _window(self, stage: str, batch: dict) -> tuple[Tensor, Tensor, Tensor]:
+        """NLL of every predicted token of the window ``(N,)``, the top layer's outputs before and after the
+        output dropout ``(B, T, H)``; carries the stage's state to the next window."""
+        hidden, state = self.net.hidden(batch["tokens"], batch["mask"], self.states.get(stage))  # (B, T, H)
         self.states[stage] = self.net.detach_state(state)
-        return self.net.head.token_nll(features, batch["targets"])
+        features = self.net.dropout(hidden)  # (B, T, H)
+        return self.net.head.token_nll(features, batch["targets"]), hidden, features
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        loss = self._token_nll("train", batch).mean()
+        nll, hidden, features = self._window("train", batch)
+        loss = nll.mean()
         self.log("train/loss", loss, prog_bar=True)
+        mask = batch["mask"]  # (B, T)
+        if self.ar:
+            ar = self.ar * features[mask].pow(2).mean()
+            self.log("train/ar", ar)
+            loss = loss + ar
+        if self.tar:
+            both = mask[:, 1:] & mask[:, :-1]  # (B, T-1): both positions real
+            tar = self.tar * (hidden[:, 1:] - hidden[:, :-1])[both].pow(2).mean()
+            self.log("train/tar", tar)
+            loss = loss + tar
         return loss
 
     def _evaluate(self, stage: str, batch: dict) -> None:
-        nll = self._token_nll(stage, batch)
+        nll = self._window(stage, batch)[0]
         self.log(f"{stage}/loss", nll.mean(), batch_size=nll.numel())
         self.metrics[stage].update(nll)
 

@@ -9,6 +9,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from rnnlab.data.special import IGNORE_INDEX
 from rnnlab.data.synthetic import SYNTHETIC_TASKS, SyntheticDataModule
+from rnnlab.dropout import make_dropout
 from rnnlab.encoders import build_encoder
 from rnnlab.heads import MLPHead
 from rnnlab.tasks.base import SupervisedTask
@@ -46,15 +47,16 @@ class SyntheticModule(SupervisedTask):
         self.save_hyperparameters()
         self.task = task
         self.chance = chance
+        kind = model.get("dropout_kind", "standard")
         if vocab_size > 0:
             self.embedder: nn.Module = nn.Sequential(nn.Embedding(vocab_size, model["embedding_dim"]),
-                                                     nn.Dropout(model["embedding_dropout"]))
+                                                     make_dropout(model["embedding_dropout"], kind))
             input_dim = model["embedding_dim"]
         else:
             self.embedder = nn.Identity()
         self.encoder = build_encoder(model, input_dim)
         self.head = MLPHead(self.encoder.get_output_dim(), num_outputs, model["head_hidden"],
-                            model["head_activation"], model["dropout"])
+                            model["head_activation"], model["dropout"], kind)
         self.metrics = nn.ModuleDict({stage: self._make_metric(num_outputs) for stage in ("val", "test")})
 
     def _make_metric(self, num_outputs: int) -> Metric:
