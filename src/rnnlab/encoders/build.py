@@ -22,4 +22,7 @@ def build_sentence_encoder(model: dict, input_size: int) -> nn.Module:
     """A recurrent encoder when the config has a ``cell``, else ``model.encoder`` alone (the CNN)."""
     if model.get("cell") is not None:
         return build_encoder(model, input_size)
+    if model.get("weight_drop", 0.0):
+        raise ValueError("model.weight_drop drops a recurrent cell's hidden-to-hidden weights; this encoder has no "
+                         "cell: set model.weight_drop=0")
     return instantiate(model["encoder"])(input_size=input_size)
