@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import copy
 from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
+from conftest import compose_train
 from rnnlab.cells import LSTMCell
 from rnnlab.cells.gru import GRUCell
 from rnnlab.cells.min_gru import MinGRUCell
 from rnnlab.data.lm import SPECIALS
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.dropout import LockedDropout, make_dropout
-from rnnlab.encoders import RNNEncoder
+from rnnlab.encoders import RNNEncoder, build_sentence_encoder
 from rnnlab.encoders.engine import force_layout
 from rnnlab.models.builder import build_word_model
 from rnnlab.models.embeddings import WordEmbedder
+from rnnlab.run.pipeline import train
 from rnnlab.tasks.lm import LanguageModelModule
+from test_lm import SMALL, write_ptb
 
 WORDS = ["the", "cat", "sat", "on", "mat", "dog", "ate", "a"]
 
@@ -207,6 +211,9 @@ def test_weight_drop_covers_every_matrix_cell_and_refuses_cells_without_one() ->
     with pytest.raises(ValueError, match="model.weight_drop.*MinGRUCell"):
         RNNEncoder(partial(MinGRUCell), 3, 4, weight_drop=0.2)
     RNNEncoder(partial(MinGRUCell), 3, 4, weight_drop=0.0)
+    cnn = {"_target_": "rnnlab.encoders.cnn.CNNEncoder", "_partial_": True, "filter_widths": [2], "num_filters": 3}
+    with pytest.raises(ValueError, match="model.weight_drop"):
+        build_sentence_encoder({"encoder": cnn, "weight_drop": 0.2}, 4)
 
 
 # ----------------------------------------------------------------------------------------------- AR / TAR
@@ -264,3 +271,12 @@ def test_locked_lm_and_tagger_train_and_weight_drop_reaches_the_lm() -> None:
 def test_ar_on_an_ngram_model_is_refused() -> None:
     with pytest.raises(ValueError, match="task.module.ar"):
         lm(architecture="ngram_mlp", order=3, ar=1.0)
+
+
+def test_every_regulariser_trains_through_train_py(tmp_path: Path) -> None:
+    overrides = ["task=lm", "model=lstm", *SMALL, "model.encoder.num_layers=2", "model.encoder.dropout=0.3",
+                 "model.dropout_kind=locked", "model.word_type_dropout=0.1", "model.weight_drop=0.3",
+                 "model.embedding_dim=8", "model.tie_weights=true", "task.module.ar=2.0", "task.module.tar=1.0"]
+    cfg = compose_train([*overrides, "debug=fast", f"paths.data_dir={write_ptb(tmp_path / 'data')}"], tmp_path)
+    metrics = train(cfg)
+    assert metrics["train/ar"] > 0 and metrics["train/tar"] > 0 and 1.0 < metrics["test/ppl"] < 100
