@@ -22,7 +22,9 @@ class RecurrentCell(nn.Module, ABC):
 
     A cell declares itself to the rest of the framework: ``state_names`` names its state tensors (``h`` first),
     ``gate_names`` the gates ``gates()`` returns (for the memory heatmaps), and ``fused_kernel()`` may name a
-    whole-sequence kernel of ``rnnlab.kernels`` that computes exactly this cell.
+    whole-sequence kernel of ``rnnlab.kernels`` that computes exactly this cell. ``tunable`` names the options
+    of its YAML that a tuned comparison (``rnnlab.cli.tuned``) searches besides the shared space, each with its
+    range in the grammar of ``rnnlab.run.tuning.suggest`` (``{"rounds": {"int": [1, 6]}}``).
 
     Args:
         input_size: size of ``x_t``.
@@ -31,6 +33,7 @@ class RecurrentCell(nn.Module, ABC):
 
     state_names: tuple[str, ...] = ("h",)
     gate_names: tuple[str, ...] = ()
+    tunable: dict[str, dict] = {}
 
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
