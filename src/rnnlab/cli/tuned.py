@@ -9,8 +9,9 @@ so a callback can report every validation to the trial and stop the ones the pru
 sees a job's final value. The study folder (``tuning.out``) receives:
 
 - ``study.yaml``: the factor, arms, seeds, metric and budget of the study;
-- ``optuna.db``: one Optuna study per arm (``optuna.load_study(study_name=<arm>, storage="sqlite:///<out>/optuna.db")``),
-  each trial's wall time, hidden size and parameter count in its user attributes;
+- ``optuna.db``: one Optuna study per arm (``optuna.load_study(study_name=<arm>,
+  storage="sqlite:///<out>/optuna.db")``), each trial's wall time, hidden size and parameter count in its user
+  attributes, the final runs' wall times in the study's;
 - ``search/<arm>/trial_<n>/``: the trials' run folders (validated, not tested);
 - ``final/<arm>/seed_<s>/``: the final runs, with ``.hydra/overrides.yaml`` so ``rnnlab.analysis.report`` reads them;
 - ``report/``: ``rnnlab.analysis.tuned``'s tables and figures.
@@ -83,9 +84,9 @@ class Study:
         stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
         self.out = Path(self.tuning.out or f"multirun/{cfg.get('sweep', config_name)}/{cfg.task.name}/{stamp}")
         self.out.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save({"sweep": cfg.get("sweep", config_name), "task": cfg.task.name,
-                        "optimized_metric": self.metric, "mode": self.mode, "arms": self.arms,
-                        **OmegaConf.to_container(self.tuning, resolve=True)}, self.out / "study.yaml")
+        settings = {"sweep": cfg.get("sweep", config_name), "task": cfg.task.name, "optimized_metric": self.metric,
+                    "mode": self.mode, **OmegaConf.to_container(self.tuning, resolve=True), "arms": self.arms}
+        OmegaConf.save(settings, self.out / "study.yaml")
         self.target: int | None = None  # the baseline's parameter count, with size=parameters
 
     def compose(self, overrides: list[str]) -> DictConfig:
