@@ -95,11 +95,17 @@ def test_search_space_adds_forget_bias_where_the_cell_reads_it_and_the_cells_own
     assert keys("mogrifier") == {"task.optimizer.lr", "model.forget_bias", "model.cell.rounds"}
 
 
-def test_tuned_study_groups_its_wandb_runs_by_the_study() -> None:
+@pytest.mark.parametrize(("name", "overrides", "factor", "task"), [
+    ("tuned_cells", ["task=sst2"], "model/cell", "sst2"), ("tuned_cells_ptb", [], "model/cell", "lm"),
+    ("tuned_depth", [], "encoder", "ner")])
+def test_tuned_studies_compose_and_group_their_wandb_runs_by_the_study(name: str, overrides: list[str], factor: str,
+                                                                      task: str) -> None:
     with initialize_config_dir(config_dir=str(SWEEPS), version_base="1.3"):
-        cfg = compose("tuned_cells", overrides=[f"hydra.searchpath=[file://{CONF}]", "logger=wandb"])
-    assert cfg.logger.wandb.group == "tuned_cells" and cfg.tuning.seeds == [1, 2, 3, 4, 5]
+        cfg = compose(name, overrides=[f"hydra.searchpath=[file://{CONF}]", "logger=wandb", *overrides])
+    assert cfg.logger.wandb.group == cfg.sweep == name and cfg.task.name == task
+    assert cfg.tuning.factor == factor and cfg.tuning.seeds == [1, 2, 3, 4, 5]
     assert cfg.tuning.search_seed not in cfg.tuning.seeds
+    assert tuned.arms_of(cfg.tuning)[0] == cfg.tuning.baseline
 
 
 def test_final_seeds_must_differ_from_the_search_seed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
