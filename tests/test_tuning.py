@@ -117,10 +117,13 @@ def test_final_seeds_must_differ_from_the_search_seed(tmp_path: Path, capsys: py
 def test_tuned_study_end_to_end(tiny_ner: list[str], tmp_path: Path) -> None:
     out = tmp_path / "study"
     tuned.main(["--config-dir", str(SWEEPS), "--config-name", "tuned_cells", *tiny_ner, "tuning.arms=[gru,lstm]",
-                "tuning.trials=3", "tuning.seeds=[1,2]", f"tuning.out={out}"])
+                "tuning.trials=3", "tuning.seeds=[1,2]", "tuning.size=parameters", "model.encoder.hidden_size=64",
+                f"tuning.out={out}"])
     report = out / "report"
     results = pd.read_csv(report / "tuned_results.csv")
     assert list(results["arm"]) == ["lstm", "gru"]  # the baseline first
+    lstm, gru = results.itertuples()
+    assert lstm.hidden_size == 64 and gru.hidden_size != 64 and abs(gru.parameters / lstm.parameters - 1) <= 0.02
     for row in results.itertuples():
         study = optuna.load_study(study_name=row.arm, storage=f"sqlite:///{out / 'optuna.db'}")
         best = study.best_trial
@@ -135,6 +138,7 @@ def test_tuned_study_end_to_end(tiny_ner: list[str], tmp_path: Path) -> None:
             config = OmegaConf.load(path)
             final_seeds.add(config.seed)
             assert all(OmegaConf.select(config, key) == value for key, value in best.params.items())
+            assert config.model.encoder.hidden_size == row.hidden_size
         assert search_seeds == {0} and final_seeds == {1, 2}
         compute = (sum(trial.user_attrs["wall_seconds"] for trial in study.trials)
                    + sum(study.user_attrs["final_wall_seconds"].values()))

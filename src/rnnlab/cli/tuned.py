@@ -20,6 +20,7 @@ sees a job's final value. The study folder (``tuning.out``) receives:
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import time
 from datetime import datetime
@@ -52,10 +53,6 @@ def arms_of(tuning: DictConfig) -> list[str]:
     if baseline not in arms:
         raise UserError(f"tuning.baseline={baseline} is not one of the arms {arms}")
     return [baseline, *(arm for arm in arms if arm != baseline)]
-
-
-def _override(key: str, value: Any) -> str:
-    return f"{key}={value!r}" if isinstance(value, float) else f"{key}={value}"
 
 
 class Study:
@@ -95,12 +92,13 @@ class Study:
     def arm_override(self, arm: str) -> str:
         return f"{self.tuning.factor}={arm}"
 
-    def run_config(self, arm: str, params: dict[str, Any], seed: int, folder: Path, name: str,
+    def run_config(self, arm_cfg: DictConfig, params: dict[str, Any], seed: int, folder: Path, name: str,
                    datamodule) -> DictConfig:
-        """The config of one run of ``arm`` with the searched values ``params``; with size=parameters its hidden
-        size solved on ``datamodule``."""
-        cfg = self.compose([self.arm_override(arm), *(_override(key, value) for key, value in params.items()),
-                            f"seed={seed}", f"paths.output_dir={folder}"])
+        """The config of one run: the arm's ``arm_cfg`` with the searched values ``params``, ``seed`` and ``folder``;
+        with size=parameters, its hidden size solved on ``datamodule``."""
+        cfg = copy.deepcopy(arm_cfg)  # set, not composed again: the keys are values, not config groups
+        for key, value in {**params, "seed": seed, "paths.output_dir": str(folder)}.items():
+            OmegaConf.update(cfg, key, value, merge=False)  # a key the config lacks fails (struct mode)
         if datamodule is not None:
             hidden_size, _ = solve_hidden_size(cfg, datamodule, self.target)
             OmegaConf.update(cfg, HIDDEN_SIZE, hidden_size)
@@ -121,12 +119,13 @@ class Study:
             if self.target is not None:
                 datamodule, _ = build(arm_cfg)
             ranges = OmegaConf.to_container(self.tuning, resolve=True)
-            study = self.search(arm, search_space(arm_cfg, ranges["space"], ranges.get("forget_bias")), datamodule)
-            self.final(arm, study, datamodule)
+            study = self.search(arm, arm_cfg, search_space(arm_cfg, ranges["space"], ranges.get("forget_bias")),
+                                datamodule)
+            self.final(arm, arm_cfg, study, datamodule)
         write_report(self.out)
         return self.out
 
-    def search(self, arm: str, space: dict[str, dict], datamodule) -> optuna.Study:
+    def search(self, arm: str, arm_cfg: DictConfig, space: dict[str, dict], datamodule) -> optuna.Study:
         """The arm's Optuna study: ``tuning.trials`` trials, TPE seeded with ``tuning.sampler_seed``."""
         pruner = self.tuning.pruner
         study = optuna.create_study(study_name=arm, storage=f"sqlite:///{self.out / 'optuna.db'}",
@@ -138,8 +137,8 @@ class Study:
         def objective(trial: optuna.Trial) -> float:
             params = {key: suggest(trial, key, spec) for key, spec in space.items()}
             folder = self.out / "search" / arm / f"trial_{trial.number}"
-            cfg = self.run_config(arm, params, int(self.tuning.search_seed), folder, f"{arm}/trial_{trial.number}",
-                                  datamodule)
+            cfg = self.run_config(arm_cfg, params, int(self.tuning.search_seed), folder,
+                                  f"{arm}/trial_{trial.number}", datamodule)
             cfg.test = False  # the search sees validation data only
             pruning = OptunaPruning(trial, self.metric)
             started = time.perf_counter()
@@ -154,7 +153,7 @@ class Study:
         study.optimize(objective, n_trials=int(self.tuning.trials))
         return study
 
-    def final(self, arm: str, study: optuna.Study, datamodule) -> None:
+    def final(self, arm: str, arm_cfg: DictConfig, study: optuna.Study, datamodule) -> None:
         """The best trial's configuration on every final seed, each run folder readable by
         ``rnnlab.analysis.report``; the wall times go to the study's user attribute ``final_wall_seconds``."""
         best = study.best_trial
@@ -162,7 +161,7 @@ class Study:
         walls = {}
         for seed in self.seeds:
             folder = self.out / "final" / arm / f"seed_{seed}"
-            cfg = self.run_config(arm, best.params, seed, folder, arm, datamodule)
+            cfg = self.run_config(arm_cfg, best.params, seed, folder, arm, datamodule)
             started = time.perf_counter()
             train(cfg)
             walls[str(seed)] = time.perf_counter() - started

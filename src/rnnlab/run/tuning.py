@@ -11,6 +11,7 @@ A search space maps a config key to a range, one of
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import lightning as L
@@ -139,7 +140,7 @@ def solve_hidden_size(cfg: DictConfig, datamodule: L.LightningDataModule, target
     Raises:
         UserError: no hidden size comes within ``tolerance`` (e.g. the embeddings alone outweigh ``target``).
     """
-    candidate = cfg.copy()
+    candidate = copy.deepcopy(cfg)
     counts: dict[int, int] = {}
 
     def count(hidden_size: int) -> int:
