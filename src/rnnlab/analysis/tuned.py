@@ -86,6 +86,12 @@ def tests_with_holm(frame: pd.DataFrame, baseline: str) -> pd.DataFrame:
     return tests
 
 
+def _configuration(tuned: str) -> str:
+    """``{"task.optimizer.lr": 0.0020554}`` (JSON) -> ``task.optimizer.lr=0.00206``: 3 significant digits to read."""
+    return ", ".join(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
+                     for key, value in json.loads(tuned).items())
+
+
 def markdown(study: dict, arms: pd.DataFrame, tests: pd.DataFrame) -> str:
     """The report as Markdown: the study's settings, the arms table, the tests, how the numbers were computed."""
     pruner = study["pruner"]
@@ -101,7 +107,7 @@ def markdown(study: dict, arms: pd.DataFrame, tests: pd.DataFrame) -> str:
              "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if "untuned_mean" in arms else "")]
     for row in arms.itertuples():
         interval = "–" if math.isnan(row.ci_low) else f"[{_number(row.ci_low)}, {_number(row.ci_high)}]"
-        line = (f"| {row.arm} | `{row.tuned}` | {row.hidden_size} | {int(row.parameters):,} | {row.metric} | "
+        line = (f"| {row.arm} | {_configuration(row.tuned)} | {row.hidden_size} | {int(row.parameters):,} | {row.metric} | "
                 f"{_number(row.mean)} ± {_number(row.std)} | {row.runs} | {interval} | {row.trials} ({row.completed} /"
                 f" {row.pruned} / {row.failed}) | {row.compute_seconds:.0f} |")
         if "untuned_mean" in arms:
