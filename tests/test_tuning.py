@@ -53,11 +53,12 @@ def test_pruning_stops_a_trial_that_validates_worse_than_the_earlier_ones() -> N
     study = optuna.create_study(direction="maximize", pruner=make_pruner("successive_halving", 1, 2))
     for _ in range(3):
         trial = study.ask()
-        callback = OptunaPruning(trial, "val/f1")
-        assert not _validate(callback, [0.8, 0.85, 0.9]).should_stop and not callback.pruned
+        callback = OptunaPruning(trial, "val/f1", "max")
+        assert not _validate(callback, [0.8, 0.9, 0.85]).should_stop and not callback.pruned
+        assert callback.best == pytest.approx(0.9) and callback.validations == 3
         study.tell(trial, 0.9)
     trial = study.ask()
-    callback = OptunaPruning(trial, "val/f1")
+    callback = OptunaPruning(trial, "val/f1", "max")
     trainer = _validate(callback, [0.1, 0.2, 0.3])
     assert callback.pruned and trainer.should_stop and callback.validations == 1  # stopped at its first validation
     assert trial.storage.get_trial(trial._trial_id).intermediate_values == {1: pytest.approx(0.1)}
@@ -129,6 +130,8 @@ def test_tuned_study_end_to_end(tiny_ner: list[str], tmp_path: Path) -> None:
         best = study.best_trial
         assert json.loads(row.tuned) == best.params and row.hidden_size == best.user_attrs["hidden_size"]
         assert row.trials == 3 == row.completed + row.pruned + row.failed == len(study.trials)
+        assert all(trial.value == max(trial.intermediate_values.values()) for trial in study.trials
+                   if trial.state == optuna.trial.TrialState.COMPLETE)  # the best validation of the run
         assert ("model.forget_bias" in best.params) == (row.arm == "lstm")
         finals = sorted((out / "final" / row.arm).glob("seed_*/.hydra/config.yaml"))
         assert len(finals) == row.runs == 2

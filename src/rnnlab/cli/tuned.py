@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import math
 import time
 from datetime import datetime
 from pathlib import Path
@@ -80,6 +81,8 @@ class Study:
         self.metric, self.mode = cfg.task.optimized_metric, cfg.task.mode
         stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
         self.out = Path(self.tuning.out or f"multirun/{cfg.get('sweep', config_name)}/{cfg.task.name}/{stamp}")
+        if (self.out / "optuna.db").exists():
+            raise UserError(f"{self.out} holds a study already; give tuning.out a new folder")
         self.out.mkdir(parents=True, exist_ok=True)
         settings = {"sweep": cfg.get("sweep", config_name), "task": cfg.task.name, "optimized_metric": self.metric,
                     "mode": self.mode, **OmegaConf.to_container(self.tuning, resolve=True), "arms": self.arms}
@@ -140,7 +143,7 @@ class Study:
             cfg = self.run_config(arm_cfg, params, int(self.tuning.search_seed), folder,
                                   f"{arm}/trial_{trial.number}", datamodule)
             cfg.test = False  # the search sees validation data only
-            pruning = OptunaPruning(trial, self.metric)
+            pruning = OptunaPruning(trial, self.metric, self.mode)
             started = time.perf_counter()
             metrics = train(cfg, extra_callbacks=[pruning])
             trial.set_user_attr("wall_seconds", time.perf_counter() - started)
@@ -148,7 +151,7 @@ class Study:
             trial.set_user_attr("parameters", int(metrics["num_parameters"]))
             if pruning.pruned:
                 raise optuna.TrialPruned()
-            return metrics.get(f"{self.metric}_best", metrics.get(self.metric, float("nan")))
+            return math.nan if pruning.best is None else pruning.best  # NaN: optuna records a failed trial
 
         study.optimize(objective, n_trials=int(self.tuning.trials))
         return study

@@ -12,6 +12,7 @@ A search space maps a config key to a range, one of
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import lightning as L
@@ -79,21 +80,29 @@ class OptunaPruning(L.Callback):
     Args:
         trial: the trial the run belongs to.
         monitor: the validation metric (``task.optimized_metric``).
+        mode: ``max`` or ``min``, the metric's better direction (``task.mode``).
 
     Attributes:
+        best: the best value reported (NaN values skipped), the trial's value: the validation whose checkpoint the
+            run keeps as best; None before any.
         pruned: whether the pruner stopped the run.
     """
 
-    def __init__(self, trial: optuna.Trial, monitor: str):
+    def __init__(self, trial: optuna.Trial, monitor: str, mode: str):
         self.trial, self.monitor = trial, monitor
+        self.better = max if mode == "max" else min
         self.validations = 0  # the pruner's resource: validations, one per epoch unless val_check_interval says
+        self.best: float | None = None
         self.pruned = False
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
         self.validations += 1
-        self.trial.report(float(trainer.callback_metrics[self.monitor]), step=self.validations)
+        value = float(trainer.callback_metrics[self.monitor])
+        if not math.isnan(value):
+            self.best = value if self.best is None else self.better(self.best, value)
+        self.trial.report(value, step=self.validations)
         if self.trial.should_prune():
             self.pruned = True
             trainer.should_stop = True
