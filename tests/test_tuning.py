@@ -20,6 +20,7 @@ from conftest import CONF, ROOT, compose_train, write_conll
 from rnnlab.analysis.stats import holm
 from rnnlab.analysis.tuned import write_report
 from rnnlab.cli import tuned
+from rnnlab.errors import UserError
 from rnnlab.run.pipeline import build
 from rnnlab.run.tuning import OptunaPruning, make_pruner, module_parameters, search_space, solve_hidden_size
 from rnnlab.tasks.base import count_parameters
@@ -157,3 +158,29 @@ def test_tuned_study_end_to_end(tiny_ner: list[str], tmp_path: Path) -> None:
     beside = write_report(out, untuned=str(out / "final"))
     assert beside["untuned_mean"].tolist() == pytest.approx(beside["mean"].tolist())
     assert beside["untuned_runs"].tolist() == [2, 2]
+
+
+def test_a_trial_that_stops_with_an_error_fails_and_the_search_goes_on(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake_train(cfg, extra_callbacks=None):  # trial 1 diverges; the others validate at their learning rate
+        folder = Path(cfg.paths.output_dir)
+        if folder.name == "trial_1":
+            raise UserError("the loss is nan")
+        if extra_callbacks:
+            _validate(extra_callbacks[0], [cfg.task.optimizer.lr])
+        folder.mkdir(parents=True)
+        metrics = {"test/f1": 0.5 + cfg.seed / 10, "num_parameters": 10.0}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+        return metrics
+
+    monkeypatch.setattr(tuned, "train", fake_train)
+    out = tmp_path / "study"
+    tuned.main(["--config-dir", str(SWEEPS), "tuning.arms=[lstm]", "tuning.trials=3", "tuning.seeds=[1,2]",
+                "tuning.pruner.kind=none", f"tuning.out={out}"])
+    study = optuna.load_study(study_name="lstm", storage=f"sqlite:///{out / 'optuna.db'}")
+    assert [trial.state.name for trial in study.trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert all("wall_seconds" in trial.user_attrs for trial in study.trials)
+    assert study.best_trial.value == pytest.approx(max(trial.params["task.optimizer.lr"] for trial in study.trials
+                                                       if trial.state.name == "COMPLETE"))
+    row = pd.read_csv(out / "report" / "tuned_results.csv").iloc[0]
+    assert (row.completed, row.pruned, row.failed) == (2, 0, 1) and row["mean"] == pytest.approx(0.65)

@@ -29,8 +29,7 @@ import optuna
 import pandas as pd
 from omegaconf import OmegaConf
 
-from rnnlab.analysis.report import (_number, label_runs, load_multirun, plot_metric, runs_frame, significance,
-                                    summarise)
+from rnnlab.analysis.report import _number, load_multirun, plot_metric, runs_frame, significance, summarise
 from rnnlab.analysis.stats import ALPHA, CONFIDENCE, holm, mean_interval, metric_range
 
 log = logging.getLogger(__name__)
@@ -166,7 +165,8 @@ def write_report(out: str | Path, untuned: str | None = None) -> pd.DataFrame:
     study = OmegaConf.to_container(OmegaConf.load(out / "study.yaml"))
     untuned = untuned or study.get("untuned")
     runs = load_multirun(out / "final")
-    label_runs(runs)
+    for run in runs:  # the arm, also when the study has one arm only (label_runs would call it "(all)")
+        run.label = next(item for item in run.overrides if item.startswith(f"{study['factor']}="))
     frame = runs_frame(runs)
     summary = summarise(frame)
     arms = arms_table(out, study, summary, untuned)

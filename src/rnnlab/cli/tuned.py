@@ -30,6 +30,7 @@ from typing import Any
 
 import optuna
 from hydra import compose, initialize_config_dir
+from lightning import LightningDataModule
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.analysis.tuned import write_report
@@ -96,7 +97,7 @@ class Study:
         return f"{self.tuning.factor}={arm}"
 
     def run_config(self, arm_cfg: DictConfig, params: dict[str, Any], seed: int, folder: Path, name: str,
-                   datamodule) -> DictConfig:
+                   datamodule: LightningDataModule | None) -> DictConfig:
         """The config of one run: the arm's ``arm_cfg`` with the searched values ``params``, ``seed`` and ``folder``;
         with size=parameters, its hidden size solved on ``datamodule``."""
         cfg = copy.deepcopy(arm_cfg)  # set, not composed again: the keys are values, not config groups
@@ -116,19 +117,20 @@ class Study:
             _, module = build(self.compose([self.arm_override(self.arms[0]), f"paths.output_dir={self.out}"]))
             self.target = count_parameters(module)
             log.info("size=parameters: every arm's hidden size matches %s's %d parameters", self.arms[0], self.target)
+        ranges = OmegaConf.to_container(self.tuning, resolve=True)
         for arm in self.arms:
             datamodule = None
             arm_cfg = self.compose([self.arm_override(arm), f"paths.output_dir={self.out / 'search' / arm}"])
             if self.target is not None:
                 datamodule, _ = build(arm_cfg)
-            ranges = OmegaConf.to_container(self.tuning, resolve=True)
             study = self.search(arm, arm_cfg, search_space(arm_cfg, ranges["space"], ranges.get("forget_bias")),
                                 datamodule)
             self.final(arm, arm_cfg, study, datamodule)
         write_report(self.out)
         return self.out
 
-    def search(self, arm: str, arm_cfg: DictConfig, space: dict[str, dict], datamodule) -> optuna.Study:
+    def search(self, arm: str, arm_cfg: DictConfig, space: dict[str, dict],
+               datamodule: LightningDataModule | None) -> optuna.Study:
         """The arm's Optuna study: ``tuning.trials`` trials, TPE seeded with ``tuning.sampler_seed``."""
         pruner = self.tuning.pruner
         study = optuna.create_study(study_name=arm, storage=f"sqlite:///{self.out / 'optuna.db'}",
@@ -143,20 +145,27 @@ class Study:
             cfg = self.run_config(arm_cfg, params, int(self.tuning.search_seed), folder,
                                   f"{arm}/trial_{trial.number}", datamodule)
             cfg.test = False  # the search sees validation data only
+            trial.set_user_attr("hidden_size", int(OmegaConf.select(cfg, HIDDEN_SIZE)))
             pruning = OptunaPruning(trial, self.metric, self.mode)
             started = time.perf_counter()
-            metrics = train(cfg, extra_callbacks=[pruning])
-            trial.set_user_attr("wall_seconds", time.perf_counter() - started)
-            trial.set_user_attr("hidden_size", int(OmegaConf.select(cfg, HIDDEN_SIZE)))
+            try:
+                metrics = train(cfg, extra_callbacks=[pruning])
+            finally:  # a failed trial's time is compute spent too
+                trial.set_user_attr("wall_seconds", time.perf_counter() - started)
             trial.set_user_attr("parameters", int(metrics["num_parameters"]))
             if pruning.pruned:
                 raise optuna.TrialPruned()
             return math.nan if pruning.best is None else pruning.best  # NaN: optuna records a failed trial
 
-        study.optimize(objective, n_trials=int(self.tuning.trials))
+        # A run that stops with an error (e.g. a non-finite loss at a large learning rate) is a failed trial; the
+        # search goes on.
+        study.optimize(objective, n_trials=int(self.tuning.trials), catch=(UserError,))
+        if not any(trial.state == optuna.trial.TrialState.COMPLETE for trial in study.trials):
+            raise UserError(f"{arm}: none of its {len(study.trials)} trials completed; their errors are in the log")
         return study
 
-    def final(self, arm: str, arm_cfg: DictConfig, study: optuna.Study, datamodule) -> None:
+    def final(self, arm: str, arm_cfg: DictConfig, study: optuna.Study,
+              datamodule: LightningDataModule | None) -> None:
         """The best trial's configuration on every final seed, each run folder readable by
         ``rnnlab.analysis.report``; the wall times go to the study's user attribute ``final_wall_seconds``."""
         best = study.best_trial
