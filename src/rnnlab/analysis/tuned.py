@@ -24,13 +24,18 @@ import logging
 import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import optuna
-import pandas as pd
-from omegaconf import OmegaConf
+import matplotlib
 
-from rnnlab.analysis.report import _number, load_multirun, plot_metric, runs_frame, significance, summarise
-from rnnlab.analysis.stats import ALPHA, CONFIDENCE, holm, mean_interval, metric_range
+matplotlib.use("Agg")  # files only, as rnnlab.analysis.report
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from rnnlab.analysis.report import (  # noqa: E402
+    _number, load_multirun, plot_metric, runs_frame, significance, summarise)
+from rnnlab.analysis.stats import ALPHA, CONFIDENCE, holm, mean_interval, metric_range  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -100,21 +105,22 @@ def markdown(study: dict, arms: pd.DataFrame, tests: pd.DataFrame) -> str:
              f"{study['search_seed']}), pruned by {pruner['kind']} (min resource {pruner['min_resource']} "
              f"validation, reduction factor {pruner['reduction_factor']}), selected on {study['optimized_metric']} "
              f"({study['mode']}); the best configuration then run on seeds {', '.join(map(str, study['seeds']))}.",
-             "", "| arm | tuned configuration | hidden | parameters | metric | mean ± std | runs | 95% interval "
-             "| trials (completed / pruned / failed) | compute (s) |" + (" untuned mean ± std (runs) |"
-                                                                       if "untuned_mean" in arms else ""),
-             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if "untuned_mean" in arms else "")]
+             ""]
+    columns = ["arm", "tuned configuration", "hidden", "parameters", "metric", "mean ± std", "runs", "95% interval",
+               "trials (completed / pruned / failed)", "compute (s)"]
+    untuned = "untuned_mean" in arms
+    columns += ["untuned mean ± std (runs)"] if untuned else []
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in arms.itertuples():
         interval = "–" if math.isnan(row.ci_low) else f"[{_number(row.ci_low)}, {_number(row.ci_high)}]"
-        line = (f"| {row.arm} | {_configuration(row.tuned)} | {row.hidden_size} | {int(row.parameters):,} | {row.metric} | "
-                f"{_number(row.mean)} ± {_number(row.std)} | {row.runs} | {interval} | {row.trials} ({row.completed} /"
-                f" {row.pruned} / {row.failed}) | {row.compute_seconds:.0f} |")
-        if "untuned_mean" in arms:
-            line += f" {_number(row.untuned_mean)} ± {_number(row.untuned_std)} ({row.untuned_runs}) |"
-        lines.append(line)
+        cells = [row.arm, _configuration(row.tuned), row.hidden_size, f"{int(row.parameters):,}", row.metric,
+                 f"{_number(row.mean)} ± {_number(row.std)}", row.runs, interval,
+                 f"{row.trials} ({row.completed} / {row.pruned} / {row.failed})", f"{row.compute_seconds:.0f}"]
+        cells += [f"{_number(row.untuned_mean)} ± {_number(row.untuned_std)} ({row.untuned_runs})"] if untuned else []
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
     lines += ["", f"Mean ± sample standard deviation over the final seeds; {CONFIDENCE:.0%} interval: Student t "
               "with runs − 1 degrees of freedom, clipped to the metric's range. Compute: wall seconds of every trial "
-              "(pruned ones included) and every final run.", "",
+              "(pruned and failed ones included) and every final run.", "",
               f"Tests: each arm against `{study['factor']}={study['baseline']}`, paired t-test over the final seeds "
               f"(two-sided); p_holm: Holm's adjustment over the {len(tests)} tests; significant: p_holm < {ALPHA}. "
               "\"no\" means no difference shown, not no difference.", ""]
@@ -142,6 +148,7 @@ def plot_search(out: Path, study: dict, path: Path) -> None:
             numbers.append(trial.number + 1)
             values.append(math.nan if best is None else best)
         axis.step(numbers, values, where="post", marker="o", ms=3, color=f"C{index % 10}", label=arm)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_xlabel("trial")
     axis.set_ylabel(f"best {study['optimized_metric']} so far")
     axis.grid(alpha=0.3)
