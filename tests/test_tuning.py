@@ -184,3 +184,29 @@ def test_a_trial_that_stops_with_an_error_fails_and_the_search_goes_on(tmp_path:
                                                        if trial.state.name == "COMPLETE"))
     row = pd.read_csv(out / "report" / "tuned_results.csv").iloc[0]
     assert (row.completed, row.pruned, row.failed) == (2, 0, 1) and row["mean"] == pytest.approx(0.65)
+
+
+class PruneFirst(optuna.pruners.BasePruner):
+    """Prunes trial 0 at its first report, nothing else."""
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return trial.number == 0
+
+
+@pytest.mark.slow  # about 10 s: W&B starts a run per training run
+def test_a_pruned_trial_ends_as_a_finished_run_in_the_studys_wandb_group(tiny_ner: list[str], tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tuned, "make_pruner", lambda *args: PruneFirst())
+    out = tmp_path / "study"
+    tuned.main(["--config-dir", str(SWEEPS), *tiny_ner, "trainer.max_epochs=2", "logger=[csv,wandb]",
+                "tuning.arms=[lstm]", "tuning.trials=2", "tuning.seeds=[1]", f"tuning.out={out}"])
+    study = optuna.load_study(study_name="lstm", storage=f"sqlite:///{out / 'optuna.db'}")
+    assert [trial.state.name for trial in study.trials] == ["PRUNED", "COMPLETE"]
+    assert list(study.trials[0].intermediate_values) == [1]  # stopped after its first epoch of two
+    for folder, name in [("search/lstm/trial_0", "lstm/trial_0"), ("search/lstm/trial_1", "lstm/trial_1"),
+                         ("final/lstm/seed_1", "lstm")]:
+        assert (out / folder / "metrics.json").exists()  # written only by a run that ends without an error
+        runs = sorted((out / folder).glob("wandb/offline-run-*/run-*.wandb"))
+        assert len(runs) == 1
+        record = runs[0].read_bytes()
+        assert b"tuned_cells" in record and name.encode() in record
