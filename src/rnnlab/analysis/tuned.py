@@ -100,7 +100,8 @@ def markdown(study: dict, arms: pd.DataFrame, tests: pd.DataFrame) -> str:
     """The report as Markdown: the study's settings, the arms table, the tests, how the numbers were computed."""
     pruner = study["pruner"]
     lines = [f"# Tuned comparison: {study['sweep']}, task {study['task']}", "",
-             f"Factor `{study['factor']}`, baseline `{study['baseline']}`; size: {study['size']}. Per arm "
+             f"Factor `{study['factor']}`, baseline `{study['baseline']}`; size: {study['size']}; every run at most "
+             f"{study['max_epochs']} epochs and {study['max_time'] or 'no limit of'} training time (d:h:m:s). Per arm "
              f"{study['trials']} Optuna trials (TPE, sampler seed {study['sampler_seed']}, training seed "
              f"{study['search_seed']}), pruned by {pruner['kind']} (min resource {pruner['min_resource']} "
              f"validation, reduction factor {pruner['reduction_factor']}), selected on {study['optimized_metric']} "

@@ -4,9 +4,9 @@ the same Optuna search with pruning, then its best configuration is run on fresh
     python -m rnnlab.cli.tuned --config-name tuned_cells task=sst2 [key=value ...]
 
 The config (``sweeps/<name>.yaml``, composed over ``conf/``) is a training config with a ``tuning`` node; see
-``sweeps/tuned_cells.yaml`` and docs/cells.md. Trials run in this process through ``rnnlab.run.pipeline.train``,
-so a callback can report every validation to the trial and stop the ones the pruner prunes: a Hydra sweeper only
-sees a job's final value. The study folder (``tuning.out``) receives:
+``sweeps/tuning.yaml`` (the protocol's settings), ``sweeps/tuned_cells.yaml`` and docs/cells.md. Trials run in
+this process through ``rnnlab.run.pipeline.train``, so a callback can report every validation to the trial and
+stop the ones the pruner prunes: a Hydra sweeper only sees a job's final value. The study folder (``tuning.out``) receives:
 
 - ``study.yaml``: the factor, arms, seeds, metric and budget of the study;
 - ``optuna.db``: one Optuna study per arm (``optuna.load_study(study_name=<arm>,
@@ -70,7 +70,7 @@ class Study:
         self.overrides = [f"hydra.searchpath=[file://{CONF}]", *overrides]
         cfg = self.compose([])
         if "tuning" not in cfg:
-            raise UserError(f"{config_name} has no tuning node; start from sweeps/tuned_cells.yaml")
+            raise UserError(f"{config_name} has no tuning node; list sweeps/tuning.yaml in its defaults")
         self.tuning = cfg.tuning
         self.arms = arms_of(self.tuning)
         self.seeds = [int(seed) for seed in self.tuning.seeds]
@@ -86,7 +86,9 @@ class Study:
             raise UserError(f"{self.out} holds a study already; give tuning.out a new folder")
         self.out.mkdir(parents=True, exist_ok=True)
         settings = {"sweep": cfg.get("sweep", config_name), "task": cfg.task.name, "optimized_metric": self.metric,
-                    "mode": self.mode, **OmegaConf.to_container(self.tuning, resolve=True), "arms": self.arms}
+                    "mode": self.mode, "max_epochs": cfg.trainer.get("max_epochs"),
+                    "max_time": cfg.trainer.get("max_time"), **OmegaConf.to_container(self.tuning, resolve=True),
+                    "arms": self.arms}
         OmegaConf.save(settings, self.out / "study.yaml")
         self.target: int | None = None  # the baseline's parameter count, with size=parameters
 
