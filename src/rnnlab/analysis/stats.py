@@ -9,6 +9,8 @@ only in their seed (initial draws, data order, and for the synthetic tasks the g
   one does. One run gives no interval.
 - Test: a paired t-test (two-sided) over the seeds two configurations share, pairing run with run by seed;
   Welch's t-test (two-sided, unequal variances) over all their runs when they share fewer than 2 seeds.
+- Several tests: ``holm`` adjusts their p-values (Holm's step-down method) so that the family of tests keeps its
+  error rate.
 
 With 3 seeds a paired test has 2 degrees of freedom (t(0.975, 2) = 4.30): only differences that are large
 against their seed-to-seed spread reach p < 0.05, and "not significant" means "not shown", not "equal".
@@ -146,3 +148,27 @@ def compare(a: pd.Series, b: pd.Series) -> Comparison:
 def _constant(values: pd.Series) -> bool:
     """No spread up to rounding (e.g. every seed at accuracy 1.0): the t statistic is 0/0 or ±inf, no p-value."""
     return bool(np.ptp(values.to_numpy()) <= 1e-12 * max(1.0, float(np.abs(values).max())))
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjustment of p-values for multiple comparisons (family-wise error rate).
+
+    The k-th smallest of m p-values becomes ``max over j ≤ k of min(1, (m − j + 1) · p(j))``; an adjusted p below
+    ``ALPHA`` rejects at family-wise level ``ALPHA``. NaN p-values (undefined tests) stay NaN and are not counted
+    in m.
+
+    Args:
+        pvalues: the p-values of one family of tests.
+
+    Returns:
+        The adjusted p-values, in the order given.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    adjusted = np.full_like(p, math.nan)
+    defined = np.flatnonzero(~np.isnan(p))
+    order = defined[np.argsort(p[defined], kind="stable")]
+    running = 0.0  # adjusted values never decrease along the sorted order
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted

@@ -23,7 +23,9 @@ class RecurrentCell(nn.Module, ABC):
     A cell declares itself to the rest of the framework: ``state_names`` names its state tensors (``h`` first),
     ``gate_names`` the gates ``gates()`` returns (for the memory heatmaps), ``recurrent_weights`` its
     hidden-to-hidden parameters (``rnnlab.dropout.drop_recurrent_weights``), and ``fused_kernel()`` may name a
-    whole-sequence kernel of ``rnnlab.kernels`` that computes exactly this cell.
+    whole-sequence kernel of ``rnnlab.kernels`` that computes exactly this cell. ``tunable`` names the options
+    of its YAML that a tuned comparison (``rnnlab.cli.tuned``) searches besides the shared space, each with its
+    range in the grammar of ``rnnlab.run.tuning.suggest`` (``{"rounds": {"int": [1, 6]}}``).
 
     Args:
         input_size: size of ``x_t``.
@@ -33,6 +35,7 @@ class RecurrentCell(nn.Module, ABC):
     state_names: tuple[str, ...] = ("h",)
     gate_names: tuple[str, ...] = ()
     recurrent_weights: tuple[str, ...] = ()  # hidden-to-hidden parameters, which model.weight_drop drops
+    tunable: dict[str, dict] = {}
 
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()

@@ -33,6 +33,8 @@ class MogrifierLSTMCell(LSTMCell):
         (the rest as ``LSTMCell``)
     """
 
+    tunable = {"rounds": {"int": [1, 6]}}  # the paper's range
+
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0, gate: str = "sigmoid",
                  input_bias: float = 0.0, rounds: int = 5, rank: int | None = None):
         super().__init__(input_size, hidden_size, forget_bias, gate, input_bias)

@@ -101,11 +101,16 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     return datamodule, module
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
+def train(cfg: DictConfig, extra_callbacks: list[L.Callback] | None = None) -> dict[str, float]:
     """Trains, then tests the best checkpoint; returns every logged metric as a float.
 
     The run directory (``paths.output_dir``) receives the resolved config, the vocabularies
     (``vocab.json``) and ``metrics.json``.
+
+    Args:
+        cfg: the composed config.
+        extra_callbacks: callbacks built in code, after those of ``cfg.callbacks`` (e.g. the pruning callback of
+            ``rnnlab.run.tuning``).
     """
     check_typed(cfg)
     if cfg.get("seed") is not None:
@@ -126,7 +131,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, precision=precision, plugins=[AtomicCheckpointIO()],
-                                     callbacks=_instantiate_all(cfg.get("callbacks")), logger=loggers or False)
+                                     callbacks=[*_instantiate_all(cfg.get("callbacks")), *(extra_callbacks or [])],
+                                     logger=loggers or False)
     try:
         for logger in trainer.loggers:
             logger.log_hyperparams({**_plain(cfg), "num_parameters": num_parameters})

@@ -1,0 +1,203 @@
+"""Report of a tuned comparison (``rnnlab.cli.tuned``), read from its study folder.
+
+    python -m rnnlab.analysis.tuned <study folder> [--untuned <multirun folder>]
+
+The study command writes it at its end; this entry point writes it again (e.g. beside another untuned study).
+Written to ``<study folder>/report``:
+
+- ``tuned_results.md`` and ``.csv``: per arm the tuned configuration (the best trial's values), hidden size and
+  parameter count, the test metric's mean ± sample standard deviation over the final seeds, its 95% t interval
+  clipped to the metric's range (``rnnlab.analysis.stats``), the trials (completed / pruned / failed), the
+  total compute (wall seconds of every trial and final run); with an untuned study, its mean ± std and runs for
+  the same arm beside them. Below the table in the Markdown file, the tests.
+- ``tuned_tests.csv``: each arm against the baseline arm, paired t-test over the shared final seeds
+  (``rnnlab.analysis.report.significance``), with Holm-adjusted p-values over the family of these tests.
+- ``tuned_metric.png``: the metric per arm, mean with its interval, every seed a dot; ``tuned_search.png``: the
+  best validation value so far against the trial number, one line per arm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, as rnnlab.analysis.report
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from rnnlab.analysis.report import (  # noqa: E402
+    _number, load_multirun, plot_metric, runs_frame, significance, summarise)
+from rnnlab.analysis.stats import ALPHA, CONFIDENCE, holm, mean_interval, metric_range  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+PREFIX = "tuned"
+
+
+def load_arm(out: Path, arm: str) -> optuna.Study:
+    """The Optuna study of one arm."""
+    return optuna.load_study(study_name=arm, storage=f"sqlite:///{out / 'optuna.db'}")
+
+
+def untuned_values(folder: str | Path, factor: str, arm: str, task: str, metric: str) -> list[float]:
+    """``metric`` of every run of ``arm`` on ``task`` in an untuned multirun folder (e.g. of sweeps/cells.yaml)."""
+    values = []
+    for run in load_multirun(folder, metric):
+        items = dict(item.split("=", 1) for item in run.overrides if "=" in item)
+        if items.get(factor) == arm and items.get("task", task) == task and metric in run.metrics:
+            values.append(run.metrics[metric])
+    return values
+
+
+def arms_table(out: Path, study: dict, summary: pd.DataFrame, untuned: str | None) -> pd.DataFrame:
+    """One row per arm: tuned configuration, size, final-seed statistics, trials and compute."""
+    rows = []
+    for arm in study["arms"]:
+        search = load_arm(out, arm)
+        states = pd.Series([trial.state.name for trial in search.trials])
+        best = search.best_trial
+        final = summary[summary["configuration"] == f"{study['factor']}={arm}"].iloc[0]
+        compute = (sum(trial.user_attrs.get("wall_seconds", 0.0) for trial in search.trials)
+                   + sum(search.user_attrs.get("final_wall_seconds", {}).values()))
+        row = {"arm": arm, "tuned": json.dumps(best.params), "best_trial": best.number, "search_value": best.value,
+               "hidden_size": best.user_attrs["hidden_size"], "parameters": final["parameters"],
+               "metric": final["metric"], "mean": final["mean"], "std": final["std"], "runs": final["runs"],
+               "ci_low": final["ci_low"], "ci_high": final["ci_high"], "trials": len(search.trials),
+               "completed": int((states == "COMPLETE").sum()), "pruned": int((states == "PRUNED").sum()),
+               "failed": int((states == "FAIL").sum()), "compute_seconds": compute}
+        if untuned:
+            before = mean_interval(untuned_values(untuned, study["factor"], arm, study["task"], final["metric"]),
+                                   metric_range(final["metric"]))
+            row.update(untuned_mean=before.mean, untuned_std=before.std, untuned_runs=before.n)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def tests_with_holm(frame: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Each arm against the baseline (``significance``), ``p_holm`` Holm-adjusted over these tests, and
+    ``significant`` judged on ``p_holm``."""
+    tests = significance(frame, baseline)
+    tests.insert(tests.columns.get_loc("p") + 1, "p_holm", holm(tests["p"]))
+    tests["significant"] = tests["p_holm"] < ALPHA
+    return tests
+
+
+def _configuration(tuned: str) -> str:
+    """``{"task.optimizer.lr": 0.0020554}`` (JSON) -> ``task.optimizer.lr=0.00206``: 3 significant digits to read."""
+    return ", ".join(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
+                     for key, value in json.loads(tuned).items())
+
+
+def markdown(study: dict, arms: pd.DataFrame, tests: pd.DataFrame) -> str:
+    """The report as Markdown: the study's settings, the arms table, the tests, how the numbers were computed."""
+    pruner = study["pruner"]
+    lines = [f"# Tuned comparison: {study['sweep']}, task {study['task']}", "",
+             f"Factor `{study['factor']}`, baseline `{study['baseline']}`; size: {study['size']}; every run at most "
+             f"{study['max_epochs']} epochs and {study['max_time'] or 'no limit of'} training time (d:h:m:s). Per arm "
+             f"{study['trials']} Optuna trials (TPE, sampler seed {study['sampler_seed']}, training seed "
+             f"{study['search_seed']}), pruned by {pruner['kind']} (min resource {pruner['min_resource']} "
+             f"validation, reduction factor {pruner['reduction_factor']}), selected on {study['optimized_metric']} "
+             f"({study['mode']}); the best configuration then run on seeds {', '.join(map(str, study['seeds']))}.",
+             ""]
+    columns = ["arm", "tuned configuration", "hidden", "parameters", "metric", "mean ± std", "runs", "95% interval",
+               "trials (completed / pruned / failed)", "compute (s)"]
+    untuned = "untuned_mean" in arms
+    columns += ["untuned mean ± std (runs)"] if untuned else []
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in arms.itertuples():
+        interval = "–" if math.isnan(row.ci_low) else f"[{_number(row.ci_low)}, {_number(row.ci_high)}]"
+        cells = [row.arm, _configuration(row.tuned), row.hidden_size, f"{int(row.parameters):,}", row.metric,
+                 f"{_number(row.mean)} ± {_number(row.std)}", row.runs, interval,
+                 f"{row.trials} ({row.completed} / {row.pruned} / {row.failed})", f"{row.compute_seconds:.0f}"]
+        cells += [f"{_number(row.untuned_mean)} ± {_number(row.untuned_std)} ({row.untuned_runs})"] if untuned else []
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    lines += ["", f"Mean ± sample standard deviation over the final seeds; {CONFIDENCE:.0%} interval: Student t "
+              "with runs − 1 degrees of freedom, clipped to the metric's range. Compute: wall seconds of every trial "
+              "(pruned and failed ones included) and every final run.", "",
+              f"Tests: each arm against `{study['factor']}={study['baseline']}`, paired t-test over the final seeds "
+              f"(two-sided); p_holm: Holm's adjustment over the {len(tests)} tests; significant: p_holm < {ALPHA}. "
+              "\"no\" means no difference shown, not no difference.", ""]
+    if tests.empty:
+        return "\n".join(lines + ["No pair to compare."]) + "\n"
+    lines += ["| A vs B | metric | mean difference (A − B) | test | n | p | p_holm | significant |",
+              "|---|---|---|---|---|---|---|---|"]
+    for row in tests.itertuples():
+        significant = "–" if math.isnan(row.p_holm) else ("yes" if row.significant else "no")
+        lines.append(f"| {row.a} vs {row.b} | {row.metric} | {_number(row.difference)} | {row.test} | {row.n} | "
+                     f"{_number(row.p, 3)} | {_number(row.p_holm, 3)} | {significant} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_search(out: Path, study: dict, path: Path) -> None:
+    """The best validation value so far against the trial number, one line per arm; pruned trials count as
+    trials but never as the best."""
+    figure, axis = plt.subplots(figsize=(6.5, 4.2))
+    better = max if study["mode"] == "max" else min
+    for index, arm in enumerate(study["arms"]):
+        best, numbers, values = None, [], []
+        for trial in load_arm(out, arm).trials:
+            if trial.state.name == "COMPLETE":
+                best = trial.value if best is None else better(best, trial.value)
+            numbers.append(trial.number + 1)
+            values.append(math.nan if best is None else best)
+        axis.step(numbers, values, where="post", marker="o", ms=3, color=f"C{index % 10}", label=arm)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_xlabel("trial")
+    axis.set_ylabel(f"best {study['optimized_metric']} so far")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write_report(out: str | Path, untuned: str | None = None) -> pd.DataFrame:
+    """Writes the report of the study in ``out`` into ``out/report``.
+
+    Args:
+        out: the study folder.
+        untuned: a multirun folder of the untuned study; None: the study's ``untuned`` setting.
+
+    Returns:
+        The arms table.
+    """
+    out = Path(out)
+    study = OmegaConf.to_container(OmegaConf.load(out / "study.yaml"))
+    untuned = untuned or study.get("untuned")
+    runs = load_multirun(out / "final")
+    for run in runs:  # the arm, also when the study has one arm only (label_runs would call it "(all)")
+        run.label = next(item for item in run.overrides if item.startswith(f"{study['factor']}="))
+    frame = runs_frame(runs)
+    summary = summarise(frame)
+    arms = arms_table(out, study, summary, untuned)
+    tests = tests_with_holm(frame, f"{study['factor']}={study['baseline']}")
+    report = out / "report"
+    report.mkdir(exist_ok=True)
+    arms.to_csv(report / f"{PREFIX}_results.csv", index=False)
+    tests.to_csv(report / f"{PREFIX}_tests.csv", index=False)
+    (report / f"{PREFIX}_results.md").write_text(markdown(study, arms, tests))
+    plot_metric(frame, summary, report / f"{PREFIX}_metric.png")
+    plot_search(out, study, report / f"{PREFIX}_search.png")
+    log.info("report in %s", report)
+    return arms
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("study", help="the study folder (tuning.out)")
+    parser.add_argument("--untuned", help="a multirun folder of the untuned study, reported beside")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    write_report(args.study, args.untuned)
+
+
+if __name__ == "__main__":
+    main()
