@@ -96,6 +96,7 @@ def test_after_the_trigger_validation_and_checkpoints_hold_the_uniform_average(t
     assert torch.allclose(model.validated[3 * 4 + 3], fourth, atol=1e-7)
     assert torch.allclose(model.validated[-1], average, atol=1e-7)
     assert torch.allclose(checkpoint["state_dict"]["layer.weight"], average, atol=1e-7)
+    assert checkpoint["state_dict"].keys() == model.state_dict().keys()  # eval.py loads it strictly
     assert torch.equal(checkpoint["current_model_state"]["layer.weight"], model.iterates[-1])
     assert torch.allclose(model.layer.weight, average, atol=1e-7)  # training ends with the average in the model
     assert checkpoint["callbacks"]["NTASGD"]["triggered_at"] == 12
