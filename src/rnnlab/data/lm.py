@@ -60,8 +60,14 @@ def variable_window_lengths(length: int, bptt: int, seed: int, epoch: int) -> li
 
     Each window is ``bptt`` long with probability 0.95, else ``bptt / 2``, then ``max(5, round(N(that, 5)))``;
     the last one is cut to the steps left, or joins the one before when under 5 steps (a window of a single
-    step may predict nothing: its targets may all be ``<bos>`` or padding). A pure function of ``seed`` and ``epoch``, so a resumed epoch cuts its
-    windows as the interrupted one did.
+    step may predict nothing: its targets may all be ``<bos>`` or padding).
+
+    Args:
+        length: the steps to cover (a column's length ``L``).
+        bptt: the nominal window length.
+        seed: with ``epoch``, the seed of the draws: the lengths are a pure function of both, so a resumed
+            epoch is cut as the interrupted one was.
+        epoch: the training epoch.
     """
     generator = np.random.default_rng([seed, epoch])
     lengths, covered = [], 0
