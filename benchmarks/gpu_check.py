@@ -1,6 +1,6 @@
-"""rnnlab's first run on a CUDA GPU, as one script: five steps, then a summary of what passed and the key figures.
+"""rnnlab's first run on a CUDA GPU, as one script: six steps, then a summary of what passed and the key figures.
 
-    benchmarks/gpu_check.sh [--out DIR]             # on one GPU: under 8 minutes on an H200
+    benchmarks/gpu_check.sh [--out DIR]             # on one GPU: under 12 minutes on an H200
     benchmarks/gpu_check.sh --dry-run [--out DIR]   # the same steps on the CPU, a couple of batches each
 
 Steps (each timed; a failing step is recorded and the next one runs):
@@ -10,7 +10,9 @@ Steps (each timed; a failing step is recorded and the next one runs):
 3. 300 steps of ``experiment=lm_ptb_tied``; steps per second, perplexity and the precision the log reports;
 4. ``predict.py`` with the NER checkpoint of step 2 on a few sentences; every module's forward must see its
    inputs and weights on the device;
-5. a 1-process ``trainer=ddp`` run (ddp_spawn) of the NER recipe on a few hundred batches.
+5. a 1-process ``trainer=ddp`` run (ddp_spawn) of the NER recipe on a few hundred batches;
+6. one epoch of ``experiment=lm_ptb_awd`` (AWD-LSTM, 3 x 1150 units); its time per epoch, to size the
+   recipe's ``trainer.max_time``.
 
 Data: ``RNNLAB_DATA_DIR`` (default ``../shared/data`` from the repository root), holding ``conll2003/`` and
 ``ptb_mikolov/``. Outputs (logs, run folders, ``summary.md``) go to ``--out``, else ``GPU_CHECK_OUT``, else a new
@@ -40,7 +42,7 @@ import torch
 from rnnlab.cells.discovery import cell_names
 
 ROOT = Path(__file__).resolve().parents[1]
-BUDGET_S = 450  # all steps together: the script ends within 8 minutes, start-up and summary included
+BUDGET_S = 690  # all steps together: the script ends within 12 minutes, start-up and summary included
 
 # A couple of batches of every loop: the dry run tests the script, not the models.
 # ++: the trainer presets leave these keys unset.
@@ -211,8 +213,18 @@ def ddp(check: Check) -> str:
     return f"backend {backend.group(1)}, test F1 {metrics['test/f1']:.4f}, fit {metrics['train_seconds']:.1f} s"
 
 
+def awd(check: Check) -> str:
+    """Step 6: one epoch of AWD-LSTM on PTB: the time per epoch (``train_seconds``, its validation included)."""
+    metrics, _ = check.train("awd", ["experiment=lm_ptb_awd", f"trainer={'cpu' if check.dry_run else 'gpu'}",
+                                     "trainer.max_epochs=1", *check.limits([])], 240)
+    with open(check.run_dir("awd") / "csv" / "metrics.csv") as handle:
+        steps = max(int(row["step"]) for row in csv.DictReader(handle))  # the test row's: the training steps
+    return (f"time per epoch {metrics['train_seconds']:.1f} s ({steps} steps, validation included), "
+            f"val ppl {metrics['val/ppl']:.1f}, test ppl {metrics['test/ppl']:.1f}")
+
+
 STEPS: list[tuple[str, Callable[[Check], str]]] = [("1 cells", cells), ("2 ner", ner), ("3 lm", lm),
-                                                   ("4 predict", predict), ("5 ddp", ddp)]
+                                                   ("4 predict", predict), ("5 ddp", ddp), ("6 awd", awd)]
 
 
 def machine_info() -> str:

@@ -21,7 +21,7 @@ gpu_check = sys.modules["gpu_check"] = importlib.util.module_from_spec(spec)  # 
 spec.loader.exec_module(gpu_check)
 
 
-@pytest.mark.slow  # about a minute: five runs of train.py and predict.py, one of them spawning a DDP worker
+@pytest.mark.slow  # about a minute: six runs of train.py and predict.py, one of them spawning a DDP worker
 def test_dry_run_passes_every_step(tmp_path: Path) -> None:
     data = write_conll(tmp_path / "data")
     # Enough text for the recipe's 20 columns of 35-word windows: 3 training, 6 evaluation windows.
@@ -35,9 +35,9 @@ def test_dry_run_passes_every_step(tmp_path: Path) -> None:
     assert result.stdout.endswith(summary)
     rows = [line for line in summary.splitlines() if line.startswith("| ") and " | pass | " in line]
     assert [row.split(" | ")[0] for row in rows] == [f"| {name}" for name, _ in gpu_check.STEPS]
-    assert "all 5 steps passed" in summary
+    assert "all 6 steps passed" in summary
     for figure in (f"{2 + len(cell_names())} timings; largest × nn.LSTM: ", "test F1 ", "2 steps in ", "5 sentences tagged, 39 words; "
-                   "forward saw only cpu", "backend gloo, test F1 "):
+                   "forward saw only cpu", "backend gloo, test F1 ", "time per epoch "):
         assert figure in summary
     assert summary.count("| tagger 32×40×100→256 bi |") == 2 + len(cell_names())  # the benchmark table, every model
 

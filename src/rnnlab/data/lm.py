@@ -24,6 +24,7 @@ from pathlib import Path
 import datasets
 from datasets.config import HF_DATASETS_CACHE
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -54,6 +55,33 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> list[dict]:
     return [{"tokens": tokens} for _, line in read_lines(path, encoding) if (tokens := line.split())]
 
 
+def variable_window_lengths(length: int, bptt: int, seed: int, epoch: int) -> list[int]:
+    """AWD-LSTM's training windows (Merity et al. 2018): lengths that cover ``length`` steps, drawn anew per epoch.
+
+    Each window is ``bptt`` long with probability 0.95, else ``bptt / 2``, then ``max(5, round(N(that, 5)))``;
+    the last one is cut to the steps left, or joins the one before when under 5 steps (a window of a single
+    step may predict nothing: its targets may all be ``<bos>`` or padding).
+
+    Args:
+        length: the steps to cover (a column's length ``L``).
+        bptt: the nominal window length.
+        seed: with ``epoch``, the seed of the draws: the lengths are a pure function of both, so a resumed
+            epoch is cut as the interrupted one was.
+        epoch: the training epoch.
+    """
+    generator = np.random.default_rng([seed, epoch])
+    lengths, covered = [], 0
+    while covered < length:
+        mean = bptt if generator.random() < 0.95 else bptt / 2
+        drawn = min(max(5, round(generator.normal(mean, 5))), length - covered)
+        lengths.append(drawn)
+        covered += drawn
+    if len(lengths) > 1 and lengths[-1] < 5:
+        last = lengths.pop()
+        lengths[-1] += last
+    return lengths
+
+
 class BPTTWindows(Dataset):
     """Consecutive ``bptt``-long windows of a stream laid out in contiguous columns; item ``i`` is a whole batch.
 
@@ -70,27 +98,40 @@ class BPTTWindows(Dataset):
         bptt: window length (the last window may be shorter).
         pad_id: input id of padding.
         bos_id: id of ``<bos>``.
+        lengths: the windows' lengths instead (``variable_window_lengths``), covering the ``L`` steps; each batch
+            then also holds ``lr_scale``, its length over ``bptt``, by which the task scales the learning rate.
     """
 
-    def __init__(self, stream: Tensor, num_columns: int, rows: range, bptt: int, pad_id: int, bos_id: int):
+    def __init__(self, stream: Tensor, num_columns: int, rows: range, bptt: int, pad_id: int, bos_id: int,
+                 lengths: list[int] | None = None):
         self.stream, self.bptt, self.pad_id, self.bos_id = stream, bptt, pad_id, bos_id
         self.length = math.ceil((stream.numel() - 1) / num_columns)  # L
         self.column_starts = torch.tensor(rows, dtype=torch.long) * self.length  # (B,)
+        self.lengths = lengths
+        if lengths is None:
+            self.starts = range(0, self.length + bptt, bptt)
+        else:
+            if sum(lengths) != self.length:
+                raise ValueError(f"the window lengths cover {sum(lengths)} steps of the columns' {self.length}")
+            self.starts = [0, *np.cumsum(lengths).tolist()]
 
     def __len__(self) -> int:
-        return math.ceil(self.length / self.bptt)
+        return math.ceil(self.length / self.bptt) if self.lengths is None else len(self.lengths)
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         if not 0 <= index < len(self):
             raise IndexError(index)
-        steps = torch.arange(index * self.bptt, min((index + 1) * self.bptt, self.length))  # (T,)
+        steps = torch.arange(self.starts[index], min(self.starts[index + 1], self.length))  # (T,)
         positions = self.column_starts[:, None] + steps  # (B, T) input positions in the stream
         padding = positions >= self.stream.numel() - 1
         positions = positions.masked_fill(padding, 0)
         tokens = self.stream[positions].long().masked_fill(padding, self.pad_id)  # (B, T)
         targets = self.stream[positions + 1].long()
         targets = targets.masked_fill(padding | (targets == self.bos_id), IGNORE_INDEX)  # (B, T)
-        return {"tokens": tokens, "targets": targets, "mask": tokens != self.pad_id}
+        batch = {"tokens": tokens, "targets": targets, "mask": tokens != self.pad_id}
+        if self.lengths is not None:
+            batch["lr_scale"] = len(steps) / self.bptt
+        return batch
 
 
 class LMDataModule(L.LightningDataModule):
@@ -113,12 +154,17 @@ class LMDataModule(L.LightningDataModule):
         num_workers: DataLoader workers.
         cache_dir: folder of the token-stream cache; None for ``rnnlab_lm`` in the HF datasets cache
             (``$HF_DATASETS_CACHE``).
+        variable_bptt: training windows of AWD-LSTM's random lengths around ``bptt``, drawn anew every epoch
+            (``variable_window_lengths``); validation and test keep ``bptt``. Needs
+            ``trainer.reload_dataloaders_every_n_epochs=1``, so that Lightning counts each epoch's windows.
+        seed: seed of the window lengths, with the epoch (None: 0).
     """
 
     def __init__(self, name: str, subdir: str, files: dict[str, str], encoding: str = "utf-8",
                  data_dir: str | None = None, hub: dict | None = None, batch_size: int = 20,
                  eval_batch_size: int = 10, bptt: int = 35, min_freq: int = 1, max_size: int | None = None,
-                 num_workers: int = 0, cache_dir: str | None = None):
+                 num_workers: int = 0, cache_dir: str | None = None, variable_bptt: bool = False,
+                 seed: int | None = 0):
         super().__init__()
         missing = set(SPLITS) - set(files)
         if missing:
@@ -130,6 +176,7 @@ class LMDataModule(L.LightningDataModule):
         self.encoding, self.data_dir, self.hub = encoding, data_dir, hub
         self.batch_size, self.eval_batch_size, self.bptt = batch_size, eval_batch_size, bptt
         self.min_freq, self.max_size, self.num_workers = min_freq, max_size, num_workers
+        self.variable_bptt, self.seed = variable_bptt, seed or 0
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else Path(HF_DATASETS_CACHE) / "rnnlab_lm"
         self.vocab: Vocabulary | None = None
         self.streams: dict[str, Tensor] = {}
@@ -289,13 +336,23 @@ class LMDataModule(L.LightningDataModule):
                             f"of the {split} stream; set data.eval_batch_size to {replicas} or more")
         else:
             columns, rows = batch_size, range(rank * batch_size // replicas, (rank + 1) * batch_size // replicas)
-        return BPTTWindows(self.streams[split], columns, rows, self.bptt, self.vocab.pad_id, self.vocab[BOS])
+        windows = BPTTWindows(self.streams[split], columns, rows, self.bptt, self.vocab.pad_id, self.vocab[BOS])
+        if split == "train" and self.variable_bptt:
+            # Every process draws the same lengths, so all of them step as often.
+            epoch = trainer.current_epoch if trainer else 0
+            windows = BPTTWindows(self.streams[split], columns, rows, self.bptt, self.vocab.pad_id, self.vocab[BOS],
+                                  variable_window_lengths(windows.length, self.bptt, self.seed, epoch))
+        return windows
 
     def _loader(self, split: str, batch_size: int, loader: type[DataLoader] = DataLoader) -> DataLoader:
         # batch_size=None: each item already is a batch; order matters, so no shuffling.
         return loader(self.windows(split, batch_size), batch_size=None, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
+        # Lightning counts the batches of an epoch when it asks for the loader; variable windows change the count.
+        if self.variable_bptt and self.trainer and self.trainer.reload_dataloaders_every_n_epochs != 1:
+            raise DataError("data.variable_bptt=true draws other windows every epoch; set "
+                            "trainer.reload_dataloaders_every_n_epochs=1 so that each epoch's loader is made anew")
         # Resumable: a resumed epoch continues at the window after the checkpoint (the task saves the state).
         return self._loader("train", self.batch_size, ResumableLoader)
 

@@ -68,6 +68,7 @@ class LanguageModelModule(TaskModule):
         self.net = ARCHITECTURES[architecture](model, self.vocab)
         self.metrics = nn.ModuleDict({stage: Perplexity() for stage in ("val", "test")})
         self.states: dict[str, Any] = {}  # per stage: the state the next window starts from
+        self.lr_scale = 1.0  # of the current training window (``optimizer_step``)
 
     def forward(self, tokens: Tensor, mask: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         """``(B, T)`` ids and mask, optional state -> ``(B, T, V)`` scores and the state after the window."""
@@ -96,6 +97,26 @@ class LanguageModelModule(TaskModule):
             self.log("train/tar", tar)
             loss = loss + tar
         return loss
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        self.lr_scale = batch.get("lr_scale", 1.0)
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        """Steps with the learning rates times the window's ``lr_scale`` (variable BPTT windows; 1 otherwise).
+
+        AWD-LSTM's rule: a window's step grows with its length, as if the loss were summed over its steps. The
+        rates are scaled rather than the loss, so that clipping sees the gradient of the mean loss (as in AWD)
+        and the rule holds for optimisers that ignore the loss's scale (Adam); they are set back after the
+        step, so schedulers and checkpoints see the configured ones.
+        """
+        rates = [group["lr"] for group in optimizer.param_groups]
+        for group in optimizer.param_groups:
+            group["lr"] *= self.lr_scale
+        try:
+            super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        finally:
+            for group, rate in zip(optimizer.param_groups, rates):
+                group["lr"] = rate
 
     def _evaluate(self, stage: str, batch: dict) -> None:
         nll = self._window(stage, batch)[0]
