@@ -23,7 +23,8 @@ LAYERS = [
     {"models"},
     {"tasks"},
     {"run"},
-    {"analysis", "cli", "diagnostics"},
+    {"analysis", "diagnostics"},
+    {"cli"},  # the entry points: a tuned study reports through rnnlab.analysis
 ]
 LAYER_OF = {name: level for level, names in enumerate(LAYERS) for name in names}
 
