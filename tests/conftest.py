@@ -144,6 +144,14 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def default_vectors_absent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The NER default's ``${if_installed:glove-6b-50d}`` answers null in-process, as without the glove extra: the
+    tiny fixtures need no 400k vectors (2-3 s a read) and keep their small embedding sizes. Tests of the default
+    itself patch it back; explicit names are untouched."""
+    monkeypatch.setattr("rnnlab.data.pretrained.if_installed", lambda name: None)
+
+
+@pytest.fixture(autouse=True)
 def offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test waits on the network: Hub access fails at once."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
