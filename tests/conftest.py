@@ -18,6 +18,7 @@ if "RNNLAB_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["RNNLAB_CACHE_DIR"], ignore_errors=True)
 
 from pathlib import Path  # noqa: E402
+from typing import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
@@ -141,6 +142,16 @@ def data_dir(tmp_path: Path) -> Path:
     write_conll(root)
     write_conllu(root)
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def default_vectors_absent() -> Iterator[None]:
+    """The NER default's ``${if_installed:glove-6b-50d}`` answers null in-process, as without the glove extra: the
+    tiny fixtures need no 400k vectors (2-3 s a read) and keep their small embedding sizes. Session-wide, so that
+    module-scoped fixtures see it too; tests of the default itself patch it back; explicit names are untouched."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("rnnlab.data.pretrained.if_installed", lambda name: None)
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -32,7 +32,7 @@ from test_translation import GERMAN, write_multi30k
 TINY = ["model.embedding_dim=8", "model.encoder.hidden_size=8", "model.head_hidden=0", "trainer.max_epochs=1",
         "~logger"]
 TASKS = {  # task -> (overrides, writes the data folder, the file of its test split inside it)
-    "ner": (["task=ner"], write_conll, "conll2003/eng.testb"),
+    "ner": (["experiment=ner_plain"], write_conll, "conll2003/eng.testb"),  # the tagger these tests were written on
     "sst2": (["task=sst2"], write_sst, "sst2/stsa.binary.test"),
     "lm": (["task=lm", "model=lstm", "data.batch_size=2", "data.eval_batch_size=3", "data.bptt=4"], write_ptb,
            "ptb_mikolov/ptb.test.txt.gz"),

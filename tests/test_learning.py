@@ -117,7 +117,7 @@ class Case:
 
 
 CASES = {
-    "ner": Case(["task=ner", "data.tag_column=1", *FAST], "test/f1", 0.9, conll_sentence),
+    "ner": Case(["experiment=ner_plain", "data.tag_column=1", *FAST], "test/f1", 0.9, conll_sentence),
     "pos": Case(["task=pos", *FAST], "test/acc", 0.95, conllu_sentence),
     "classify": Case(["task=classify", *FAST], "test/acc", 0.95, keyword_sentence),
     # Later overrides win: one short stream needs small windows for a few dozen steps an epoch.

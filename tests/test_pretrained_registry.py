@@ -7,6 +7,7 @@ import gzip
 import logging
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ import torch
 
 from conftest import compose_train, write_conll
 from rnnlab.cli import inference
+from rnnlab.data import pretrained
 from rnnlab.data.pretrained import REGISTRY, PackagedVectors, VectorFileError, read_pretrained, vector_words
 from rnnlab.errors import UserError
 from rnnlab.run.pipeline import build, train
@@ -178,3 +180,54 @@ def test_installed_glove_package_loads() -> None:
     assert vectors[0, :2].tolist() == pytest.approx([0.418, 0.24968])
     words = vector_words("glove-6b-50d", 50)
     assert len(words) == 400_000 and "the" in words and "The" not in words
+
+
+# ----------------------------------------------------------------- the NER default: GloVe if installed
+IF_INSTALLED = pretrained.if_installed  # the resolver itself, before conftest stubs it
+
+
+@pytest.fixture
+def default_glove(tiny_package: PackagedVectors, monkeypatch: pytest.MonkeyPatch) -> Iterator[PackagedVectors]:
+    """``glove-6b-50d`` stands for the tiny package, and the default's resolver asks for real, its per-process
+    answer forgotten before and after."""
+    monkeypatch.setitem(REGISTRY, "glove-6b-50d", tiny_package)
+    monkeypatch.setattr("rnnlab.data.pretrained.if_installed", IF_INSTALLED)
+    IF_INSTALLED.cache_clear()
+    yield tiny_package
+    IF_INSTALLED.cache_clear()
+
+
+def test_default_ner_is_glove_characters_and_crf_when_installed(default_glove: PackagedVectors,
+                                                                tmp_path: Path) -> None:
+    cfg = compose_train(["task=ner", "model=bilstm"], tmp_path)
+    assert cfg.model.pretrained_vectors == "glove-6b-50d" and cfg.model.embedding_dim == 50
+    assert cfg.model.chars.encoder.hidden_size == 25 and cfg.model.crf and cfg.data.max_word_length == 20
+
+
+def test_default_ner_without_the_extra_says_so_once_and_trains_random_vectors(
+        default_glove: PackagedVectors, monkeypatch: pytest.MonkeyPatch, data_dir: Path, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    hide_package(monkeypatch)
+    cfg = compose_train(["task=ner", "model=bilstm", "debug=smoke", f"paths.data_dir={data_dir}"], tmp_path)
+    with caplog.at_level(logging.INFO, logger="rnnlab.data.pretrained"):
+        datamodule, module = build(cfg)
+        assert not module.load_pretrained()  # nothing to read
+    assert [r.getMessage() for r in caplog.records] == [
+        "tiny-vectors-dist is not installed, so this run trains random word vectors; rnnlab's tiny extra installs "
+        "its vectors: pip install -e '.[tiny]'"]
+    assert module.run_config["model"]["pretrained_vectors"] is None and module.embedder.embedding.weight.shape[1] == 50
+    assert cfg.model.crf and datamodule.max_word_length == 20  # the rest of the default stays
+
+
+def test_null_vectors_stay_null_under_the_ner_default(default_glove: PackagedVectors, tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="rnnlab.data.pretrained"):
+        cfg = compose_train(["task=ner", "model.pretrained_vectors=null"], tmp_path)
+        assert cfg.model.pretrained_vectors is None
+    assert not caplog.records
+
+
+def test_plain_ner_is_the_lecture_bilstm(tmp_path: Path) -> None:
+    cfg = compose_train(["experiment=ner_plain"], tmp_path)
+    assert cfg.model.pretrained_vectors is None and cfg.model.get("chars") is None and not cfg.model.crf
+    assert cfg.model.embedding_dim == 100 and cfg.data.max_word_length == 0 and cfg.task.scheduler is None

