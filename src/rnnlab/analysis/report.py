@@ -362,9 +362,7 @@ def plot_metric(frame: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None:
         axis.set_xlabel(str(metric))
         axis.grid(axis="x", alpha=0.3)
         axis.legend(fontsize=7, loc="best")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def plot_curves(runs: list[Run], metric: str | None, path: Path) -> bool:
@@ -387,15 +385,24 @@ def plot_curves(runs: list[Run], metric: str | None, path: Path) -> bool:
             axis.plot(steps, [i.mean for i in intervals], marker="o", ms=3, color=color, label=configuration)
             axis.fill_between(steps, [i.mean if math.isnan(i.low) else i.low for i in intervals],
                               [i.mean if math.isnan(i.high) else i.high for i in intervals], color=color, alpha=0.15)
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.set_xlabel("epoch")
-        axis.set_ylabel(f"{name} (band: {CONFIDENCE:.0%} interval)")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
+        label_steps(axis, "epoch", f"{name} (band: {CONFIDENCE:.0%} interval)")
+    save_figure(figure, path)
+    return True
+
+
+def label_steps(axis: plt.Axes, xlabel: str, ylabel: str) -> None:
+    """Labels a plot of curves over integer steps (epochs, trials), with a grid and a legend."""
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+
+
+def save_figure(figure: plt.Figure, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
-    return True
 
 
 def report(runs: list[Run], out: str | Path, prefix: str, metric: str | None = None,

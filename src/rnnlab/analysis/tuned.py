@@ -30,11 +30,10 @@ matplotlib.use("Agg")  # files only, as rnnlab.analysis.report
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from rnnlab.analysis.report import (  # noqa: E402
-    _number, load_multirun, plot_metric, runs_frame, significance, summarise)
+    _number, label_steps, load_multirun, plot_metric, runs_frame, save_figure, significance, summarise)
 from rnnlab.analysis.stats import ALPHA, CONFIDENCE, holm, mean_interval, metric_range  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -149,14 +148,8 @@ def plot_search(out: Path, study: dict, path: Path) -> None:
             numbers.append(trial.number + 1)
             values.append(math.nan if best is None else best)
         axis.step(numbers, values, where="post", marker="o", ms=3, color=f"C{index % 10}", label=arm)
-    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axis.set_xlabel("trial")
-    axis.set_ylabel(f"best {study['optimized_metric']} so far")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    label_steps(axis, "trial", f"best {study['optimized_metric']} so far")
+    save_figure(figure, path)
 
 
 def write_report(out: str | Path, untuned: str | None = None) -> pd.DataFrame:
