@@ -63,14 +63,6 @@ class DecoderConfig:
     attention: AttentionConfig = field(default_factory=AttentionConfig)
 
 
-def _if_installed(name: str) -> str | None:
-    from rnnlab.data.pretrained import if_installed  # numpy and torch load when a config first asks
-
-    return if_installed(name)
-
-
-OmegaConf.register_new_resolver("if_installed", _if_installed)
-
 SCHEMAS = {"decoding": DecodingConfig, "decoder": DecoderConfig}
 
 for _name, _schema in SCHEMAS.items():

