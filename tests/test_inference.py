@@ -120,6 +120,11 @@ def test_checkpoint_holds_what_rebuilds_the_model(task: str, trained) -> None:
                     if isinstance(value, dict) and "items" in value}
     assert vocabularies == {"ner": {"vocab", "tags"}, "sst2": {"vocab", "labels"}, "lm": {"vocab"},
                             "translation": {"source_vocab", "target_vocab"}}[task]
+    implementations = checkpoint["rnnlab"]["implementations"]  # what the model is built from, by kind
+    assert implementations["cell"].startswith("rnnlab.cells.")
+    if task == "lm":
+        assert implementations == {"language-model network": "rnn", "cell": "rnnlab.cells.lstm.LSTMCell",
+                                   "head": "rnnlab.models.lm.SoftmaxHead"}
 
 
 # ----------------------------------------------------------------------------------------------- eval
@@ -386,6 +391,7 @@ def test_checkpoints_with_the_class_paths_of_before_the_package_split_still_load
     checkpoint = torch.load(trained["ner"][0], weights_only=True)
     checkpoint["rnnlab"]["config"] = _old_targets(checkpoint["rnnlab"]["config"])
     checkpoint["hyper_parameters"] = _old_targets(checkpoint["hyper_parameters"])
+    del checkpoint["rnnlab"]["implementations"]  # recorded since the registries' names were
     callbacks = checkpoint["rnnlab"]["config"]["callbacks"]
     assert callbacks["rng_state"]["_target_"] == "rnnlab.callbacks.RNGState"  # as checkpoints of 21cf8ab store it
     path = tmp_path / "old.ckpt"
@@ -468,6 +474,7 @@ def test_attention_checkpoint_evaluates_predicts_n_best_and_plots_from_a_fresh_f
     checkpoint.parent.mkdir()
     shutil.copy(tmp_path / "run" / "checkpoints" / "best.ckpt", checkpoint)
     shutil.rmtree(tmp_path / "run")
+    assert torch.load(checkpoint, weights_only=True)["rnnlab"]["implementations"]["attention score"] == "general"
     stem = data / "multi30k" / "test_2016_flickr"
     assert "test_2016_flickr/bleu" in run_eval([f"ckpt_path={checkpoint}", f"input={stem}"], tmp_path / "eval")
     source = write_lines(tmp_path / "in.de", [GERMAN[0], "", GERMAN[1]])

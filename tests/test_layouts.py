@@ -56,8 +56,8 @@ def test_memory_recomputed_only_when_final_states_are_read(monkeypatch: pytest.M
     it; a caller that reads the final states gets it once."""
     calls = []
     kernel = KERNELS["lstm"]
-    monkeypatch.setitem(KERNELS, "lstm", LibraryKernel(kernel.run, kernel.num_states,
-                                                       lambda *args: calls.append(1) or kernel.memory(*args)))
+    monkeypatch.setitem(KERNELS._entries, "lstm", LibraryKernel(kernel.run, kernel.num_states,
+                                                                lambda *args: calls.append(1) or kernel.memory(*args)))
     torch.manual_seed(0)
     fast, _ = fast_and_reference("lstm", "bi-stacked", torch.float64)
     x = torch.randn(3, 5, INPUT, dtype=torch.float64)

@@ -15,8 +15,11 @@ from conftest import ROOT, write_conll
 from rnnlab.data.formats import COLUMN_FORMATS
 from rnnlab.data.synthetic import SYNTHETIC_TASKS
 from rnnlab.errors import UserError
+from rnnlab.kernels import KERNELS
 from rnnlab.models.attention import SCORES
+from rnnlab.models.lm import LM_NETWORKS
 from rnnlab.registry import Registry
+from test_lm import lm_module, write_ptb
 from test_translation import write_multi30k
 
 
@@ -52,6 +55,13 @@ def test_the_shipped_implementations_register_themselves() -> None:
     assert list(SCORES) == ["additive", "dot", "general"]
     assert list(COLUMN_FORMATS) == ["conll", "conllu"]
     assert list(SYNTHETIC_TASKS) == ["adding", "copy", "recall"]
+    assert list(LM_NETWORKS) == ["ngram_mlp", "rnn"]
+    assert list(KERNELS) == ["gru", "lstm", "min_gru", "min_lstm", "peephole_lstm", "rnn_relu", "rnn_tanh"]
+
+
+def test_a_wrong_language_model_network_is_the_registrys_error() -> None:
+    with pytest.raises(UserError, match=r"model.architecture must be one of \['ngram_mlp', 'rnn'\], got 'rnm'"):
+        lm_module("rnm")
 
 
 # ------------------------------------------------- a newcomer's extension: one new file in a copy of the package
@@ -72,6 +82,33 @@ kind: scaled_dot
 size: null
 input_feeding: false
 """
+BIGRAM = '''"""A bigram LM: p(y_i | y_{i-1}) = softmax(U emb(y_{i-1}) + b), no state across windows."""
+
+from torch import Tensor, nn
+
+from rnnlab.dropout import make_dropout
+from rnnlab.models.lm import LM_NETWORKS, output_layer, word_embedder
+
+
+@LM_NETWORKS.register("bigram")
+class BigramLanguageModel(nn.Module):
+    def __init__(self, model: dict, vocab):
+        super().__init__()
+        self.embedder = word_embedder(model, vocab)
+        self.dropout = make_dropout(model["dropout"])
+        self.head = output_layer(model, self.embedder.embedding_dim, self.embedder)
+
+    def hidden(self, tokens: Tensor, mask: Tensor, state: None = None) -> tuple[Tensor, None]:
+        return self.embedder(tokens), None
+
+    def forward(self, tokens: Tensor, mask: Tensor, state: None = None) -> tuple[Tensor, None]:
+        hidden, state = self.hidden(tokens, mask, state)
+        return self.head(self.dropout(hidden)), state
+
+    @staticmethod
+    def detach_state(state: None) -> None:
+        return state
+'''
 SLASHED = '''"""One sentence a line, each token written word/TAG."""
 
 from pathlib import Path
@@ -132,6 +169,14 @@ def test_a_new_attention_score_is_one_module_and_one_yaml(tmp_path: Path) -> Non
     data = write_multi30k(tmp_path / "data")
     train_copy(root, ["task=translation", "model=lstm", "model/attention=scaled_dot", f"paths.data_dir={data}",
                       "data.min_freq=1", "model.encoder.hidden_size=16", "model.embedding_dim=8"], tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_a_new_language_model_network_is_one_module(tmp_path: Path) -> None:
+    root = package_copy(tmp_path / "copy", {"src/rnnlab/models/lm/bigram.py": BIGRAM})
+    train_copy(root, ["task=lm", "model=ngram_mlp", "model.architecture=bigram", "model.head_hidden=0",
+                      "model.embedding_dim=8", "data.batch_size=2", "data.eval_batch_size=3", "data.bptt=4",
+                      f"paths.data_dir={write_ptb(tmp_path / 'data')}"], tmp_path / "run")
 
 
 @pytest.mark.slow

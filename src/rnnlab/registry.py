@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Callable, ClassVar, Generic, Iterable, Iterator, TypeVar
 
 from rnnlab.errors import UserError
 
@@ -36,10 +36,13 @@ class Registry(Generic[T]):
             when they register elsewhere.
     """
 
+    made: ClassVar[list[Registry]] = []  # every registry, so a built model's registered parts can be named
+
     def __init__(self, kind: str, option: str, package: str | None = None):
         self.kind, self.option, self.package = kind, option, package
         self._entries: dict[str, T] = {}
         self._discovered = package is None
+        Registry.made.append(self)
 
     def register(self, name: str) -> Callable[[T], T]:
         """A decorator registering what it decorates under ``name``; a name is registered once."""
@@ -65,7 +68,8 @@ class Registry(Generic[T]):
         return tuple(sorted(self._entries))
 
     def __contains__(self, name: object) -> bool:
-        return name in self.names()
+        self._discover()
+        return name in self._entries  # no sort: kernels are looked up at every forward pass
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
@@ -79,3 +83,10 @@ class Registry(Generic[T]):
         if name not in self:
             raise UnknownName(f"{self.option} must be one of {list(self.names())}, got {name!r}")
         return self._entries[name]
+
+
+def registered_names(entries: Iterable[object]) -> dict[str, str]:
+    """``{kind: name}`` of each of ``entries`` registered in some ``Registry`` (e.g. a model's part classes)."""
+    wanted = {id(entry) for entry in entries}  # by identity: not every entry is hashable
+    return {registry.kind: name for registry in Registry.made for name, entry in registry._entries.items()
+            if id(entry) in wanted}

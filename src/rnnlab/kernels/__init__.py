@@ -1,14 +1,10 @@
-"""Whole-sequence kernels, in an open registry (``rnnlab.kernels.registry``) that cells name in ``fused_kernel``.
+"""Whole-sequence kernels, in the registry ``KERNELS`` (``rnnlab.kernels.registry``) that cells name in
+``fused_kernel``.
 
-Every module of this package is imported here, so a new kernel is one file that calls ``register_kernel``.
+The registry imports every module of this package before its first look-up, so a new kernel is one file that
+registers it (``KERNELS.register("name")(kernel)``).
 """
 
-import importlib
-import pkgutil
+from rnnlab.kernels.registry import KERNELS, LibraryKernel, SequenceKernel, get_kernel
 
-from rnnlab.kernels.registry import KERNELS, LibraryKernel, SequenceKernel, get_kernel, register_kernel
-
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
-
-__all__ = ["KERNELS", "LibraryKernel", "SequenceKernel", "get_kernel", "register_kernel"]
+__all__ = ["KERNELS", "LibraryKernel", "SequenceKernel", "get_kernel"]

@@ -28,7 +28,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from rnnlab.kernels.batch import SortedBatch
-from rnnlab.kernels.registry import SequenceKernel, State, register_kernel
+from rnnlab.kernels.registry import KERNELS, SequenceKernel, State
 
 
 def _slots(steps: int, reverse: bool) -> tuple[slice, slice]:
@@ -209,4 +209,4 @@ def _run_sorted(params: list[Tensor], x: Tensor, batch: SortedBatch, state: Stat
     return out, (h, c)
 
 
-register_kernel("peephole_lstm", SequenceKernel(_run_sorted, num_states=2))
+KERNELS.register("peephole_lstm")(SequenceKernel(_run_sorted, num_states=2))

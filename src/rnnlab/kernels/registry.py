@@ -9,8 +9,9 @@ Two kinds, told apart by how the encoder runs them:
 - ``SequenceKernel``: one layer and direction over a batch sorted by length, time-major
   (``rnnlab.kernels.batch.SortedBatch``), as the project's own kernels are written.
 
-A new kernel is one module in ``rnnlab/kernels/`` that calls ``register_kernel`` at import; the package imports
-every module in it, so nothing else is edited.
+A kernel registers itself in ``KERNELS`` where it is defined (``KERNELS.register("name")(SequenceKernel(...))``),
+a ``rnnlab.registry.Registry`` that imports every module of this package before its first look-up: a new kernel is
+one module in ``rnnlab/kernels/``, and nothing else is edited.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from torch import Tensor
 
 from rnnlab.kernels.batch import SortedBatch
+from rnnlab.registry import Registry
 
 State = tuple[Tensor, ...]
 
@@ -89,25 +91,16 @@ def lstm_memory(params: list[Tensor], x: Tensor, outputs: Tensor, state: State, 
     return c
 
 
-KERNELS: dict[str, Kernel] = {
-    "lstm": LibraryKernel(torch.lstm, num_states=2, memory=lstm_memory),
-    "gru": LibraryKernel(torch.gru, num_states=1),
-    "rnn_tanh": LibraryKernel(torch.rnn_tanh, num_states=1),
-    "rnn_relu": LibraryKernel(torch.rnn_relu, num_states=1),
-}
-
-
-def register_kernel(name: str, kernel: Kernel) -> None:
-    """Adds a kernel under ``name``; a name is registered once."""
-    if name in KERNELS:
-        raise ValueError(f"a kernel named {name!r} is already registered")
-    KERNELS[name] = kernel
+KERNELS: Registry[Kernel] = Registry("kernel", "RecurrentCell.fused_kernel()", package="rnnlab.kernels")
 
 
 def get_kernel(name: str, num_states: int) -> Kernel:
-    """The kernel registered as ``name``, checked against the state tensors of the cell that asks for it."""
-    if name not in KERNELS:
-        raise ValueError(f"unknown kernel {name!r}; registered: {sorted(KERNELS)}")
+    """The kernel registered as ``name``, checked against the state tensors of the cell that asks for it.
+
+    Raises:
+        ValueError: no kernel is registered as ``name`` (``UnknownName``, listing the names), or it carries
+            another number of state tensors.
+    """
     kernel = KERNELS[name]
     if kernel.num_states != num_states:
         raise ValueError(f"kernel {name!r} carries {kernel.num_states} state tensors, the cell {num_states}")

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnlab.kernels.batch import SortedBatch
-from rnnlab.kernels.registry import SequenceKernel, State, register_kernel
+from rnnlab.kernels.registry import KERNELS, SequenceKernel, State
 
 
 def log_g(v: Tensor) -> Tensor:
@@ -108,5 +108,5 @@ def _min_lstm(params: list[Tensor], x: Tensor, batch: SortedBatch, state: State,
     return out, (h_n,)
 
 
-register_kernel("min_gru", SequenceKernel(_min_gru, num_states=1))
-register_kernel("min_lstm", SequenceKernel(_min_lstm, num_states=1))
+KERNELS.register("min_gru")(SequenceKernel(_min_gru, num_states=1))
+KERNELS.register("min_lstm")(SequenceKernel(_min_lstm, num_states=1))

@@ -11,8 +11,10 @@ from hydra.utils import instantiate
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MinMetric, Metric
 
+from rnnlab.cells import RecurrentCell
 from rnnlab.errors import UserError
 from rnnlab.models.embeddings import WordEmbedder
+from rnnlab.registry import registered_names
 
 # Version of what rnnlab adds to a Lightning checkpoint (``checkpoint["rnnlab"]``); raise it when a change
 # makes older rnnlab unable to read new checkpoints.
@@ -26,6 +28,21 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
+def _path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def implementations(module: nn.Module) -> dict[str, str]:
+    """What a model is built from, by kind: the registered name of each part that has one (``{"attention score":
+    "general"}``, ``{"language-model network": "rnn"}``), its recurrent cells' classes (``"cell"``, cells chosen
+    by their config's ``_target_``) and its heads' classes (the submodules named ``head`` or ``crf``)."""
+    parts = dict(module.named_modules())
+    names = registered_names({type(part) for part in parts.values()})
+    cells = sorted({_path(type(part)) for part in parts.values() if isinstance(part, RecurrentCell)})
+    heads = [_path(type(part)) for name, part in parts.items() if name.rsplit(".", 1)[-1] in ("head", "crf")]
+    return {**names, **({"cell": ", ".join(cells)} if cells else {}), **({"head": ", ".join(heads)} if heads else {})}
+
+
 class TaskModule(L.LightningModule):
     """Base LightningModule.
 
@@ -33,8 +50,9 @@ class TaskModule(L.LightningModule):
     Logged: ``train/loss``, ``<stage>/<metric>`` each epoch, and ``val/<main_metric>_best``.
 
     A checkpoint holds, besides Lightning's weights and ``hyper_parameters`` (the vocabularies among them),
-    ``checkpoint["rnnlab"]``: the ``format`` version, the module's class and ``run_config``, the resolved run
-    config as a plain dict (its ``data`` entry says how text was read and normalised). So a checkpoint alone
+    ``checkpoint["rnnlab"]``: the ``format`` version, the module's class, ``run_config`` (the resolved run
+    config as a plain dict; its ``data`` entry says how text was read and normalised) and ``implementations``
+    (what the model is built from, by kind: see ``implementations``). So a checkpoint alone
     rebuilds the model and reads new text as training did; see ``rnnlab.cli.inference``.
 
     ``eval.py`` and ``predict.py`` (``rnnlab.cli``) read a checkpoint through the methods under "inference"
@@ -67,9 +85,10 @@ class TaskModule(L.LightningModule):
         self.run_config: dict | None = None  # set by whoever builds the module from a config
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        cls = type(self)
-        checkpoint["rnnlab"] = {"format": CHECKPOINT_FORMAT, "module": f"{cls.__module__}.{cls.__qualname__}",
-                                "config": self.run_config}
+        # The implementations are a record for readers: loading rebuilds the model from the config alone, so a
+        # checkpoint from before the record loads as before.
+        checkpoint["rnnlab"] = {"format": CHECKPOINT_FORMAT, "module": _path(type(self)), "config": self.run_config,
+                                "implementations": implementations(self)}
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_config is None:

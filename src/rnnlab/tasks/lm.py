@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from rnnlab.data.special import BOS, EOS, IGNORE_INDEX
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.metrics import Perplexity
-from rnnlab.models.lm import ARCHITECTURES
+from rnnlab.models.lm import LM_NETWORKS
 from rnnlab.tasks.base import PredictedBatches, TaskModule
 
 GENERATED_WORDS = 50  # predict.py's mode=generate without max_length
@@ -35,8 +35,8 @@ class LanguageModelModule(TaskModule):
     """A word-level LM trained with next-word cross-entropy; evaluated by perplexity over whole splits.
 
     Args:
-        model: the ``model`` config; ``architecture`` (``rnn`` by default, or ``ngram_mlp``) picks the network
-            (see ``rnnlab.models.lm`` for the keys each network reads).
+        model: the ``model`` config; ``architecture`` (``rnn`` by default, ``ngram_mlp``, or any name in
+            ``rnnlab.models.lm.LM_NETWORKS``) picks the network (see its module for the keys it reads).
         vocab: word vocabulary (``Vocabulary.to_dict()``), from the DataModule.
         optimizer: see ``TaskModule``.
         scheduler: see ``TaskModule``.
@@ -56,8 +56,7 @@ class LanguageModelModule(TaskModule):
         super().__init__(optimizer, scheduler)
         self.save_hyperparameters()
         architecture = model.get("architecture", "rnn")
-        if architecture not in ARCHITECTURES:
-            raise ValueError(f"model.architecture must be one of {sorted(ARCHITECTURES)}, got {architecture!r}")
+        network = LM_NETWORKS[architecture]  # first: a wrong name is the error, whatever else is wrong
         if ar < 0 or tar < 0:
             raise ValueError(f"task.module.ar and task.module.tar must be >= 0, got {ar} and {tar}")
         if (ar or tar) and architecture != "rnn":
@@ -65,7 +64,7 @@ class LanguageModelModule(TaskModule):
                              f"{architecture} model has none: set them to 0")
         self.ar, self.tar = ar, tar
         self.vocab = Vocabulary.from_dict(vocab)
-        self.net = ARCHITECTURES[architecture](model, self.vocab)
+        self.net = network(model, self.vocab)
         self.metrics = nn.ModuleDict({stage: Perplexity() for stage in ("val", "test")})
         self.states: dict[str, Any] = {}  # per stage: the state the next window starts from
         self.lr_scale = 1.0  # of the current training window (``optimizer_step``)

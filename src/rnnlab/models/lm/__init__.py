@@ -1,4 +1,4 @@
-"""The word-level language-model networks: an RNN LM and the lecture's MLP n-gram LM.
+"""The word-level language-model networks, one module each: an RNN LM and the lecture's MLP n-gram LM.
 
 RNN LM (lecture 2): ``p(y1 ... yn) = prod_i p(y_i | <bos>, y_1 ... y_{i-1})``, the hidden state read by a
 softmax output layer. MLP n-gram LM (lecture 1, Bengio et al. 2003): ``x = [emb(y_{i-1}); ...; emb(y_{i-n+1})]``,
@@ -9,6 +9,11 @@ The output layer is a full softmax, or on request (``model.adaptive_softmax``) t
 al. (2017): the most frequent words in a head softmax with one entry per tail cluster, rarer words in clusters
 of shrinking projection size. It is a proper distribution over the whole vocabulary, so its perplexity is as
 exact as the full softmax's; the vocabulary is already sorted by frequency (``Vocabulary.from_counts``).
+
+A network is an ``nn.Module`` built as ``Network(model, vocab)``, registered in ``LM_NETWORKS``
+(``@LM_NETWORKS.register("name")``) in a module of this package; ``model.architecture=<name>`` then selects it.
+It has ``forward(tokens, mask, state) -> (scores, state)``, ``hidden`` (the same before the output layer and its
+dropout), ``detach_state``, and ``head`` and ``dropout`` (the output layer and what it reads), as the two here do.
 """
 
 from __future__ import annotations
@@ -20,15 +25,16 @@ from torch import Tensor, nn
 from rnnlab.data.special import IGNORE_INDEX
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.dropout import make_dropout
-from rnnlab.encoders import build_encoder
 from rnnlab.heads import MLPHead
 from rnnlab.heads.mlp import ACTIVATIONS
 from rnnlab.models.embeddings import WordEmbedder
+from rnnlab.registry import Registry
 
 INIT_RANGE = 0.1  # embeddings uniform in ±0.1 (Zaremba et al. 2014; PyTorch's word_language_model)
 
 
-def _embedder(model: dict, vocab: Vocabulary) -> WordEmbedder:
+def word_embedder(model: dict, vocab: Vocabulary) -> WordEmbedder:
+    """The word embeddings of the ``model`` config, initialised uniformly in ``±INIT_RANGE``, padding zero."""
     embedder = WordEmbedder.from_config(model, vocab)
     with torch.no_grad():
         embedder.embedding.weight.uniform_(-INIT_RANGE, INIT_RANGE)
@@ -101,7 +107,7 @@ class AdaptiveSoftmaxHead(nn.Module):
             return -self.softmax(hidden.float(), targets[predicted]).output
 
 
-def _output_layer(model: dict, input_dim: int, embedder: WordEmbedder) -> SoftmaxHead | AdaptiveSoftmaxHead:
+def output_layer(model: dict, input_dim: int, embedder: WordEmbedder) -> SoftmaxHead | AdaptiveSoftmaxHead:
     """The softmax layer (optionally after the head's hidden layer), its weights tied to the embeddings on
     request (Press & Wolf 2017; Inan et al. 2017); or the adaptive softmax when ``model.adaptive_softmax`` holds
     its ``cutoffs`` (and optionally ``div_value``). It reads features dropped by the language model's ``dropout``."""
@@ -130,90 +136,4 @@ def _output_layer(model: dict, input_dim: int, embedder: WordEmbedder) -> Softma
     return head
 
 
-class RNNLanguageModel(nn.Module):
-    """Embeddings -> unidirectional encoder -> (MLP) -> scores over the vocabulary.
-
-    Args:
-        model: the ``model`` config: ``embedding_dim``, ``embedding_dropout``, ``word_dropout``, ``cell``,
-            ``encoder``, ``head_hidden`` (0 for the lecture's output layer on ``h``), ``head_activation``,
-            ``dropout`` (on the encoder output), ``dropout_kind``, ``word_type_dropout``, ``weight_drop``,
-            ``tie_weights``, ``adaptive_softmax`` (None, or ``{cutoffs, div_value}``).
-        vocab: the word vocabulary.
-    """
-
-    def __init__(self, model: dict, vocab: Vocabulary):
-        super().__init__()
-        self.embedder = _embedder(model, vocab)
-        self.encoder = build_encoder(model, self.embedder.embedding_dim)
-        if self.encoder.bidirectional or any(direction.reverse for layer in self.encoder.layers
-                                             for direction in layer):
-            raise ValueError("a language model predicts each word from the words before it, so its encoder "
-                             "must read left to right: use a unidirectional model (model=lstm, rnn, cifg, "
-                             "peephole) with model.encoder.bidirectional=false and model.encoder.reverse=false")
-        self.dropout = make_dropout(model["dropout"], model.get("dropout_kind", "standard"))  # what the head reads
-        self.head = _output_layer(model, self.encoder.get_output_dim(), self.embedder)
-
-    def hidden(self, tokens: Tensor, mask: Tensor, state: list | None = None) -> tuple[Tensor, list]:
-        """``(B, T)`` ids and mask, state from the previous window -> ``(B, T, H)`` the top layer's outputs before
-        ``dropout``, new state."""
-        encoded = self.encoder(self.embedder(tokens), mask, state)
-        return encoded.outputs, encoded.final_states
-
-    def forward(self, tokens: Tensor, mask: Tensor, state: list | None = None) -> tuple[Tensor, list]:
-        """``(B, T)`` ids and mask, state from the previous window -> ``(B, T, V)`` scores, new state."""
-        hidden, state = self.hidden(tokens, mask, state)
-        return self.head(self.dropout(hidden)), state
-
-    @staticmethod
-    def detach_state(state: list) -> list:
-        """The state with its history cut: the next window back-propagates only into itself."""
-        return [[tuple(s.detach() for s in direction) for direction in layer] for layer in state]
-
-
-class NGramMLPLanguageModel(nn.Module):
-    """The MLP n-gram LM: ``p(y_i | y_{i-1} ... y_{i-n+1})`` from the concatenated embeddings.
-
-    Args:
-        model: the ``model`` config: ``order`` (n; 3 is the lecture's 2nd-order Markov chain),
-            ``embedding_dim``, ``embedding_dropout``, ``word_dropout``, ``head_hidden`` (size of ``z``),
-            ``head_activation`` (``sigmoid``: the lecture's σ), ``dropout``, ``tie_weights``, ``adaptive_softmax``.
-        vocab: the word vocabulary.
-    """
-
-    def __init__(self, model: dict, vocab: Vocabulary):
-        super().__init__()
-        self.order = int(model["order"])
-        if self.order < 2:
-            raise ValueError(f"model.order of an n-gram LM must be >= 2 (n-1 previous words), got {self.order}")
-        if model["head_hidden"] <= 0:
-            raise ValueError("model.head_hidden of the MLP n-gram LM must be positive: the size of its hidden layer")
-        self.pad_id = vocab.pad_id
-        self.embedder = _embedder(model, vocab)
-        self.dropout = make_dropout(model["dropout"], model.get("dropout_kind", "standard"))  # what the head reads
-        self.head = _output_layer(model, (self.order - 1) * self.embedder.embedding_dim, self.embedder)
-
-    def hidden(self, tokens: Tensor, mask: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(B, T)`` ids, the previous window's last ``n-2`` ids -> ``(B, T, (n-1)E)`` the concatenated
-        embeddings before ``dropout``, new state.
-
-        Before the first window the context is padding (a zero vector), as for any unknown history.
-        """
-        if state is None:
-            state = tokens.new_full((tokens.shape[0], self.order - 2), self.pad_id)
-        context = torch.cat([state, tokens], dim=1)  # (B, n-2+T)
-        # Window t holds y_{t-n+2} ... y_t; flipped so the most recent word comes first, as on the slide.
-        windows = context.unfold(1, self.order - 1, 1).flip(-1)  # (B, T, n-1)
-        x = self.embedder(windows).flatten(2)  # (B, T, (n-1)E)
-        return x, context[:, context.shape[1] - (self.order - 2):]
-
-    def forward(self, tokens: Tensor, mask: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(B, T)`` ids, the previous window's last ``n-2`` ids -> ``(B, T, V)`` scores, new state."""
-        hidden, state = self.hidden(tokens, mask, state)
-        return self.head(self.dropout(hidden)), state
-
-    @staticmethod
-    def detach_state(state: Tensor) -> Tensor:
-        return state  # word ids: no history to cut
-
-
-ARCHITECTURES = {"rnn": RNNLanguageModel, "ngram_mlp": NGramMLPLanguageModel}
+LM_NETWORKS: Registry[type[nn.Module]] = Registry("language-model network", "model.architecture", package=__name__)
