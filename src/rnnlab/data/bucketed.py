@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import itertools
+import os
+import tempfile
 from abc import abstractmethod
 from typing import Callable, Container, Iterable, Iterator
 
 import datasets
 import lightning as L
-import pyarrow as pa
 from datasets.arrow_writer import ArrowWriter
+from datasets.fingerprint import get_temporary_cache_files_directory
 from torch.utils.data import DataLoader
 
 from rnnlab.data.batching import map_rows
@@ -79,18 +81,21 @@ class BucketedDataModule(L.LightningDataModule):
         """Rows of ``self.datasets`` -> a padded batch; picklable (module-level function or partial)."""
 
     def add_split(self, name: str, examples: Iterable[dict]) -> None:
-        """Encodes examples into ``self.datasets[name]``, an in-memory Arrow table.
+        """Encodes examples into ``self.datasets[name]``, a memory-mapped Arrow file.
 
-        Examples are taken ``ENCODE_BATCH`` at a time and only their encoded rows are kept, so a split streamed
-        from a file never sits in memory as Python objects. The rows and their types are those
-        ``datasets.Dataset.map(batched=True)`` writes (the same writer).
+        Examples are encoded ``ENCODE_BATCH`` at a time and written out, so a split streamed from a file never
+        sits in memory, as Python objects or as a growing Arrow buffer. The rows and their types are those
+        ``datasets.Dataset.map(batched=True)`` writes (the same writer); the file lies in the folder ``datasets``
+        deletes when the process ends.
         """
-        encoder, stream = self.encoder(), pa.BufferOutputStream()
-        with ArrowWriter(stream=stream, update_features=True) as writer:
+        handle, path = tempfile.mkstemp(suffix=".arrow", prefix=f"{name}-", dir=get_temporary_cache_files_directory())
+        os.close(handle)
+        encoder = self.encoder()
+        with ArrowWriter(path=path, update_features=True) as writer:
             for chunk in _chunks(examples, ENCODE_BATCH):
                 writer.write_batch(encoder({key: [example.get(key) for example in chunk] for key in chunk[0]}))
             writer.finalize()
-        self.datasets[name] = datasets.Dataset.from_buffer(stream.getvalue())
+        self.datasets[name] = datasets.Dataset.from_file(path)
 
     def encode(self, examples: list[dict]) -> list[dict]:
         """Examples -> rows for ``collate_fn``, without a ``Dataset`` (new sentences at inference)."""
