@@ -117,9 +117,9 @@ def test_an_empty_split_is_named_before_anything_is_read(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_setup_of_200k_sentences_holds_at_most_twice_the_encoded_data(tmp_path: Path) -> None:
-    output = subprocess.run([sys.executable, str(SCRIPT), "--sentences", "200000", "--work", str(tmp_path)],
+def test_setup_of_500k_sentences_holds_at_most_twice_the_encoded_data(tmp_path: Path) -> None:
+    output = subprocess.run([sys.executable, str(SCRIPT), "--sentences", "500000", "--work", str(tmp_path)],
                             check=True, capture_output=True, text=True).stdout
     report = json.loads(output)
-    assert report["sentences"]["train"] == 200_000
+    assert report["sentences"]["train"] == 500_000
     assert report["peak_minus_baseline_over_encoded"] <= 2
