@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import itertools
+import logging
 import os
 import tempfile
 from abc import abstractmethod
@@ -88,11 +88,16 @@ class BucketedDataModule(L.LightningDataModule):
         ``datasets.Dataset.map(batched=True)`` writes (the same writer); the file lies in the folder ``datasets``
         deletes when the process ends.
         """
-        handle, path = tempfile.mkstemp(suffix=".arrow", prefix=f"{name}-", dir=get_temporary_cache_files_directory())
+        chunks = _chunks(examples, ENCODE_BATCH)
+        first = next(chunks, None)
+        if first is None:  # no example, no column types to write: the empty table ``map`` gave
+            self.datasets[name] = datasets.Dataset.from_dict({})
+            return
+        handle, path = tempfile.mkstemp(".arrow", f"{name}-", get_temporary_cache_files_directory())
         os.close(handle)
         encoder = self.encoder()
         with ArrowWriter(path=path, update_features=True) as writer:
-            for chunk in _chunks(examples, ENCODE_BATCH):
+            for chunk in itertools.chain([first], chunks):
                 writer.write_batch(encoder({key: [example.get(key) for example in chunk] for key in chunk[0]}))
             writer.finalize()
         self.datasets[name] = datasets.Dataset.from_file(path)

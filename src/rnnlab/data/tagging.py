@@ -90,7 +90,7 @@ class TaggingDataModule(BucketedDataModule):
                         for row in loaded[self.hub.get("splits", {}).get(split, split)]]
                 for split in splits}
 
-    def read_splits(self, splits: tuple[str, ...] = SPLITS) -> dict[str, Iterable[dict]]:
+    def stream_splits(self, splits: tuple[str, ...] = SPLITS) -> dict[str, Iterable[dict]]:
         """The splits' ``{"tokens", "tags"}`` sentences, read anew from the file on each pass over a split.
 
         Raises:
@@ -99,6 +99,10 @@ class TaggingDataModule(BucketedDataModule):
         return load_with_fallback(self.name, self.data_dir, self.subdir, {s: self.files[s] for s in splits},
                                   self._read, partial(self._load_hub, splits) if self.hub else None, self.hub and (
                                       self.hub.get("path") or ", ".join(self.hub["urls"].values())))
+
+    def read_splits(self, splits: tuple[str, ...] = SPLITS) -> dict[str, list[dict]]:
+        """The splits as lists of ``{"tokens", "tags"}`` (evaluating one split needs its sentences by index)."""
+        return {split: list(sentences) for split, sentences in self.stream_splits(splits).items()}
 
     def read_file(self, path: str | Path) -> list[dict]:
         """One file in ``format``, as ``{"tokens", "tags"}`` sentences."""
@@ -117,7 +121,7 @@ class TaggingDataModule(BucketedDataModule):
         """
         if self.vocab is not None:
             return
-        splits = self.read_splits()
+        splits = self.stream_splits()
         counts = {split: _count(splits[split]) for split in SPLITS}
         words = Counter()
         for word, n in counts["train"][0].items():

@@ -2,7 +2,8 @@
 
 A format is a function ``read(path, options)`` yielding ``{"tokens": [...], "tags": [...]}`` sentences (or
 returning a list of them), registered under the name ``data.format`` (training and evaluation data) and
-``predict.py``'s ``input_format`` give it; a new format is one module here with ``@COLUMN_FORMATS.register("name")`` on its reader.
+``predict.py``'s ``input_format`` give it; a new format is one module here with
+``@COLUMN_FORMATS.register("name")`` on its reader. Yielding keeps a large file out of memory.
 """
 
 from __future__ import annotations
