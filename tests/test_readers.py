@@ -26,7 +26,7 @@ def conll_datamodule(root: Path, token_column: int = 0, tag_column: int = 3, **k
 def test_conll_reader_skips_docstart_and_splits_sentences(tmp_path: Path) -> None:
     path = tmp_path / "x.conll"
     path.write_text(CONLL_TRAIN)
-    sentences = read_conll(path, 0, 3)
+    sentences = list(read_conll(path, 0, 3))
     assert [len(s["tokens"]) for s in sentences] == [5, 6, 6]
     assert sentences[1]["tags"][:2] == ["I-PER", "I-PER"]
 
@@ -34,12 +34,12 @@ def test_conll_reader_skips_docstart_and_splits_sentences(tmp_path: Path) -> Non
 def test_conll_reader_accepts_crlf_and_whitespace_only_separators(tmp_path: Path) -> None:
     path = tmp_path / "x.conll"
     path.write_bytes(b"a\tO\r\nb\tB-X\r\n\t \r\nc\tO\r\n")
-    assert read_conll(path, 0, 1) == [{"tokens": ["a", "b"], "tags": ["O", "B-X"]},
+    assert list(read_conll(path, 0, 1)) == [{"tokens": ["a", "b"], "tags": ["O", "B-X"]},
                                       {"tokens": ["c"], "tags": ["O"]}]
 
 
 @pytest.mark.parametrize("read, text, count", [
-    (lambda path: read_conll(path, 0, 3), CONLL_TRAIN.replace("\n\nAnna", "\n\t\nAnna"), 3),
+    (lambda path: list(read_conll(path, 0, 3)), CONLL_TRAIN.replace("\n\nAnna", "\n\t\nAnna"), 3),
     (read_conllu, CONLLU_TRAIN.replace("\n\n# sent_id = 2", "\n\t\n# sent_id = 2"), 2),
     (lambda path: read_labelled(path, "label_text"), "1 a good film\n\t\n0 a bad one\n", 2),
     (read_text, "a b\n\t\nc d\n", 2),
@@ -60,13 +60,13 @@ def test_malformed_conll_line_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.conll"
     path.write_text("UNESCO NNP B-NP I-ORG\npraises VBZ\n")
     with pytest.raises(DataError, match=r"bad\.conll:2: expected 4 .* columns, found 2"):
-        read_conll(path, 0, 3)
+        list(read_conll(path, 0, 3))
 
 
 def test_tab_columns_with_ids_comments_and_spaces_in_tokens(tmp_path: Path) -> None:
     path = tmp_path / "x.iob2"
     path.write_text(COLUMNS_TRAIN)
-    sentences = read_conll(path, 1, 2, delimiter="tab", comment_prefix="#")
+    sentences = list(read_conll(path, 1, 2, delimiter="tab", comment_prefix="#"))
     assert [s["tokens"] for s in sentences] == [["UNESCO", "praises", "Danish", "call", "."],
                                                 ["Anna", "Korhonen", "lives", "in", "New York", "."],
                                                 ["#", "The", "World", "Bank"]]
@@ -76,9 +76,9 @@ def test_tab_columns_with_ids_comments_and_spaces_in_tokens(tmp_path: Path) -> N
 def test_hash_lines_are_tokens_without_a_comment_prefix(tmp_path: Path) -> None:
     path = tmp_path / "x.conll"
     path.write_text("# SYM O\ncall NN O\n")  # a "#" token, as CoNLL-style files hold them
-    assert read_conll(path, 0, 2) == [{"tokens": ["#", "call"], "tags": ["O", "O"]}]
+    assert list(read_conll(path, 0, 2)) == [{"tokens": ["#", "call"], "tags": ["O", "O"]}]
     path.write_text("#NFL\tO\nwins\tO\n")  # a hashtag, as WNUT-17 holds them
-    assert read_conll(path, 0, 1, delimiter="tab")[0]["tokens"] == ["#NFL", "wins"]
+    assert list(read_conll(path, 0, 1, delimiter="tab"))[0]["tokens"] == ["#NFL", "wins"]
 
 
 @pytest.mark.parametrize("text, options, expected", [
@@ -98,7 +98,7 @@ def test_column_options_errors_name_line_and_option(text: str, options: dict, ex
     path = tmp_path / "x"
     path.write_text(text)
     with pytest.raises(DataError, match=expected):
-        read_conll(path, 1, 2, **options)
+        list(read_conll(path, 1, 2, **options))
 
 
 def test_datamodule_reads_tab_columns_with_comments(tmp_path: Path) -> None:
@@ -114,12 +114,12 @@ def test_non_utf8_file_suggests_encoding_option(tmp_path: Path) -> None:
     path = tmp_path / "latin.conll"
     path.write_bytes("caf\xe9 O\n".encode("cp1252"))
     with pytest.raises(DataError, match=r"latin\.conll:1: cannot decode.*encoding=cp1252"):
-        read_conll(path, 0, 1)
-    assert read_conll(path, 0, 1, encoding="cp1252")[0]["tokens"] == ["café"]
+        list(read_conll(path, 0, 1))
+    assert list(read_conll(path, 0, 1, encoding="cp1252"))[0]["tokens"] == ["café"]
 
 
 def test_conllu_reader_skips_multiword_tokens_and_empty_nodes(data_dir: Path) -> None:
-    sentences = read_conllu(data_dir / "ud_english_ewt" / "en_ewt-ud-train.conllu.gz")
+    sentences = list(read_conllu(data_dir / "ud_english_ewt" / "en_ewt-ud-train.conllu.gz"))
     assert sentences[0]["tags"] == ["PRON", "VERB", "DET", "NOUN", "PUNCT"]
     assert sentences[1]["tokens"] == ["do", "n't", "go"]
 
@@ -128,7 +128,7 @@ def test_malformed_conllu_line_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.conllu"
     path.write_text("# c\n1\tThey\tthey\tPRON\n")
     with pytest.raises(DataError, match=r"bad\.conllu:2: a CoNLL-U word line has 10 tab-separated fields"):
-        read_conllu(path)
+        list(read_conllu(path))
 
 
 def test_empty_split_is_a_clear_error(tmp_path: Path) -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
+import tempfile
 from abc import abstractmethod
-from typing import Callable, Container, Iterable
+from typing import Callable, Container, Iterable, Iterator
 
 import datasets
 import lightning as L
+from datasets.arrow_writer import ArrowWriter
+from datasets.fingerprint import get_temporary_cache_files_directory
 from torch.utils.data import DataLoader
 
 from rnnlab.data.batching import map_rows
@@ -17,6 +22,8 @@ from rnnlab.data.vocab import Vocabulary
 from rnnlab.data.pretrained import knows
 
 log = logging.getLogger(__name__)
+
+ENCODE_BATCH = 1000  # examples encoded at a time: the batch size of ``datasets.Dataset.map``
 
 
 class BucketedDataModule(L.LightningDataModule):
@@ -73,11 +80,27 @@ class BucketedDataModule(L.LightningDataModule):
     def collate_fn(self) -> Callable[[list[dict]], dict]:
         """Rows of ``self.datasets`` -> a padded batch; picklable (module-level function or partial)."""
 
-    def add_split(self, name: str, examples: list[dict]) -> None:
-        """Encodes examples into ``self.datasets[name]``."""
-        table = datasets.Dataset.from_list(examples)
-        self.datasets[name] = table.map(self.encoder(), batched=True, remove_columns=table.column_names,
-                                        desc=f"encoding {self.name} {name}")
+    def add_split(self, name: str, examples: Iterable[dict]) -> None:
+        """Encodes examples into ``self.datasets[name]``, a memory-mapped Arrow file.
+
+        Examples are encoded ``ENCODE_BATCH`` at a time and written out, so a split streamed from a file never
+        sits in memory, as Python objects or as a growing Arrow buffer. The rows and their types are those
+        ``datasets.Dataset.map(batched=True)`` writes (the same writer); the file lies in the folder ``datasets``
+        deletes when the process ends.
+        """
+        chunks = _chunks(examples, ENCODE_BATCH)
+        first = next(chunks, None)
+        if first is None:  # no example, no column types to write: the empty table ``map`` gave
+            self.datasets[name] = datasets.Dataset.from_dict({})
+            return
+        handle, path = tempfile.mkstemp(".arrow", f"{name}-", get_temporary_cache_files_directory())
+        os.close(handle)
+        encoder = self.encoder()
+        with ArrowWriter(path=path, update_features=True) as writer:
+            for chunk in itertools.chain([first], chunks):
+                writer.write_batch(encoder({key: [example.get(key) for example in chunk] for key in chunk[0]}))
+            writer.finalize()
+        self.datasets[name] = datasets.Dataset.from_file(path)
 
     def encode(self, examples: list[dict]) -> list[dict]:
         """Examples -> rows for ``collate_fn``, without a ``Dataset`` (new sentences at inference)."""
@@ -109,3 +132,10 @@ class BucketedDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of ``size`` items (the last one shorter)."""
+    items = iter(items)
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk

@@ -1,10 +1,14 @@
-"""Readers: one file on disk -> a list of examples (plain dicts), with errors that name file and line."""
+"""Readers: one file on disk -> its examples (plain dicts) one at a time, with errors that name file and line.
+
+Readers yield, so that a file larger than memory is never held as Python objects; ``Sentences`` reads a file
+anew on each pass for whoever needs several (counting vocabularies, then encoding).
+"""
 
 from __future__ import annotations
 
 import gzip
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 from rnnlab.data.errors import DataError
 
@@ -42,6 +46,24 @@ def _undecodable_line(path: Path, opener, encoding: str) -> int:
     return number
 
 
+class Sentences:
+    """A file's examples, read anew by each iteration: a reader (and its arguments) without the data.
+
+    Args:
+        read: returns the examples (an iterator, or a list for a reader that builds one).
+    """
+
+    def __init__(self, read: Callable[[], Iterable[dict]]):
+        self.read = read
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self.read())
+
+    def __bool__(self) -> bool:
+        """Whether the file holds an example; reads only up to the first one."""
+        return next(iter(self), None) is not None
+
+
 def check_conll_options(delimiter: str, comment_prefix: str | None) -> None:
     """Raises ``DataError`` naming the data option when ``read_conll`` cannot use a value."""
     if delimiter not in DELIMITERS:
@@ -64,7 +86,7 @@ def _conll_advice(line: str, delimiter: str, comment_prefix: str | None) -> str:
 
 
 def read_conll(path: str | Path, token_column: int = 0, tag_column: int = -1, encoding: str = "utf-8",
-               delimiter: str = "whitespace", comment_prefix: str | None = None) -> list[dict]:
+               delimiter: str = "whitespace", comment_prefix: str | None = None) -> Iterator[dict]:
     """Reads a CoNLL column file (one token per line, blank or whitespace-only lines between sentences).
 
     ``-DOCSTART-`` lines are skipped. Every token line must have as many columns as the first one.
@@ -79,19 +101,18 @@ def read_conll(path: str | Path, token_column: int = 0, tag_column: int = -1, en
         comment_prefix: lines starting with it are skipped (e.g. ``"#"`` for ``# sent_id = ...`` lines);
             None reads every line as a token, as a ``# SYM O`` line of CoNLL-2003 must be.
 
-    Returns:
-        ``[{"tokens": [...], "tags": [...]}, ...]``, one per sentence.
+    Yields:
+        ``{"tokens": [...], "tags": [...]}``, one per sentence.
     """
     check_conll_options(delimiter, comment_prefix)
     needed = max(token_column, tag_column) + 1 if tag_column >= 0 else max(token_column + 1, -tag_column)
-    sentences: list[dict] = []
     tokens: list[str] = []
     tags: list[str] = []
     width = None
     for number, line in read_lines(path, encoding):
         if not line.strip():
             if tokens:
-                sentences.append({"tokens": tokens, "tags": tags})
+                yield {"tokens": tokens, "tags": tags}
                 tokens, tags = [], []
             continue
         if comment_prefix is not None and line.startswith(comment_prefix):
@@ -111,26 +132,24 @@ def read_conll(path: str | Path, token_column: int = 0, tag_column: int = -1, en
         tokens.append(columns[token_column])
         tags.append(columns[tag_column])
     if tokens:
-        sentences.append({"tokens": tokens, "tags": tags})
-    return sentences
+        yield {"tokens": tokens, "tags": tags}
 
 
-def read_conllu(path: str | Path, tag_column: int = UPOS_COLUMN, encoding: str = "utf-8") -> list[dict]:
+def read_conllu(path: str | Path, tag_column: int = UPOS_COLUMN, encoding: str = "utf-8") -> Iterator[dict]:
     """Reads a CoNLL-U file: the FORM column and a tag column (UPOS by default).
 
     Comment lines, multiword-token lines (``1-2``) and empty nodes (``1.1``) are skipped, so tokens are the
     syntactic words.
 
-    Returns:
-        ``[{"tokens": [...], "tags": [...]}, ...]``, one per sentence.
+    Yields:
+        ``{"tokens": [...], "tags": [...]}``, one per sentence.
     """
-    sentences: list[dict] = []
     tokens: list[str] = []
     tags: list[str] = []
     for number, line in read_lines(path, encoding):
         if not line.strip():
             if tokens:
-                sentences.append({"tokens": tokens, "tags": tags})
+                yield {"tokens": tokens, "tags": tags}
                 tokens, tags = [], []
             continue
         if line.startswith("#"):
@@ -144,5 +163,4 @@ def read_conllu(path: str | Path, tag_column: int = UPOS_COLUMN, encoding: str =
         tokens.append(columns[1])
         tags.append(columns[tag_column])
     if tokens:
-        sentences.append({"tokens": tokens, "tags": tags})
-    return sentences
+        yield {"tokens": tokens, "tags": tags}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from rnnlab.data.errors import DataError
 
@@ -29,10 +29,13 @@ def local_files(data_dir: str | None, subdir: str, files: dict[str, str]) -> dic
 
 
 def load_with_fallback(name: str, data_dir: str | None, subdir: str, files: dict[str, str],
-                       read_local: Callable[[Path], list[dict]],
-                       load_hub: Callable[[], dict[str, list[dict]]] | None,
-                       hub_name: str | None) -> dict[str, list[dict]]:
+                       read_local: Callable[[Path], Iterable[dict]],
+                       load_hub: Callable[[], dict[str, Iterable[dict]]] | None,
+                       hub_name: str | None) -> dict[str, Iterable[dict]]:
     """Reads every split from local files, or from the Hub when no complete local copy is configured.
+
+    A split is whatever the reader returns: a list, or ``rnnlab.data.readers.Sentences`` that streams the file
+    (its emptiness is checked here by reading up to its first example).
 
     Raises:
         DataError: neither source worked (the message says where it looked and how to point at local files),
@@ -57,7 +60,7 @@ def load_with_fallback(name: str, data_dir: str | None, subdir: str, files: dict
     return _non_empty(name, files, splits)
 
 
-def _non_empty(name: str, files: dict[str, str], splits: dict[str, list]) -> dict[str, list]:
+def _non_empty(name: str, files: dict[str, str], splits: dict[str, Iterable]) -> dict[str, Iterable]:
     for split, examples in splits.items():
         if not examples:
             raise DataError(f"{name}: the {split} split ({files[split]}) holds no example; check data.files.{split}")

@@ -6,6 +6,7 @@ import logging
 from collections import Counter
 from functools import partial
 from pathlib import Path
+from typing import Iterable
 
 import datasets
 
@@ -14,7 +15,7 @@ from rnnlab.data.special import IGNORE_INDEX
 from rnnlab.data.bucketed import BucketedDataModule
 from rnnlab.data.errors import DataError
 from rnnlab.data.formats import COLUMN_FORMATS, ColumnOptions
-from rnnlab.data.readers import check_conll_options
+from rnnlab.data.readers import Sentences, check_conll_options
 from rnnlab.data.sources import load_with_fallback
 from rnnlab.data.vocab import Vocabulary
 
@@ -76,10 +77,10 @@ class TaggingDataModule(BucketedDataModule):
         self.unseen_tag_counts: dict[str, Counter] = {}
 
     # ----------------------------------------------------------------- reading
-    def _read(self, path: Path) -> list[dict]:
-        return self.read_columns(path, self.columns)
+    def _read(self, path: Path) -> Sentences:
+        return Sentences(partial(self.read_columns, path, self.columns))
 
-    def _load_hub(self, splits: tuple[str, ...]) -> dict[str, list[dict]]:
+    def _load_hub(self, splits: tuple[str, ...]) -> dict[str, Iterable[dict]]:
         if "urls" in self.hub:
             paths = datasets.DownloadManager().download({split: self.hub["urls"][split] for split in splits})
             return {split: self._read(Path(paths[split])) for split in splits}
@@ -89,15 +90,23 @@ class TaggingDataModule(BucketedDataModule):
                         for row in loaded[self.hub.get("splits", {}).get(split, split)]]
                 for split in splits}
 
-    def read_splits(self, splits: tuple[str, ...] = SPLITS) -> dict[str, list[dict]]:
-        """The splits as lists of ``{"tokens", "tags"}``; raises ``DataError`` when a split is empty."""
+    def stream_splits(self, splits: tuple[str, ...] = SPLITS) -> dict[str, Iterable[dict]]:
+        """The splits' ``{"tokens", "tags"}`` sentences, read anew from the file on each pass over a split.
+
+        Raises:
+            DataError: a split is empty; a line the format cannot read raises it during a pass.
+        """
         return load_with_fallback(self.name, self.data_dir, self.subdir, {s: self.files[s] for s in splits},
                                   self._read, partial(self._load_hub, splits) if self.hub else None, self.hub and (
                                       self.hub.get("path") or ", ".join(self.hub["urls"].values())))
 
+    def read_splits(self, splits: tuple[str, ...] = SPLITS) -> dict[str, list[dict]]:
+        """The splits as lists of ``{"tokens", "tags"}`` (evaluating one split needs its sentences by index)."""
+        return {split: list(sentences) for split, sentences in self.stream_splits(splits).items()}
+
     def read_file(self, path: str | Path) -> list[dict]:
         """One file in ``format``, as ``{"tokens", "tags"}`` sentences."""
-        sentences = self._read(Path(path))
+        sentences = list(self._read(Path(path)))
         if not sentences:
             raise DataError(f"{path} holds no sentence; give a {self.format} file "
                             f"(data.format={'|'.join(COLUMN_FORMATS)})")
@@ -105,18 +114,26 @@ class TaggingDataModule(BucketedDataModule):
 
     # ----------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
-        """Reads the data and builds the vocabularies from train (see ``extend_vocabulary``), once."""
+        """Reads the data and builds the vocabularies from train (see ``extend_vocabulary``), once.
+
+        The files are streamed: one pass counts words and tags, a second encodes them into Arrow tables, so that
+        no split is ever held as Python strings (a 1 M-sentence file fits in about its encoded size).
+        """
         if self.vocab is not None:
             return
-        splits = self.read_splits()
-        words = {split: [[self._normalise(w) for w in ex["tokens"]] for ex in splits[split]] for split in SPLITS}
-        self.vocab = self.extend_vocabulary(Vocabulary.build(words["train"], min_freq=self.min_freq),
-                                            words["validation"] + words["test"])
+        splits = self.stream_splits()
+        counts = {split: _count(splits[split]) for split in SPLITS}
+        words = Counter()
+        for word, n in counts["train"][0].items():
+            words[self._normalise(word)] += n
+        self.vocab = self.extend_vocabulary(
+            Vocabulary.from_counts(words, min_freq=self.min_freq),
+            ([self._normalise(w) for w in ex["tokens"]] for split in SPLITS[1:] for ex in splits[split]))
         if self.max_word_length:
-            self.chars = Vocabulary.build(w for ex in splits["train"] for w in ex["tokens"])
-        train_tags = Vocabulary.build((ex["tags"] for ex in splits["train"]), specials=())
+            self.chars = Vocabulary.from_counts(_characters(counts["train"][0]))
+        train_tags = Vocabulary.from_counts(counts["train"][1], specials=())
         # Tags absent from train cannot be learned, but gold spans of them must still count as misses.
-        unseen = {split: Counter(t for ex in splits[split] for t in ex["tags"] if t not in train_tags)
+        unseen = {split: Counter({t: n for t, n in counts[split][1].items() if t not in train_tags})
                   for split in SPLITS[1:]}
         self.unseen_tag_counts = {split: counts for split, counts in unseen.items() if counts}
         for split, counts in self.unseen_tag_counts.items():
@@ -124,8 +141,8 @@ class TaggingDataModule(BucketedDataModule):
                         split, dict(counts))
         extra = sorted(set().union(*unseen.values()))
         self.tags = Vocabulary([*train_tags.items, *extra], unk=None)
-        for split in SPLITS:
-            self.add_split(split, splits[split])
+        for split in SPLITS:  # every tag is known by now: no check of unseen tags, which would read a file again
+            super().add_split(split, splits[split])
         sampler = self.batch_sampler("train", shuffle=True)
         log.info("%s: %d words, %d characters, %d tags; %s sentences; padding with length buckets: %.1f%%",
                  self.name, len(self.vocab), len(self.chars or ()), len(self.tags),
@@ -146,8 +163,10 @@ class TaggingDataModule(BucketedDataModule):
         self.vocab, self.tags = Vocabulary.from_dict(model_kwargs["vocab"]), Vocabulary.from_dict(model_kwargs["tags"])
         self.chars = Vocabulary.from_dict(model_kwargs["chars"]) if model_kwargs.get("chars") else None
 
-    def add_split(self, name: str, examples: list[dict]) -> None:
+    def add_split(self, name: str, examples: Iterable[dict]) -> None:
         """Encodes a split; gold tags the model lacks (evaluation data only) are appended to ``tags``.
+
+        ``examples`` is read twice (a list, or ``Sentences``).
 
         Setup puts every split's tags in the vocabulary, so only data read later (``eval.py input=FILE``) can
         bring new ones. Their ids follow the model's tags, so the model never predicts them and their gold
@@ -165,6 +184,24 @@ class TaggingDataModule(BucketedDataModule):
 
     def collate_fn(self):
         return partial(_collate, self.vocab.pad_id, self.chars.pad_id if self.chars else None)
+
+
+def _count(sentences: Iterable[dict]) -> tuple[Counter, Counter]:
+    """How often each token (as written) and each tag occurs, in one pass."""
+    tokens, tags = Counter(), Counter()
+    for sentence in sentences:
+        tokens.update(sentence["tokens"])
+        tags.update(sentence["tags"])
+    return tokens, tags
+
+
+def _characters(tokens: Counter) -> Counter:
+    """How often each character occurs in the counted tokens."""
+    characters = Counter()
+    for token, n in tokens.items():
+        for character in token:
+            characters[character] += n
+    return characters
 
 
 def _encode(vocab: Vocabulary, tags: Vocabulary, normalise, chars: Vocabulary | None, max_word_length: int,

@@ -1,15 +1,16 @@
 """Column formats of tagged text: one module each in this package, registered in ``COLUMN_FORMATS``.
 
-A format is a function ``read(path, options) -> [{"tokens": [...], "tags": [...]}, ...]`` registered under the
-name ``data.format`` (training and evaluation data) and ``predict.py``'s ``input_format`` give it; a new format
-is one module here with ``@COLUMN_FORMATS.register("name")`` on its reader.
+A format is a function ``read(path, options)`` yielding ``{"tokens": [...], "tags": [...]}`` sentences (or
+returning a list of them), registered under the name ``data.format`` (training and evaluation data) and
+``predict.py``'s ``input_format`` give it; a new format is one module here with
+``@COLUMN_FORMATS.register("name")`` on its reader. Yielding keeps a large file out of memory.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from rnnlab.registry import Registry
 
@@ -33,6 +34,6 @@ class ColumnOptions:
     comment_prefix: str | None = None
 
 
-ColumnReader = Callable[[Path, ColumnOptions], list[dict]]
+ColumnReader = Callable[[Path, ColumnOptions], Iterable[dict]]
 
 COLUMN_FORMATS: Registry[ColumnReader] = Registry("column format", "data.format", package=__name__)
