@@ -289,6 +289,15 @@ def test_last_checkpoint_follows_training_after_an_early_best(tiny_data: Path, t
     assert (last["epoch"], last["global_step"]) == (2, 12)
 
 
+def test_testing_an_early_best_checkpoint_keeps_every_logged_row(tiny_data: Path, tmp_path: Path) -> None:
+    """The test stage loads best.ckpt; its record of the CSV rows serves resuming, and testing cuts nothing."""
+    train(compose_train([*TINY, f"paths.data_dir={tiny_data}", "trainer.max_epochs=3", "task.optimizer.lr=0",
+                         "logger=csv"], tmp_path))  # epoch 0 stays the best (see above)
+    logged = csv_rows(tmp_path)
+    assert [row["epoch"] for row in logged if "val/f1" in row] == ["0", "1", "2"]
+    assert "test/f1" in logged[-1]
+
+
 def test_a_failed_checkpoint_write_keeps_the_previous_checkpoints(tiny_data: Path, tmp_path: Path) -> None:
     """Writes fail from step 5 on (files limited to half a checkpoint): the checkpoints of epoch 0 stay whole."""
     run = tmp_path / "run"

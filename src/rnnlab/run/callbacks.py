@@ -73,7 +73,8 @@ class LogsWithCheckpoints(L.Callback):
     Loggers buffer rows (Lightning's CSV logger writes every 100 steps), so a killed run lost what its last
     checkpoint had seen. Here every logger writes at the end of each validation and before each checkpoint, whose
     ``csv_rows`` records how many rows ``metrics.csv`` then holds; a run resumed from it cuts the file back to
-    those rows, so that what the interrupted run logged after its checkpoint appears once, logged again.
+    those rows, so that what the interrupted run logged after its checkpoint appears once, logged again (testing a
+    checkpoint cuts nothing).
     """
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -88,7 +89,8 @@ class LogsWithCheckpoints(L.Callback):
             checkpoint["csv_rows"] = rows[0]
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        if "csv_rows" in checkpoint:
+        # Only a resumed fit logs again what followed its checkpoint; testing best.ckpt logs after every row.
+        if "csv_rows" in checkpoint and trainer.state.fn == "fit":
             for logger in trainer.loggers:
                 if isinstance(logger, CSVLogger):
                     logger.keep_rows(checkpoint["csv_rows"])
