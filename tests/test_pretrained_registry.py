@@ -82,7 +82,8 @@ def test_named_source_exact_form_then_lowercase(tiny_package: PackagedVectors,
 
 def test_named_source_of_another_size_names_the_option(tiny_package: PackagedVectors) -> None:
     with pytest.raises(VectorFileError, match=rf"{NAME} holds 4-d vectors, but model.embedding_dim is 8; "
-                                              rf"set model.embedding_dim=4"):
+                                              rf"set model.embedding_dim=4, or model.pretrained_vectors=null "
+                                              rf"for random 8-d vectors"):
         read_pretrained(NAME, ["the"], 8)
     with pytest.raises(VectorFileError, match=r"model.decoder.embedding_dim is 8; set model.decoder.embedding_dim=4"):
         read_pretrained(NAME, ["the"], 8, "model.decoder")

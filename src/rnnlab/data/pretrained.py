@@ -97,7 +97,8 @@ class PackagedVectors:
                                   f"reinstall {self.distribution}")
         if matrix.shape[1] != dim:
             raise VectorFileError(f"{node}.pretrained_vectors={name} holds {matrix.shape[1]}-d vectors, but "
-                                  f"{node}.embedding_dim is {dim}; set {node}.embedding_dim={matrix.shape[1]}")
+                                  f"{node}.embedding_dim is {dim}; set {node}.embedding_dim={matrix.shape[1]}, or "
+                                  f"{node}.pretrained_vectors=null for random {dim}-d vectors")
         return {word: row for row, word in enumerate(index)}, matrix
 
 
