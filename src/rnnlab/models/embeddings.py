@@ -83,12 +83,11 @@ class WordEmbedder(nn.Module):
         if self.training and self.word_dropout > 0:
             drop = (torch.rand(tokens.shape, device=tokens.device) < self.word_dropout) & (tokens != self.pad_id)
             tokens = tokens.masked_fill(drop, self.unk_id)
-        if not (self.training and self.word_type_dropout > 0):
-            return self.dropout(self.embedding(tokens))
         weight = self.embedding.weight  # (V, E)
-        keep = weight.new_empty(weight.shape[0], 1).bernoulli_(1.0 - self.word_type_dropout)  # (V, 1): per type
-        vectors = F.embedding(tokens, weight * keep / (1.0 - self.word_type_dropout), self.pad_id)
-        return self.dropout(vectors)
+        if self.training and self.word_type_dropout > 0:
+            keep = weight.new_empty(weight.shape[0], 1).bernoulli_(1.0 - self.word_type_dropout)  # (V, 1): per type
+            weight = weight * keep / (1.0 - self.word_type_dropout)
+        return self.dropout(F.embedding(tokens, weight, self.pad_id))
 
 
 def load_vectors(embedding: nn.Embedding, spec: str, words: Sequence[str], node: str = NODE) -> int:
