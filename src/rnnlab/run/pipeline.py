@@ -91,14 +91,19 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     if vectors and isinstance(datamodule, BucketedDataModule):
         datamodule.pretrained_words = vector_words(vectors, cfg.model.embedding_dim)
     datamodule.setup("fit")  # vocabularies are built once, here, before any process is spawned
+    module = build_module(cfg, datamodule)
+    module.run_config = _plain(cfg)  # saved in checkpoints
+    return datamodule, module
+
+
+def build_module(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.LightningModule:
+    """The task's LightningModule of ``cfg``, sized from ``datamodule``'s vocabularies (set up already)."""
     # Called directly, not through instantiate: vocabularies are data, and words such as "???" or "${x}"
     # must not be read as OmegaConf syntax.
     options = _plain(cfg.task.module)
     module_class = get_class(options.pop("_target_"))
-    module = module_class(**options, model=_plain(cfg.model), optimizer=_plain(cfg.task.optimizer),
-                          scheduler=_plain(cfg.task.get("scheduler")), **datamodule.model_kwargs())
-    module.run_config = _plain(cfg)  # saved in checkpoints
-    return datamodule, module
+    return module_class(**options, model=_plain(cfg.model), optimizer=_plain(cfg.task.optimizer),
+                        scheduler=_plain(cfg.task.get("scheduler")), **datamodule.model_kwargs())
 
 
 def train(cfg: DictConfig, extra_callbacks: list[L.Callback] | None = None) -> dict[str, float]:

@@ -21,6 +21,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.errors import UserError
+from rnnlab.run.pipeline import build_module
 from rnnlab.tasks.base import count_parameters
 
 FORGET_BIAS = "${model.forget_bias}"  # what the YAML of a cell with a forget gate reads
@@ -123,13 +124,7 @@ def make_pruner(kind: str, min_resource: int, reduction_factor: int) -> optuna.p
 def module_parameters(cfg: DictConfig, datamodule: L.LightningDataModule) -> int:
     """Trainable parameters of the task module ``cfg`` describes, built on ``datamodule``'s vocabularies as
     ``rnnlab.run.pipeline.build`` builds it."""
-    options = OmegaConf.to_container(cfg.task.module, resolve=True)
-    module_class = get_class(options.pop("_target_"))
-    plain = {key: OmegaConf.to_container(cfg.task[key], resolve=True) if cfg.task.get(key) is not None else None
-             for key in ("optimizer", "scheduler")}
-    module = module_class(**options, model=OmegaConf.to_container(cfg.model, resolve=True), **plain,
-                          **datamodule.model_kwargs())
-    return count_parameters(module)
+    return count_parameters(build_module(cfg, datamodule))
 
 
 def solve_hidden_size(cfg: DictConfig, datamodule: L.LightningDataModule, target: int,
