@@ -1,17 +1,20 @@
 """Cell math: CIFG's coupled gates, peephole reducing to LSTM, IndRNN, sLSTM and the Mogrifier against their
-equations."""
+equations; and each cell registered with its YAML file."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 
-from rnnlab.cells import CIFGCell, LSTMCell, PeepholeLSTMCell
-from rnnlab.cells.discovery import cell_factory
+from rnnlab.cells import CELLS, CIFGCell, ElmanCell, LSTMCell, PeepholeLSTMCell
+from rnnlab.cells.discovery import cell_factory, cell_names, cell_problems
 from rnnlab.cells.indrnn import IndRNNCell
 from rnnlab.cells.mogrifier import MogrifierLSTMCell
 from rnnlab.cells.slstm import SLSTMCell
 from rnnlab.encoders import RecurrentLayer, RNNEncoder
+from rnnlab.registry import Registry
 
 
 def test_cifg_input_gate_is_one_minus_forget_gate() -> None:
@@ -182,3 +185,28 @@ def test_mogrifier_with_no_rounds_is_the_lstm() -> None:
         MogrifierLSTMCell(3, 4, rounds=-1)
     with pytest.raises(ValueError, match="rank"):
         MogrifierLSTMCell(3, 4, rank=0)
+
+
+# ------------------------------------------------------------- registration: one class and one YAML per cell
+def test_every_shipped_cell_is_registered_with_its_yaml() -> None:
+    assert cell_names() == ["cifg", "elman", "gru", "indrnn", "lstm", "min_gru", "min_lstm", "mogrifier", "peephole",
+                            "slstm"]
+    assert CELLS["lstm"] is LSTMCell and CELLS["slstm"] is SLSTMCell
+
+
+def test_a_cell_without_its_yaml_or_a_yaml_without_its_cell_names_the_missing_part(tmp_path: Path) -> None:
+    cells = Registry("cell", "model/cell")
+    cells.register("lstm")(LSTMCell)
+    cells.register("elman")(ElmanCell)
+    (tmp_path / "lstm.yaml").write_text("_target_: rnnlab.cells.LSTMCell\n_partial_: true\n")
+    (tmp_path / "orphan.yaml").write_text("_target_: rnnlab.cells.orphan.OrphanCell\n_partial_: true\n")
+    (tmp_path / "elman.yaml").write_text("_target_: rnnlab.cells.LSTMCell\n_partial_: true\n")
+    assert cell_problems(cells, tmp_path) == [
+        f"{tmp_path}/elman.yaml builds rnnlab.cells.LSTMCell, but the cell registered as 'elman' is "
+        "rnnlab.cells.elman.ElmanCell; point its _target_ at the registered class",
+        f"{tmp_path}/orphan.yaml names no registered cell; register its class with @CELLS.register('orphan') "
+        "(from rnnlab.cells import CELLS) in its module in src/rnnlab/cells/"]
+    (tmp_path / "elman.yaml").unlink()
+    assert cell_problems(cells, tmp_path)[0] == (
+        f"cell 'elman' (rnnlab.cells.elman.ElmanCell) is registered but has no {tmp_path}/elman.yaml; add it with "
+        "'_target_: rnnlab.cells.elman.ElmanCell', '_partial_: true' and the cell's options")

@@ -123,6 +123,46 @@ def read(path: Path, options: ColumnOptions) -> list[dict]:
     return [{"tokens": [w for w, _ in sentence], "tags": [t for _, t in sentence]} for sentence in pairs if sentence]
 '''
 
+MGU = '''"""The minimal gated unit (Zhou et al. 2016): a forget gate f, h = (1 - f) h + f tanh(W x + U (f h))."""
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnlab.cells import CELLS, RecurrentCell
+
+
+@CELLS.register("mgu")
+class MinimalGatedUnit(RecurrentCell):
+    recurrent_weights = ("weight_hh",)
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__(input_size, hidden_size)
+        self.weight_ih = nn.Parameter(torch.empty(2 * hidden_size, input_size))  # rows f, candidate
+        self.weight_hh = nn.Parameter(torch.empty(2 * hidden_size, hidden_size))
+        self.bias = nn.Parameter(torch.zeros(2 * hidden_size))
+        self.uniform_init()
+
+    def forward(self, x_t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
+        (h,) = state
+        x_f, x_c = F.linear(x_t, self.weight_ih, self.bias).chunk(2, dim=1)
+        u_f, u_c = self.weight_hh.chunk(2, dim=0)
+        f = torch.sigmoid(x_f + F.linear(h, u_f))
+        h = (1 - f) * h + f * torch.tanh(x_c + F.linear(f * h, u_c))
+        return h, (h,)
+'''
+MGU_YAML = """_target_: rnnlab.cells.mgu.MinimalGatedUnit
+_partial_: true
+"""
+CELL_PROBE = """from rnnlab.cells.discovery import cell_names
+from rnnlab.errors import UserError
+
+try:
+    print(cell_names())
+except UserError as error:
+    print(error)
+"""
+
 KENDALL = '''"""Kendall's tau between predicted and gold rankings: higher is better, within [-1, 1]."""
 
 from rnnlab.metrics.declared import declare
@@ -190,11 +230,31 @@ def test_a_new_column_format_is_one_module(tmp_path: Path) -> None:
                       "model.embedding_dim=8", "model.pretrained_vectors=null"], tmp_path / "run")
 
 
-def test_a_new_metric_with_its_direction_is_one_module(tmp_path: Path) -> None:
-    root = package_copy(tmp_path / "copy", {"src/rnnlab/metrics/kendall.py": KENDALL})
+@pytest.mark.slow
+def test_a_new_cell_is_one_module_and_one_yaml(tmp_path: Path) -> None:
+    root = package_copy(tmp_path / "copy", {"src/rnnlab/cells/mgu.py": MGU, "conf/model/cell/mgu.yaml": MGU_YAML})
+    train_copy(root, ["task=ner", "model=birnn", "model/cell=mgu", "model.encoder.hidden_size=8",
+                      "model.embedding_dim=8", "model.pretrained_vectors=null",
+                      f"paths.data_dir={write_conll(tmp_path / 'data')}"], tmp_path / "run")
+    # The cell tests, the benchmark and the sweeps iterate over cell_names(): the new cell is in their lists.
+    assert "'mgu'" in run_copy(root, CELL_PROBE)
+    collected = run_copy(root, "import pytest; pytest.main(['--collect-only', '-q', 'tests/test_train.py'])", ROOT)
+    assert "test_every_cell_trains_in_a_two_layer_independent_birnn[mgu]" in collected
+    (root / "conf" / "model" / "cell" / "mgu.yaml").unlink()  # a cell without its YAML: an error naming the file
+    assert run_copy(root, CELL_PROBE).startswith("cell 'mgu' (rnnlab.cells.mgu.MinimalGatedUnit) is registered but "
+                                                 f"has no {root}/src/rnnlab/conf/model/cell/mgu.yaml")
+
+
+def run_copy(root: Path, code: str, cwd: Path | None = None) -> str:
+    """The standard output of ``code`` run (in ``cwd``, else ``root``) on the copy of the package at ``root``."""
     env = {**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-c", METRIC_PROBE], cwd=root, env=env, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", code], cwd=cwd or root, env=env, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.splitlines() == ["task.optimized_metric=val/tau is better when higher, but task.mode=min; "
-                                          "set task.mode=max", "(-1.0, 1.0)"]
+    return result.stdout
+
+
+def test_a_new_metric_with_its_direction_is_one_module(tmp_path: Path) -> None:
+    root = package_copy(tmp_path / "copy", {"src/rnnlab/metrics/kendall.py": KENDALL})
+    assert run_copy(root, METRIC_PROBE).splitlines() == [
+        "task.optimized_metric=val/tau is better when higher, but task.mode=min; set task.mode=max", "(-1.0, 1.0)"]

@@ -14,11 +14,12 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 
 from conftest import CONF, ROOT, compose_train
+from rnnlab.cells.discovery import cell_names
 from rnnlab.run.pipeline import train
 
 TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if not p.stem.startswith("_"))
-CELLS = sorted(p.stem for p in (CONF / "model" / "cell").glob("*.yaml"))
+CELLS = cell_names()  # the registered cells, each with its YAML file
 
 
 def test_every_task_and_model_composes(tmp_path: Path) -> None:

@@ -9,16 +9,21 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab.cells.gates import get_gate_function
+from rnnlab.registry import Registry
 
 State = tuple[Tensor, ...]
+
+# Every module of this package is imported at the first look-up, so a new cell is one file that registers its
+# class; its YAML in conf/model/cell/ is Hydra's option for it (rnnlab.cells.discovery checks the two agree).
+CELLS: Registry[type[RecurrentCell]] = Registry("cell", "model/cell", package="rnnlab.cells")
 
 
 class RecurrentCell(nn.Module, ABC):
     """One time step of a recurrent network.
 
     A cell knows nothing of sequences, padding or direction: the recurrent layer (``rnnlab.encoders.layer``)
-    runs the time loop. To add a cell variant, subclass this in one file and point a YAML file in
-    ``conf/model/cell/`` at it.
+    runs the time loop. To add a cell variant, subclass this in one file of this package, register it with
+    ``@CELLS.register("<name>")``, and point ``conf/model/cell/<name>.yaml`` at it.
 
     A cell declares itself to the rest of the framework: ``state_names`` names its state tensors (``h`` first),
     ``gate_names`` the gates ``gates()`` returns (for the memory heatmaps), ``recurrent_weights`` its

@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.cells.base import GatedCell, State
+from rnnlab.cells.base import CELLS, GatedCell, State
 
 
+@CELLS.register("cifg")
 class CIFGCell(GatedCell):
     """Coupled-input-forget-gate LSTM cell.
 

@@ -6,9 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.cells.base import RecurrentCell, State
+from rnnlab.cells.base import CELLS, RecurrentCell, State
 
 
+@CELLS.register("elman")
 class ElmanCell(RecurrentCell):
     """Plain tanh RNN cell, the same function as ``torch.nn.RNN(nonlinearity="tanh")``.
 

@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.cells.base import RecurrentCell, State
+from rnnlab.cells.base import CELLS, RecurrentCell, State
 
 
+@CELLS.register("gru")
 class GRUCell(RecurrentCell):
     """GRU cell; the same function as ``torch.nn.GRU`` after copying its weights.
 

@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.cells.base import RecurrentCell, State
+from rnnlab.cells.base import CELLS, RecurrentCell, State
 
 
+@CELLS.register("indrnn")
 class IndRNNCell(RecurrentCell):
     """IndRNN cell with a ReLU and bounded recurrent weights; runs the per-step loop (no fused kernel).
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.cells.base import RecurrentCell, State
+from rnnlab.cells.base import CELLS, RecurrentCell, State
 
 
 def g(v: Tensor) -> Tensor:
@@ -26,6 +26,7 @@ def g(v: Tensor) -> Tensor:
     return torch.where(v >= 0, v + 0.5, torch.sigmoid(v))
 
 
+@CELLS.register("min_gru")
 class MinGRUCell(RecurrentCell):
     """minGRU cell; its fused kernel is the log-space parallel scan ``min_gru``.
 

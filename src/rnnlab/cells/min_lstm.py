@@ -19,10 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.cells.base import RecurrentCell, State
+from rnnlab.cells.base import CELLS, RecurrentCell, State
 from rnnlab.cells.min_gru import g
 
 
+@CELLS.register("min_lstm")
 class MinLSTMCell(RecurrentCell):
     """minLSTM cell; its fused kernel is the log-space parallel scan ``min_lstm``.
 

@@ -14,10 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.cells.base import State
+from rnnlab.cells.base import CELLS, State
 from rnnlab.cells.lstm import LSTMCell
 
 
+@CELLS.register("mogrifier")
 class MogrifierLSTMCell(LSTMCell):
     """Mogrifier LSTM cell.
 

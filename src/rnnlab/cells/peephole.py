@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.cells.base import GatedCell, State
+from rnnlab.cells.base import CELLS, GatedCell, State
 
 
+@CELLS.register("peephole")
 class PeepholeLSTMCell(GatedCell):
     """Peephole LSTM cell.
 

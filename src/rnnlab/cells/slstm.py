@@ -30,11 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.cells.base import RecurrentCell, State
+from rnnlab.cells.base import CELLS, RecurrentCell, State
 
 FORGET_GATES = ("exp", "sigmoid")
 
 
+@CELLS.register("slstm")
 class SLSTMCell(RecurrentCell):
     """sLSTM cell (single head), stabilised; runs the per-step loop (no fused kernel).
 

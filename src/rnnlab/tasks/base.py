@@ -34,8 +34,9 @@ def _path(cls: type) -> str:
 
 def implementations(module: nn.Module) -> dict[str, str]:
     """What a model is built from, by kind: the registered name of each part that has one (``{"attention score":
-    "general"}``, ``{"language-model network": "rnn"}``), its recurrent cells' classes (``"cell"``, cells chosen
-    by their config's ``_target_``) and its heads' classes (the submodules named ``head`` or ``crf``)."""
+    "general"}``, ``{"language-model network": "rnn"}``), its recurrent cells' classes (``"cell"``: class paths
+    rather than ``CELLS`` names, as checkpoints recorded them before cells were registered, and a config's
+    ``_target_`` may name an unregistered cell) and its heads' classes (the submodules named ``head`` or ``crf``)."""
     parts = dict(module.named_modules())
     names = registered_names({type(part) for part in parts.values()})
     cells = sorted({_path(type(part)) for part in parts.values() if isinstance(part, RecurrentCell)})
