@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from conftest import compose_train
 from rnnlab.config import DecoderConfig, DecodingConfig, complete, with_model_defaults
 from rnnlab.errors import UserError
-from rnnlab.run.pipeline import train
+from rnnlab.run.pipeline import CheckTaskFitsData, train
 from rnnlab.tasks.classification import ClassificationModule
 
 
@@ -87,3 +87,15 @@ def test_a_task_and_data_that_do_not_fit_stop_before_the_data_is_read(tmp_path: 
         train(cfg)
     assert str(error.value) == ("task=ner trains on TaggingDataModule data, but data=sst2 is ClassificationDataModule "
                                 "data; choose data= one of ['conll2003', 'ud_ewt', 'wnut17'], or a task that reads it")
+
+
+def test_the_composed_config_of_a_run_is_checked_before_hydra_writes_its_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = compose_train(["task=classify", "data=multi30k"], tmp_path / "run")
+    with pytest.raises(SystemExit) as stop:
+        CheckTaskFitsData().on_run_start(cfg)  # Hydra calls it before it makes the run folder
+    assert stop.value.code == 2 and not (tmp_path / "run").exists()
+    assert capsys.readouterr().err == (
+        "error: task=classify trains on ClassificationDataModule data, but data=multi30k is TranslationDataModule "
+        "data; choose data= one of ['labelled_text', 'mr', 'sst2', 'sst5', 'sst_trees'], or a task that reads it\n")
+    CheckTaskFitsData().on_run_start(compose_train(["task=classify"], tmp_path / "run"))  # a fit: no error

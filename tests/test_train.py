@@ -85,6 +85,21 @@ def test_train_script_end_to_end(data_dir: Path, tmp_path: Path) -> None:
     assert "test/acc" in json.loads((tmp_path / "run" / "metrics.json").read_text())
 
 
+@pytest.mark.slow
+def test_a_task_and_data_that_do_not_fit_stop_before_the_run_folder_is_written(tmp_path: Path) -> None:
+    run = tmp_path / "run"  # a finished run's folder, named again by mistake
+    (run / ".hydra").mkdir(parents=True)
+    before = {".hydra/config.yaml": "task:\n  name: ner\n", "metrics.json": '{"test/f1": 0.9}', "train.log": "done\n"}
+    for name, text in before.items():
+        (run / name).write_text(text)
+    result = run_train(["task=lm", "data=conll2003", f"paths.data_dir={tmp_path / 'none'}"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: task=lm trains on LMDataModule data, but data=conll2003 is TaggingDataModule data; choose data= one "
+        "of ['ptb', 'text', 'wikitext103', 'wikitext2'], or a task that reads it"]
+    assert {str(path.relative_to(run)): path.read_text() for path in run.rglob("*") if path.is_file()} == before
+
+
 def test_unknown_model_exits_nonzero_with_choices(tmp_path: Path) -> None:
     result = run_train(["model=transformer"], tmp_path)
     assert result.returncode != 0

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+from hydra.experimental.callback import Callback
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
@@ -16,7 +17,7 @@ from rnnlab.atomic import write_atomic
 from rnnlab.config import CONF, check_typed
 from rnnlab.data.bucketed import BucketedDataModule
 from rnnlab.data.pretrained import vector_words
-from rnnlab.errors import UserError
+from rnnlab.errors import UserError, report
 from rnnlab.metrics.declared import METRICS
 from rnnlab.run.callbacks import stop_reason
 from rnnlab.run.loggers import finish_wandb
@@ -75,6 +76,19 @@ def check_task_fits_data(task: DictConfig, data: DictConfig) -> None:
     fitting = sorted(path.stem for path in (CONF / "data").glob("*.yaml") if issubclass(_data_class(path), reads))
     raise UserError(f"task={task.name} trains on {reads.__name__} data, but data={data.get('name', '?')} is "
                     f"{data_class.__name__} data; choose data= one of {fitting}, or a task that reads it")
+
+
+class CheckTaskFitsData(Callback):
+    """Hydra callback: ``check_task_fits_data`` on the composed config of a single run, before Hydra writes its
+    ``.hydra/`` files into the run folder (they would replace those of a run already there). Each job of a
+    multirun is checked by ``build``, its folder being its own."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        if "task" in config and "data" in config:  # the configs composing train.yaml; others have neither
+            try:
+                check_task_fits_data(config.task, config.data)
+            except UserError as error:  # raised, it would reach the user as Hydra's traceback
+                report(error)
 
 
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:

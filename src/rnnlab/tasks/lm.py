@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from lightning.fabric.utilities.apply_func import apply_to_collection
 from torch import Tensor, nn
 
+from rnnlab.data.lm import LMDataModule
 from rnnlab.data.special import BOS, EOS, IGNORE_INDEX
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.metrics import Perplexity
@@ -49,6 +50,7 @@ class LanguageModelModule(TaskModule):
     main_metric = "ppl"
     higher_is_better = False
     kind = "language model"
+    reads = LMDataModule
     prediction_modes = ("generate", "score")
 
     def __init__(self, model: dict, vocab: dict, optimizer: dict | None = None, scheduler: dict | None = None,
