@@ -1,13 +1,16 @@
 """One registration idiom: a name registered by a decorator is found, a wrong name is one error listing the right
-ones, and a new implementation is one file, found with no list edited (checked on a copy of the package)."""
+ones, and a new implementation is one file, found with no list edited (checked on a copy of the package); a new
+cell is one file and its YAML, a new sentence-pair task two files and two YAMLs."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from random import Random
 
 import pytest
 
@@ -163,6 +166,129 @@ except UserError as error:
     print(error)
 """
 
+PAIRS_DATA = '''"""Sentence pairs with a label: one ``label<TAB>first sentence<TAB>second sentence`` line each."""
+
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from rnnlab.data.batching import pad_sequences
+from rnnlab.data.bucketed import BucketedDataModule
+from rnnlab.data.readers import read_lines
+from rnnlab.data.sources import load_with_fallback
+from rnnlab.data.vocab import Vocabulary
+
+
+def read_pairs(path: Path) -> list[dict]:
+    rows = [line.split("\\t") for _, line in read_lines(path) if line.strip()]
+    return [{"label": label, "first": first, "second": second} for label, first, second in rows]
+
+
+def encode(vocab: Vocabulary, labels: Vocabulary, batch: dict) -> dict:
+    first, second = ([vocab.encode(text.split()) for text in batch[key]] for key in ("first", "second"))
+    return {"first": first, "second": second, "label": labels.encode(batch["label"]),
+            "length": [len(a) + len(b) for a, b in zip(first, second)]}
+
+
+def collate(pad_id: int, rows: list[dict]) -> dict:
+    first, first_mask = pad_sequences([row["first"] for row in rows], pad_id)
+    second, second_mask = pad_sequences([row["second"] for row in rows], pad_id)
+    return {"first": first, "first_mask": first_mask, "second": second, "second_mask": second_mask,
+            "labels": torch.tensor([row["label"] for row in rows])}
+
+
+class SentencePairDataModule(BucketedDataModule):
+    def __init__(self, name: str, files: dict, data_dir: str | None = None, subdir: str = "", batch_size: int = 16,
+                 eval_batch_size: int = 64, num_workers: int = 0, seed: int = 0):
+        super().__init__(batch_size, eval_batch_size, num_workers, seed)
+        self.name, self.files, self.data_dir, self.subdir = name, dict(files), data_dir, subdir
+        self.vocab = self.labels = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.vocab is not None:
+            return
+        splits = load_with_fallback(self.name, self.data_dir, self.subdir, self.files, read_pairs, None, None)
+        self.labels = Vocabulary(sorted({row["label"] for row in splits["train"]}), unk=None)
+        self.vocab = Vocabulary.build(row[key].split() for row in splits["train"] for key in ("first", "second"))
+        for split, rows in splits.items():
+            self.add_split(split, rows)
+
+    def model_kwargs(self) -> dict:
+        return {"vocab": self.vocab.to_dict(), "labels": self.labels.to_dict()}
+
+    def encoder(self):
+        return partial(encode, self.vocab, self.labels)
+
+    def collate_fn(self):
+        return partial(collate, self.vocab.pad_id)
+'''
+PAIRS_TASK = '''"""Sentence-pair classification: one encoder reads both sentences, an MLP reads [u; v; |u - v|; u * v]
+(Conneau et al. 2017)."""
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from rnnlab.data.pairs import SentencePairDataModule
+from rnnlab.data.vocab import Vocabulary
+from rnnlab.heads import MLPHead
+from rnnlab.models.builder import build_word_model
+from rnnlab.tasks.base import SupervisedTask
+
+
+class SentencePairModule(SupervisedTask):
+    main_metric = "acc"
+    higher_is_better = True
+    target_key = "labels"
+    reads = SentencePairDataModule
+
+    def __init__(self, model: dict, vocab: dict, labels: dict, optimizer: dict | None = None,
+                 scheduler: dict | None = None):
+        super().__init__(optimizer, scheduler)
+        self.save_hyperparameters()
+        parts = build_word_model(model, Vocabulary.from_dict(vocab), sentence=True)
+        self.embedder, self.encoder = parts.embedder, parts.encoder
+        classes = len(labels["items"])
+        self.head = MLPHead(4 * self.encoder.get_output_dim(), classes, model["head_hidden"],
+                            model["head_activation"], model["dropout"])
+        self.metrics = nn.ModuleDict({stage: MulticlassAccuracy(classes, average="micro") for stage in ("val", "test")})
+
+    def compute_loss(self, batch: dict) -> tuple[Tensor, Tensor]:
+        u, v = (self.encoder(self.embedder(batch[key]), batch[f"{key}_mask"]).sentence for key in ("first", "second"))
+        logits = self.head(torch.cat([u, v, (u - v).abs(), u * v], dim=-1))
+        return F.cross_entropy(logits, batch["labels"]), logits.argmax(-1)
+'''
+PAIRS_TASK_YAML = """# @package _global_
+defaults:
+  - override /data: pairs
+
+task:
+  name: pairs
+  module:
+    _target_: rnnlab.tasks.pairs.SentencePairModule
+  optimizer:
+    _target_: torch.optim.Adam
+    _partial_: true
+    lr: 0.01
+  scheduler: null
+  optimized_metric: val/acc
+  mode: max
+"""
+PAIRS_DATA_YAML = """_target_: rnnlab.data.pairs.SentencePairDataModule
+name: pairs
+files:
+  train: ???
+  validation: ???
+  test: ???
+data_dir: ${paths.data_dir}
+batch_size: 16
+eval_batch_size: 64
+num_workers: 0
+seed: ${seed}
+"""
+
 KENDALL = '''"""Kendall's tau between predicted and gold rankings: higher is better, within [-1, 1]."""
 
 from rnnlab.metrics.declared import declare
@@ -194,10 +320,16 @@ def package_copy(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def train_copy(root: Path, overrides: list[str], run: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "train.py", *overrides, "debug=fast", f"hydra.run.dir={run}"],
-                            cwd=root, env=env, capture_output=True, text=True, timeout=300)
+def copy_env(root: Path) -> dict[str, str]:
+    """The environment of a process that runs the copy of the package at ``root``."""
+    return {**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"}
+
+
+def train_copy(root: Path, overrides: list[str], run: Path, debug: str | None = "fast") -> None:
+    """``train.py`` with ``overrides`` (and ``debug=<debug>`` unless None) on the copy of the package at ``root``."""
+    debug_option = [f"debug={debug}"] if debug else []
+    result = subprocess.run([sys.executable, "train.py", *overrides, *debug_option, f"hydra.run.dir={run}"],
+                            cwd=root, env=copy_env(root), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run / "metrics.json").exists()
 
@@ -247,11 +379,50 @@ def test_a_new_cell_is_one_module_and_one_yaml(tmp_path: Path) -> None:
 
 def run_copy(root: Path, code: str, cwd: Path | None = None) -> str:
     """The standard output of ``code`` run (in ``cwd``, else ``root``) on the copy of the package at ``root``."""
-    env = {**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-c", code], cwd=cwd or root, env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], cwd=cwd or root, env=copy_env(root), capture_output=True,
+                            text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
+
+
+def write_pairs(folder: Path, seed: int = 0) -> dict[str, Path]:
+    """An NLI-like fixture: two sentences of 2-3 words over 10, labelled whether they share a word; balanced."""
+    random = Random(seed)
+    words = [f"w{i}" for i in range(10)]
+    folder.mkdir(parents=True)
+    files = {}
+    for split, size in (("train", 600), ("validation", 100), ("test", 100)):
+        lines: list[str] = []
+        while len(lines) < size:
+            first, second = (random.sample(words, random.randint(2, 3)) for _ in range(2))
+            label = "yes" if set(first) & set(second) else "no"
+            if label == ("yes", "no")[len(lines) % 2]:  # alternate, so the classes are balanced
+                lines.append(f"{label}\t{' '.join(first)}\t{' '.join(second)}")
+        files[split] = folder / f"{split}.tsv"
+        files[split].write_text("\n".join(lines) + "\n")
+    return files
+
+
+@pytest.mark.slow
+def test_a_sentence_pair_task_is_two_modules_and_two_yamls(tmp_path: Path) -> None:
+    root = package_copy(tmp_path / "copy", {"src/rnnlab/data/pairs.py": PAIRS_DATA,
+                                            "src/rnnlab/tasks/pairs.py": PAIRS_TASK,
+                                            "conf/task/pairs.yaml": PAIRS_TASK_YAML,
+                                            "conf/data/pairs.yaml": PAIRS_DATA_YAML})
+    files = [f"data.files.{split}={path}" for split, path in write_pairs(tmp_path / "data").items()]
+    small = ["task=pairs", "model=bilstm", "model.pretrained_vectors=null", "model.embedding_dim=16",
+             "model.encoder.hidden_size=32", "model.dropout=0", "model.embedding_dropout=0", "model.word_dropout=0",
+             *files]
+    train_copy(root, small, tmp_path / "fast")
+    mismatch = subprocess.run([sys.executable, "train.py", "task=pairs", "data=sst2", f"hydra.run.dir={tmp_path}/no"],
+                              cwd=root, env=copy_env(root), capture_output=True, text=True, timeout=300)
+    assert mismatch.returncode == 2 and mismatch.stderr.splitlines() == [  # the new task fits its own data only
+        "error: task=pairs trains on SentencePairDataModule data, but data=sst2 is ClassificationDataModule data; "
+        "choose data= one of ['pairs'], or a task that reads it"]
+    # 15 epochs reach a test accuracy of 0.91 (seed 42); an encoder of the first sentence alone, 0.60.
+    train_copy(root, [*small, "trainer.max_epochs=15"], tmp_path / "learnt", debug=None)
+    accuracy = json.loads((tmp_path / "learnt" / "metrics.json").read_text())["test/acc"]
+    assert accuracy >= 0.8, f"test accuracy {accuracy:.2f}"  # balanced classes: chance is 0.5
 
 
 def test_a_new_metric_with_its_direction_is_one_module(tmp_path: Path) -> None:
