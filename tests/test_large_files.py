@@ -197,3 +197,13 @@ def test_a_bad_label_in_a_streamed_split_names_file_and_line(tmp_path: Path) -> 
     data = ClassificationDataModule("synthetic", "", files, labels=large_files.LABELS)
     with pytest.raises(DataError, match=rf"{files['test']}:31: label '7' is not one of the classes"):
         data.setup()
+
+
+@pytest.mark.slow
+def test_setup_of_1m_pooled_sentences_holds_at_most_twice_the_encoded_data(tmp_path: Path) -> None:
+    # MR's layout: the DataModule pools and splits the files, the path that held every example before streaming.
+    output = subprocess.run([sys.executable, str(SCRIPT), "--kind", "pooled", "--sentences", "1000000", "--work",
+                             str(tmp_path)], check=True, capture_output=True, text=True).stdout
+    report = json.loads(output)
+    assert sum(report["sentences"].values()) == 1_000_000
+    assert report["peak_minus_baseline_over_encoded"] <= 2
