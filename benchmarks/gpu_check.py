@@ -1,4 +1,4 @@
-"""rnnlab's first run on a CUDA GPU, as one script: six steps, then a summary of what passed and the key figures.
+"""rnnlab's first run on a CUDA GPU, as one script: seven steps, then a summary of what passed and the key figures.
 
     benchmarks/gpu_check.sh [--out DIR]             # on one GPU: under 12 minutes on an H200
     benchmarks/gpu_check.sh --dry-run [--out DIR]   # the same steps on the CPU, a couple of batches each
@@ -12,7 +12,9 @@ Steps (each timed; a failing step is recorded and the next one runs):
    inputs and weights on the device;
 5. a 1-process ``trainer=ddp`` run (ddp_spawn) of the NER recipe on a few hundred batches;
 6. one epoch of ``experiment=lm_ptb_awd`` (AWD-LSTM, 3 x 1150 units); its time per epoch, to size the
-   recipe's ``trainer.max_time``.
+   recipe's ``trainer.max_time``;
+7. 100 training steps of ``experiment=lm_wt103``'s model over its 267 k-word vocabulary, on synthetic text
+   (``benchmarks/wt103_speed.py``); steps/s, tokens/s and the expected time per WikiText-103 epoch.
 
 Data: ``RNNLAB_DATA_DIR`` (default ``../shared/data`` from the repository root), holding ``conll2003/`` and
 ``ptb_mikolov/``. Outputs (logs, run folders, ``summary.md``) go to ``--out``, else ``GPU_CHECK_OUT``, else a new
@@ -223,8 +225,20 @@ def awd(check: Check) -> str:
             f"val ppl {metrics['val/ppl']:.1f}, test ppl {metrics['test/ppl']:.1f}")
 
 
+def wt103(check: Check) -> str:
+    """Step 7: the WikiText-103 recipe's training speed on the device, and the epoch time it implies."""
+    sizes = ["--steps", "2", "--warmup", "1", "--tiny"] if check.dry_run else ["--steps", "100", "--warmup", "5"]
+    output = check.run("wt103", [sys.executable, "benchmarks/wt103_speed.py", "--device", check.device, *sizes], 150)
+    speed = json.loads(output.strip().splitlines()[-1])
+    memory = f", peak GPU memory {speed['peak_gpu_mb']:,.0f} MB" if speed["peak_gpu_mb"] is not None else ""
+    return (f"{speed['steps_per_s']:.2f} steps/s, {speed['tokens_per_s']:,.0f} tokens/s ({speed['batch']} x "
+            f"{speed['bptt']} tokens, {speed['vocab']:,} words, {speed['precision']}{memory}): expected "
+            f"{speed['epoch_minutes']:,.1f} min per WikiText-103 epoch of {speed['epoch_steps']:,} steps")
+
+
 STEPS: list[tuple[str, Callable[[Check], str]]] = [("1 cells", cells), ("2 ner", ner), ("3 lm", lm),
-                                                   ("4 predict", predict), ("5 ddp", ddp), ("6 awd", awd)]
+                                                   ("4 predict", predict), ("5 ddp", ddp), ("6 awd", awd),
+                                                   ("7 wt103", wt103)]
 
 
 def machine_info() -> str:

@@ -11,8 +11,14 @@ measured) and runs each measurement in a fresh process, so its peak RSS is its o
   of WikiText-103's vocabulary. Measured: the setup as above, and seconds per training step of the same LSTM
   with the full softmax and with the adaptive softmax (cut-offs 20k / 40k / 200k) over that vocabulary.
 
+``--interleave-rounds K`` measures instead the training speed of PTB against ``ptb-N`` (N the largest
+``--tokens``) robustly to the machine's load: both set up once in one process, then the same model trained in
+alternating blocks (PTB, ptb-N, PTB, ...), K blocks each; tokens/s by the wall and the CPU clock
+(``time.process_time``), median and best per corpus, and their ratio.
+
     RNNLAB_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/lm_scale.py --tokens 1e6 20e6
     python benchmarks/lm_scale.py --tokens 1e6 --zipf-tokens --steps 50 --work /tmp/lm_scale  # quicker
+    python benchmarks/lm_scale.py --tokens 100e6 --interleave-rounds 6 --steps 100  # PTB against 100 M words
 """
 
 from __future__ import annotations
@@ -107,37 +113,80 @@ def child_setup(files: dict[str, str], cache: str) -> dict:
             "vocab": len(datamodule.vocab), "train_ids": datamodule.streams["train"].numel()}
 
 
-def child_train(files: dict[str, str], cache: str, steps: int, warmup: int, cutoffs: list[int] | None) -> dict:
-    """``experiment=lm_ptb``'s model and trainer settings on the corpus (the adaptive softmax with ``cutoffs``,
-    else the full softmax): seconds per step after ``warmup``."""
-    import lightning as L
+def lm_config(files: dict[str, str], cache: str, cutoffs: list[int] | None = None):
+    """``experiment=lm_ptb``'s config on the corpus (the adaptive softmax with ``cutoffs``, else the full one)."""
     from hydra import compose, initialize_config_dir
-
-    from rnnlab.run.pipeline import build
-    from rnnlab.run.precision import choose_precision
 
     overrides = ["experiment=lm_ptb", f"data.cache_dir={cache}", *(f"data.files.{s}={f}" for s, f in files.items())]
     if cutoffs:
         overrides.append(f"+model.adaptive_softmax.cutoffs=[{','.join(map(str, cutoffs))}]")
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, "paths.output_dir=/tmp"])
-    datamodule, module = build(cfg)
-    marks: list[float] = []
+        return compose("train", overrides=[*overrides, "paths.output_dir=/tmp"])
+
+
+def timed_fit(cfg, datamodule, module, steps: int, warmup: int) -> dict:
+    """Trains ``module`` for ``warmup`` + ``steps`` steps with ``cfg``'s trainer settings (no validation);
+    wall and CPU (``time.process_time``) seconds per step after ``warmup``."""
+    import lightning as L
+
+    from rnnlab.run.precision import choose_precision
+
+    marks: list[tuple[float, float]] = []
 
     class StepClock(L.Callback):
         def on_train_batch_start(self, *args) -> None:
-            marks.append(time.perf_counter())
+            marks.append((time.perf_counter(), time.process_time()))
 
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=warmup + steps, limit_val_batches=0,
                         num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, precision=choose_precision("auto"),
                         gradient_clip_val=cfg.trainer.gradient_clip_val, callbacks=[StepClock()])
     trainer.fit(module, datamodule=datamodule)
-    marks.append(time.perf_counter())
-    per_step = (marks[-1] - marks[warmup]) / steps
-    tokens = cfg.data.batch_size * cfg.data.bptt
-    return {"seconds_per_step": per_step, "tokens_per_s": tokens / per_step, "rss_mb": peak_rss_mb(),
-            "vocab": len(datamodule.vocab), "precision": str(trainer.precision)}
+    marks.append((time.perf_counter(), time.process_time()))
+    wall, cpu = ((marks[-1][clock] - marks[warmup][clock]) / steps for clock in (0, 1))
+    return {"seconds_per_step": wall, "cpu_seconds_per_step": cpu, "precision": str(trainer.precision)}
+
+
+def child_train(files: dict[str, str], cache: str, steps: int, warmup: int, cutoffs: list[int] | None) -> dict:
+    """``experiment=lm_ptb``'s model and trainer settings on the corpus (the adaptive softmax with ``cutoffs``,
+    else the full softmax): seconds per step after ``warmup``."""
+    from rnnlab.run.pipeline import build
+
+    cfg = lm_config(files, cache, cutoffs)
+    datamodule, module = build(cfg)
+    timed = timed_fit(cfg, datamodule, module, steps, warmup)
+    return {**timed, "tokens_per_s": cfg.data.batch_size * cfg.data.bptt / timed["seconds_per_step"],
+            "rss_mb": peak_rss_mb(), "vocab": len(datamodule.vocab)}
+
+
+def child_interleave(corpora: dict[str, list], rounds: int, steps: int, warmup: int) -> dict:
+    """Both corpora set up once in this process, then the same model (``experiment=lm_ptb``, one instance per
+    corpus, each trained on) in alternating blocks of ``warmup`` + ``steps`` steps, ``rounds`` times: the
+    machine's load then weighs on both alike.
+
+    Args:
+        corpora: name -> ``[files, cache]``.
+
+    Returns:
+        name -> wall and CPU seconds per step of every block, in order; ``load`` the load average after each round.
+    """
+    from rnnlab.run.pipeline import build
+
+    built = {}
+    for name, (files, cache) in corpora.items():
+        cfg = lm_config(files, cache)
+        built[name] = (cfg, *build(cfg))
+    blocks = {name: {"seconds_per_step": [], "cpu_seconds_per_step": []} for name in corpora}
+    loads = []
+    for _ in range(rounds):
+        for name, (cfg, datamodule, module) in built.items():
+            timed = timed_fit(cfg, datamodule, module, steps, warmup)
+            for clock, per_step in blocks[name].items():
+                per_step.append(timed[clock])
+        loads.append(os.getloadavg()[0])
+    cfg = next(iter(built.values()))[0]
+    return {"blocks": blocks, "load": loads, "tokens_per_step": cfg.data.batch_size * cfg.data.bptt,
+            "vocab": {name: len(datamodule.vocab) for name, (_, datamodule, _) in built.items()}}
 
 
 def in_child(*args) -> dict:
@@ -199,6 +248,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=200, help="timed training steps, 10k vocabulary")
     parser.add_argument("--vocab-steps", type=int, default=20, help="timed training steps, 267k vocabulary")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before the timed ones")
+    parser.add_argument("--interleave-rounds", type=int, default=0,
+                        help="instead of the table: PTB and ptb-N (N the largest --tokens) in this many rounds of "
+                             "alternating blocks of --steps steps, in one process")
     parser.add_argument("--work", type=Path, default=Path("/tmp/lm_scale"), help="corpora (kept) and caches")
     parser.add_argument("--figure", type=Path, help="draw setup time and peak RSS against words into this file")
     parser.add_argument("--data-dir", type=Path, help="folder holding ptb_mikolov/ ($RNNLAB_DATA_DIR)",
@@ -207,11 +259,14 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def ptb_files(ptb: Path) -> dict[str, str]:
+    return {split: str(ptb / f"ptb.{name}.txt.gz") for split, name in (("train", "train"), ("validation", "valid"),
+                                                                      ("test", "test"))}
+
+
 def measure_ptb_corpora(args: argparse.Namespace, ptb: Path) -> list[tuple[int, dict]]:
     """PTB and the ``ptb-N`` corpora: a table row each; returns ``(words, setup)`` per corpus."""
-    ptb_files = {"train": str(ptb / "ptb.train.txt.gz"), "validation": str(ptb / "ptb.valid.txt.gz"),
-                 "test": str(ptb / "ptb.test.txt.gz")}
-    corpora = [("PTB", 887_521, ptb_files)]
+    corpora = [("PTB", 887_521, ptb_files(ptb))]
     corpora += [(f"ptb-{n / 1e6:g}M", int(n), make_corpus(args.work / f"ptb-{n:g}", "ptb", int(n), ptb))
                 for n in args.tokens]
     measured = []
@@ -237,6 +292,33 @@ def measure_zipf_corpora(args: argparse.Namespace, ptb: Path) -> None:
             print(f"#   {output} over {speed['vocab']:,} words: "
                   f"{speed['seconds_per_step']:.3f} s/step, {speed['tokens_per_s']:,.0f} tokens/s, peak RSS "
                   f"{speed['rss_mb']:,.0f} MB ({speed['precision']}, {args.vocab_steps} steps)", flush=True)
+
+
+def measure_interleaved(args: argparse.Namespace, ptb: Path) -> None:
+    """PTB and ``ptb-N`` (N the largest of ``--tokens``) trained in alternating blocks in one process
+    (``child_interleave``): tokens/s of each by the wall and the CPU clock, and the ratio of ``ptb-N``'s to PTB's."""
+    words = int(max(args.tokens))
+    large = f"ptb-{words / 1e6:g}M"
+    corpora = {"PTB": [ptb_files(ptb), str(args.work / "cache-PTB")],
+               large: [make_corpus(args.work / f"ptb-{words:g}", "ptb", words, ptb), str(args.work / f"cache-{large}")]}
+    result = in_child("interleave", corpora, args.interleave_rounds, args.steps, args.warmup)
+    tokens = result["tokens_per_step"]
+    speeds = {name: {clock: tokens / np.array(per_step) for clock, per_step in blocks.items()}
+              for name, blocks in result["blocks"].items()}  # tokens/s of each block
+    print(f"# interleaved: {args.interleave_rounds} rounds of {args.warmup} + {args.steps} steps on each corpus "
+          f"(PTB first), one process; vocabularies {result['vocab']}; load average after each round "
+          f"{' '.join(f'{x:.1f}' for x in result['load'])}")
+    print("| corpus | clock | tokens/s median | best | every block |\n|---|---|---:|---:|---|")
+    for name, clocks in speeds.items():
+        for clock, label in (("seconds_per_step", "wall"), ("cpu_seconds_per_step", "CPU")):
+            print(f"| {name} | {label} | {np.median(clocks[clock]):,.0f} | {clocks[clock].max():,.0f} | "
+                  f"{', '.join(f'{x:,.0f}' for x in clocks[clock])} |")
+    for clock, label in (("seconds_per_step", "wall"), ("cpu_seconds_per_step", "CPU")):
+        big, small = speeds[large][clock], speeds["PTB"][clock]
+        paired = big / small  # each round's blocks ran minutes apart at most
+        print(f"# {large} / PTB tokens/s, {label} clock: medians {np.median(big) / np.median(small):.3f}, bests "
+              f"{big.max() / small.max():.3f}, median of the rounds' ratios {np.median(paired):.3f} (range "
+              f"{paired.min():.3f}-{paired.max():.3f})", flush=True)
 
 
 def draw(measured: list[tuple[int, dict]], path: Path) -> None:
@@ -265,13 +347,17 @@ def main() -> None:
     args = parse_args()
     if args.child:
         name, *rest = json.loads(args.child)
-        print(json.dumps({"setup": child_setup, "train": child_train}[name](*rest)))
+        print(json.dumps({"setup": child_setup, "train": child_train, "interleave": child_interleave}[name](*rest)))
         return
     import torch
 
     ptb = args.data_dir / "ptb_mikolov"
     print(f"# {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, OMP_NUM_THREADS="
           f"{os.environ.get('OMP_NUM_THREADS')}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.interleave_rounds:
+        measure_interleaved(args, ptb)
+        print(f"# load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        return
     print("| corpus | words | vocabulary | text MB | first setup s | cached setup s | peak RSS MB first / cached "
           "(after imports) | cache MB / peak disk MB | training tokens/s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")

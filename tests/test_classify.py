@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import CONF, SHARED_DATA, compose_train, skip_without_vectors
-from rnnlab.data.classification import ClassificationDataModule, read_labelled, split_examples
+from rnnlab.data.classification import ClassificationDataModule, read_labelled, split_indices
 from rnnlab.data.errors import DataError
 from rnnlab.encoders.cnn import CNNEncoder
 from rnnlab.run.pipeline import build, train
@@ -158,19 +158,21 @@ def test_mr_loads_with_cp1252_and_fails_clearly_without(tmp_path: Path) -> None:
 
 
 def test_seeded_split_is_deterministic_and_folds_partition_the_data() -> None:
-    examples = [{"text": str(i), "label": "x", "where": ""} for i in range(23)]
-    first = split_examples(examples, seed=3)
-    assert first == split_examples(examples, seed=3) and first != split_examples(examples, seed=4)
-    assert sorted(e["text"] for part in first.values() for e in part) == sorted(e["text"] for e in examples)
+    def split(**options) -> dict[str, list[int]]:
+        return {name: positions.tolist() for name, positions in split_indices(23, **options).items()}
+
+    first = split(seed=3)
+    assert first == split(seed=3) and first != split(seed=4)
+    assert sorted(i for part in first.values() for i in part) == list(range(23))
+    assert all(part == sorted(part) for part in first.values())  # each split keeps the examples' order
     assert [len(first[s]) for s in ("train", "validation", "test")] == [19, 2, 2]
-    folds = [split_examples(examples, seed=3, num_folds=5, fold=k) for k in range(5)]
-    tests = [e["text"] for split in folds for e in split["test"]]
-    assert sorted(tests) == sorted(e["text"] for e in examples)  # every example in exactly one test fold
-    for split in folds:
-        assert not {e["text"] for e in split["test"]} & {e["text"] for e in split["train"] + split["validation"]}
-        assert len(split["train"]) + len(split["validation"]) + len(split["test"]) == 23
+    folds = [split(seed=3, num_folds=5, fold=k) for k in range(5)]
+    assert sorted(i for part in folds for i in part["test"]) == list(range(23))  # each in exactly one test fold
+    for part in folds:
+        assert not set(part["test"]) & set(part["train"] + part["validation"])
+        assert len(part["train"]) + len(part["validation"]) + len(part["test"]) == 23
     with pytest.raises(ValueError, match="fold"):
-        split_examples(examples, num_folds=5, fold=5)
+        split_indices(23, num_folds=5, fold=5)
 
 
 def test_mr_folds_through_the_datamodule(tmp_path: Path) -> None:
@@ -197,7 +199,7 @@ def test_train_and_test_files_only_hold_out_validation_from_train(tmp_path: Path
 def test_tsv_and_csv_with_header_and_blank_lines(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text('label,text\npos,"good, really"\n\n   \nneg,bad\n')
-    assert read_labelled(path, "csv", text_column="text", label_column="label", header=True) == [
+    assert list(read_labelled(path, "csv", text_column="text", label_column="label", header=True)) == [
         {"text": "good, really", "label": "pos", "where": f"{path}:2"},
         {"text": "bad", "label": "neg", "where": f"{path}:5"}]
     path = tmp_path / "x.tsv"

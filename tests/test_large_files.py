@@ -1,10 +1,11 @@
-"""Streamed tagging setup: the vocabularies, rows and batches of the list-based path; errors name file:line;
-and (slow) benchmarks/large_files.py's memory bound."""
+"""Streamed tagging and classification setup: the vocabularies, splits, rows and batches of the list-based path;
+errors name file:line; and (slow) benchmarks/large_files.py's memory bound."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import random
 import subprocess
 import sys
 from collections import Counter
@@ -14,6 +15,7 @@ import datasets
 import pytest
 
 from conftest import CONLL_TRAIN, ROOT, write_conll
+from rnnlab.data.classification import ClassificationDataModule
 from rnnlab.data.errors import DataError
 from rnnlab.data.readers import read_conll, read_conllu
 from rnnlab.data.sampling import BucketBatchSampler
@@ -122,4 +124,86 @@ def test_setup_of_500k_sentences_holds_at_most_twice_the_encoded_data(tmp_path: 
                             check=True, capture_output=True, text=True).stdout
     report = json.loads(output)
     assert report["sentences"]["train"] == 500_000
+    assert report["peak_minus_baseline_over_encoded"] <= 2
+
+
+# ----------------------------------------------------------------- classification
+def reference_split(count: int, seed: int, dev_fraction: float, test_fraction: float, num_folds: int | None,
+                    fold: int) -> dict[str, list[int]]:
+    """The positions of each split as the seeded split of a whole list gave them before it streamed."""
+    order = list(range(count))
+    random.Random(seed).shuffle(order)
+    if num_folds is not None:
+        bounds = [len(order) * k // num_folds for k in range(num_folds + 1)]
+        test, rest = order[bounds[fold]:bounds[fold + 1]], order[:bounds[fold]] + order[bounds[fold + 1]:]
+    else:
+        cut = len(order) - round(test_fraction * len(order))
+        test, rest = order[cut:], order[:cut]
+    dev_size = round(dev_fraction * len(rest))
+    return {"train": sorted(rest[dev_size:]), "validation": sorted(rest[:dev_size]), "test": sorted(test)}
+
+
+def reference_splits(data: ClassificationDataModule) -> dict[str, list[dict]]:
+    """The splits as lists, read whole and split as before the files streamed."""
+    read = {key: [{**ex, "label": key} if data.format == "lines" else ex for ex in data.read(path)]
+            for key, path in data.files.items()}
+    options = data.split_options
+    if options["num_folds"] is None and set(read) == set(SPLITS):
+        return read
+    if options["num_folds"] is None and set(read) == {"train", "test"}:
+        parts = reference_split(len(read["train"]), **{**options, "test_fraction": 0.0})
+        return {"train": [read["train"][i] for i in parts["train"]],
+                "validation": [read["train"][i] for i in parts["validation"]], "test": read["test"]}
+    pooled = [example for key in data.files for example in read[key]]
+    return {split: [pooled[i] for i in positions]
+            for split, positions in reference_split(len(pooled), **options).items()}
+
+
+def labelled_files(root: Path, case: str) -> dict[str, str]:
+    """Synthetic files: ``LABEL sentence`` by split (all three, or train and test), or bare sentences by label."""
+    sizes = {"pooled": {"neg": 170, "pos": 130}, "train_test": {"train": 250, "test": 30}}.get(
+        case, {"train": 250, "validation": 30, "test": 30})
+    for seed, (key, count) in enumerate(sizes.items()):
+        large_files.write_labelled(root / key, count, seed, None if case == "pooled" else large_files.LABELS)
+    return {key: str(root / key) for key in sizes}
+
+
+@pytest.mark.parametrize("case, options", [
+    ("splits", {}), ("splits", {"lowercase": True, "min_freq": 2, "labels": None}), ("train_test", {}),
+    ("pooled", {}), ("pooled", {"num_folds": 3, "fold": 1, "split_seed": 5}), ("pooled", {"test_fraction": 0.0}),
+])
+def test_streamed_classification_setup_matches_the_list_based_path(tmp_path: Path, case: str,
+                                                                   options: dict) -> None:
+    files = labelled_files(tmp_path, case)
+    data = ClassificationDataModule(
+        "synthetic", "", files, format="lines" if case == "pooled" else "label_text", dev_fraction=0.2,
+        **{"labels": list(files) if case == "pooled" else large_files.LABELS, **options})
+    data.setup()
+    splits = reference_splits(data)
+    assert data.read_splits() == splits  # the same examples in each split, in the same order
+    vocab = Vocabulary.build(([data._tokens(ex["text"]) for ex in splits["train"]]), min_freq=data.min_freq)
+    assert data.vocab.items == vocab.items
+    assert data.labels.items == (data.declared or sorted({ex["label"] for ex in splits["train"]}))
+    for split in SPLITS:
+        expected = reference_table(data, splits[split])
+        assert data.datasets[split].features == expected.features
+        assert data.datasets[split].to_list() == expected.to_list()
+
+
+def test_a_bad_label_in_a_streamed_split_names_file_and_line(tmp_path: Path) -> None:
+    files = labelled_files(tmp_path, "splits")
+    with open(files["test"], "a", encoding="utf-8") as handle:
+        handle.write("7 w1 w2\n")
+    data = ClassificationDataModule("synthetic", "", files, labels=large_files.LABELS)
+    with pytest.raises(DataError, match=rf"{files['test']}:31: label '7' is not one of the classes"):
+        data.setup()
+
+
+@pytest.mark.slow
+def test_setup_of_1m_pooled_sentences_holds_at_most_twice_the_encoded_data(tmp_path: Path) -> None:
+    # MR's layout: the DataModule pools and splits the files, the path that held every example before streaming.
+    output = subprocess.run([sys.executable, str(SCRIPT), "--kind", "pooled", "--sentences", "1000000", "--work",
+                             str(tmp_path)], check=True, capture_output=True, text=True).stdout
+    report = json.loads(output)
+    assert sum(report["sentences"].values()) == 1_000_000
     assert report["peak_minus_baseline_over_encoded"] <= 2

@@ -46,7 +46,7 @@ def test_every_node_has_its_span_and_label_children_first() -> None:
 
 def test_phrases_of_every_node_and_sentences(tmp_path: Path) -> None:
     path = write_trees(tmp_path) / "sst_trees" / "train.txt"
-    phrases = read_tree_examples(path, phrases=True)
+    phrases = list(read_tree_examples(path, phrases=True))
     assert pairs(phrases[:7]) == [("It", "2"), ("is", "2"), ("great", "4"), ("is great", "3"), (".", "2"),
                                   ("is great .", "4"), ("It is great .", "3")]
     assert len(phrases) == 17 and [e["sentence"] for e in phrases].count(True) == 3
@@ -78,7 +78,7 @@ def test_malformed_tree_names_file_line_and_character(tmp_path: Path, line: str,
     path = tmp_path / "trees.txt"
     path.write_text(f"{GREAT}\n{line}\n")
     with pytest.raises(DataError) as error:
-        read_tree_examples(path)
+        list(read_tree_examples(path))
     assert str(error.value).startswith(f"{path}:2: malformed tree: {problem}; each line holds one tree")
 
 

@@ -12,26 +12,33 @@ line whose text is empty is an error naming file and line:
 - ``sst_tree``: one sentiment tree per line in PTB brackets (``rnnlab.data.trees``), read as its sentence and
   root label (0-4); ``SentimentTreeDataModule`` also trains on the labelled phrases.
 
-Sentences are split on whitespace (the benchmark files are tokenised already).
+Sentences are split on whitespace (the benchmark files are tokenised already). Files are streamed: readers yield
+examples, and ``setup`` reads each split once to count words and labels and once to encode it, so that no split
+is held as Python objects (a pooled file's split keeps one byte per example).
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import logging
 import random
+from array import array
+from collections import Counter
 from functools import partial
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import datasets
+import numpy as np
 import torch
 
 from rnnlab.data.batching import pad_sequences
 from rnnlab.data.special import IGNORE_INDEX
 from rnnlab.data.bucketed import BucketedDataModule
 from rnnlab.data.errors import DataError
-from rnnlab.data.readers import read_lines
+from rnnlab.data.readers import Sentences, read_lines
 from rnnlab.data.sources import load_with_fallback
 from rnnlab.data.trees import LABELS, read_tree_examples
 from rnnlab.data.vocab import Vocabulary
@@ -58,8 +65,8 @@ def _column(columns: list[str], column: int | str, header: list[str] | None, pat
 
 
 def read_labelled(path: str | Path, format: str, text_column: int | str = 1, label_column: int | str = 0,
-                  header: bool = False, encoding: str = "utf-8") -> list[dict]:
-    """Reads one labelled text file (see the module docstring for the formats).
+                  header: bool = False, encoding: str = "utf-8") -> Iterator[dict]:
+    """Reads one labelled text file (see the module docstring for the formats), an example at a time.
 
     Args:
         path: file to read.
@@ -69,19 +76,19 @@ def read_labelled(path: str | Path, format: str, text_column: int | str = 1, lab
         header: the first line of a ``tsv``/``csv`` file names the columns.
         encoding: text encoding.
 
-    Returns:
-        ``[{"text", "label", "where"}, ...]``; ``where`` is ``"file:line"`` for error messages; ``label`` is
-        None for the ``lines`` format.
+    Yields:
+        ``{"text", "label", "where"}``; ``where`` is ``"file:line"`` for error messages; ``label`` is None for
+        the ``lines`` format.
 
     Raises:
-        DataError: a malformed line, naming file and line.
+        DataError: a malformed line, naming file and line, when the reading reaches it.
     """
     if format not in FORMATS:
         raise ValueError(f"data.format must be one of {FORMATS}, got {format!r}")
     if format == "sst_tree":
-        return read_tree_examples(path, encoding)
+        yield from read_tree_examples(path, encoding)
+        return
     path = Path(path)
-    examples: list[dict] = []
     names: list[str] | None = None
     width = None
     for number, line in read_lines(path, encoding):
@@ -89,10 +96,10 @@ def read_labelled(path: str | Path, format: str, text_column: int | str = 1, lab
             continue
         where = f"{path}:{number}"
         if format == "lines":
-            examples.append(_example(line, None, where))
+            yield _example(line, None, where)
         elif format == "label_text":
             parts = line.split(maxsplit=1)
-            examples.append(_example(parts[1] if len(parts) > 1 else "", parts[0], where))
+            yield _example(parts[1] if len(parts) > 1 else "", parts[0], where)
         elif format == "jsonl":
             try:
                 row = json.loads(line)
@@ -101,7 +108,7 @@ def read_labelled(path: str | Path, format: str, text_column: int | str = 1, lab
             missing = [c for c in (text_column, label_column) if not isinstance(row, dict) or c not in row]
             if missing:
                 raise DataError(f"{where}: field(s) {missing} missing; set data.text_column / data.label_column")
-            examples.append(_example(str(row[text_column]), str(row[label_column]), where))
+            yield _example(str(row[text_column]), str(row[label_column]), where)
         else:
             columns = line.split("\t") if format == "tsv" else next(csv.reader([line]))
             if width is None:
@@ -116,19 +123,20 @@ def read_labelled(path: str | Path, format: str, text_column: int | str = 1, lab
             if header and names is None:
                 names = columns
                 continue
-            examples.append(_example(_column(columns, text_column, names, path, "text_column"),
-                                     _column(columns, label_column, names, path, "label_column"), where))
-    return examples
+            yield _example(_column(columns, text_column, names, path, "text_column"),
+                           _column(columns, label_column, names, path, "label_column"), where)
 
 
-def split_examples(examples: list[dict], seed: int = 0, dev_fraction: float = 0.1, test_fraction: float = 0.1,
-                   num_folds: int | None = None, fold: int = 0) -> dict[str, list[dict]]:
-    """A seeded train/validation/test split of data without an official one.
+def split_indices(count: int, seed: int = 0, dev_fraction: float = 0.1, test_fraction: float = 0.1,
+                  num_folds: int | None = None, fold: int = 0) -> dict[str, np.ndarray]:
+    """A seeded train/validation/test split of ``count`` examples without an official one.
 
-    With ``num_folds``, the shuffled examples are cut into ``num_folds`` near-equal folds and fold ``fold`` is
+    With ``num_folds``, the shuffled positions are cut into ``num_folds`` near-equal folds and fold ``fold`` is
     the test split (k-fold cross-validation: folds 0..k-1 partition the data); else ``test_fraction`` of them
-    is (0 for none). ``dev_fraction`` of the remaining examples is the validation split. Each split keeps the
-    order of ``examples``.
+    is (0 for none). ``dev_fraction`` of the remaining positions is the validation split.
+
+    Returns:
+        each split's positions, ascending (so each split keeps the order of the examples).
     """
     if num_folds is not None and not 0 <= fold < num_folds:
         raise ValueError(f"data.fold must be in [0, {num_folds}), got {fold}")
@@ -136,18 +144,41 @@ def split_examples(examples: list[dict], seed: int = 0, dev_fraction: float = 0.
         raise ValueError(f"data.test_fraction must be in [0, 1), got {test_fraction}")
     if not 0.0 < dev_fraction < 1.0:
         raise ValueError(f"data.dev_fraction must be in (0, 1), got {dev_fraction}")
-    order = list(range(len(examples)))
+    # The permutation that shuffling a list of the positions gave, in 4 bytes a position instead of 36.
+    order = array("i", range(count))
     random.Random(seed).shuffle(order)
+    order = np.frombuffer(order, dtype=np.int32)
     if num_folds is not None:
-        bounds = [len(order) * k // num_folds for k in range(num_folds + 1)]
+        bounds = [count * k // num_folds for k in range(num_folds + 1)]
         test = order[bounds[fold]:bounds[fold + 1]]
-        rest = order[:bounds[fold]] + order[bounds[fold + 1]:]
+        rest = np.concatenate([order[:bounds[fold]], order[bounds[fold + 1]:]])
     else:
-        cut = len(order) - round(test_fraction * len(order))
+        cut = count - round(test_fraction * count)
         test, rest = order[cut:], order[:cut]
     dev_size = round(dev_fraction * len(rest))
-    parts = {"train": rest[dev_size:], "validation": rest[:dev_size], "test": test}
-    return {split: [examples[i] for i in sorted(indices)] for split, indices in parts.items()}
+    return {"train": np.sort(rest[dev_size:]), "validation": np.sort(rest[:dev_size]), "test": np.sort(test)}
+
+
+def split_stream(examples: Iterable[dict], **options) -> dict[str, Sentences]:
+    """``split_indices`` over a re-iterable of examples: one pass counts them, each split's pass picks its own.
+
+    Args:
+        examples: the pooled examples (a list, or ``Sentences`` read anew on each pass).
+        **options: ``split_indices``'s options but ``count``.
+
+    Returns:
+        split -> its examples in their pooled order, read anew from ``examples`` on each pass.
+    """
+    parts = split_indices(sum(1 for _ in examples), **options)
+    which = np.zeros(sum(map(len, parts.values())), dtype=np.uint8)  # (N,) the split of each example
+    for code, split in enumerate(SPLITS):
+        which[parts[split]] = code
+    which = which.tobytes()  # iterated as Python ints, faster than numpy scalars
+    return {split: Sentences(partial(_routed, examples, which, code)) for code, split in enumerate(SPLITS)}
+
+
+def _routed(examples: Iterable[dict], which: bytes, code: int) -> Iterator[dict]:
+    return (example for example, split in zip(examples, which, strict=True) if split == code)
 
 
 class ClassificationDataModule(BucketedDataModule):
@@ -156,7 +187,7 @@ class ClassificationDataModule(BucketedDataModule):
     Which splits come from where: when ``files`` names ``train``, ``validation`` and ``test`` (null entries
     are absent) and ``num_folds`` is null, those are the splits. With ``train`` and ``test`` only, the
     validation split is ``dev_fraction`` of train. Otherwise (e.g. MR's one file per label) every example is
-    pooled and split by ``split_examples`` with ``split_seed``, ``dev_fraction``, ``test_fraction``,
+    pooled and split by ``split_indices`` with ``split_seed``, ``dev_fraction``, ``test_fraction``,
     ``num_folds``, ``fold``.
 
     Args:
@@ -230,68 +261,89 @@ class ClassificationDataModule(BucketedDataModule):
         return (self.split_options["num_folds"] is None and self.format != "lines" and split in self.files
                 and (split == "test" or set(self.files) == set(SPLITS)))
 
-    def read_splits(self, splits: tuple[str, ...] = SPLITS) -> dict[str, list[dict]]:
-        """The splits as lists of ``{"text", "label", "where"}``; see the class docstring for the rule.
+    def _read(self, path: Path) -> Sentences:
+        return Sentences(partial(self.read, path))
+
+    def stream_splits(self, splits: tuple[str, ...] = SPLITS) -> dict[str, Iterable[dict]]:
+        """The splits' ``{"text", "label", "where"}`` examples, read anew from the files on each pass over a split;
+        see the class docstring for which file each comes from.
 
         Splits with a file of their own are read alone (evaluation needs no training data); the others need
         every file.
+
+        Raises:
+            DataError: a file holds no example; a line the format cannot read raises it during a pass.
         """
         alone = all(self._own_file(split) for split in splits)
         files = {split: self.files[split] for split in splits} if alone else self.files
-        read = load_with_fallback(self.name, self.data_dir, self.subdir, files, self.read,
+        read = load_with_fallback(self.name, self.data_dir, self.subdir, files, self._read,
                                   partial(self._load_hub, splits if alone else SPLITS) if self.hub else None,
                                   self.hub and self.hub.get("path"))
-        for key, examples in read.items():
-            if not examples:
-                raise DataError(f"{self.name}: {self.files.get(key, key)} holds no example; check data.files")
-            if self.format == "lines":
-                for example in examples:
-                    example["label"] = key
+        if self.format == "lines":
+            read = {key: Sentences(partial(_labelled, examples, key)) for key, examples in read.items()}
         if alone:
             return read
         options = dict(self.split_options)
         if options["num_folds"] is None and set(read) == {"train", "test"}:
-            read = {**split_examples(read["train"], **{**options, "test_fraction": 0.0}), "test": read["test"]}
+            read = {**split_stream(read["train"], **{**options, "test_fraction": 0.0}), "test": read["test"]}
         elif options["num_folds"] is not None or set(read) != set(SPLITS):
-            read = split_examples([example for key in self.files for example in read[key]], **options)
+            pooled = [read[key] for key in self.files]
+            read = split_stream(Sentences(partial(itertools.chain.from_iterable, pooled)), **options)
         return {split: read[split] for split in splits}
+
+    def read_splits(self, splits: tuple[str, ...] = SPLITS) -> dict[str, list[dict]]:
+        """The splits as lists of ``{"text", "label", "where"}`` (evaluating one split needs its examples by
+        index)."""
+        return {split: list(examples) for split, examples in self.stream_splits(splits).items()}
 
     def read_file(self, path: str | Path) -> list[dict]:
         """One labelled file in ``format``, as ``{"text", "label", "where"}`` examples."""
-        examples = self.read(path)
+        examples = list(self.read(path))
         if not examples or self.format == "lines":
             raise DataError(f"{path}: {'no example' if examples else 'format lines carries no label'}; give a "
                             f"labelled file and its format (+data.format=label_text|tsv|csv|jsonl)")
         return examples
 
-    def _check_labels(self, splits: dict[str, list[dict]]) -> Vocabulary:
-        """The closed label vocabulary; a label outside it is an error at its file and line."""
+    def _check_labels(self, splits: dict[str, Iterable[dict]], counts: dict[str, Counter]) -> Vocabulary:
+        """The closed label vocabulary; a label outside it is an error at its file and line.
+
+        Args:
+            splits: the examples of each split.
+            counts: how often each label occurs in each split.
+        """
         if self.declared is not None:
             labels, advice = self.declared, "fix the line or add the class to data.labels"
         else:
-            labels = sorted({example["label"] for example in splits["train"]})
+            labels = sorted(counts["train"])
             advice = "it never occurs in train; declare every class in data.labels"
         for split in SPLITS:
-            _check_known(splits[split], labels, advice)
+            if not set(counts[split]) <= set(labels):  # read the split again only to name the first bad line
+                _check_known(splits[split], labels, advice)
         if len(labels) < 2:
             raise DataError(f"{self.name}: a classifier needs at least 2 classes, found {labels}")
         return Vocabulary(labels, unk=None)
 
     # ----------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
-        """Reads the data and builds the vocabularies from train (see ``extend_vocabulary``), once."""
+        """Reads the data and builds the vocabularies from train (see ``extend_vocabulary``), once.
+
+        The files are streamed: one pass over each split counts labels (and train's words), a second encodes it
+        into an Arrow table.
+        """
         if self.vocab is not None:
             return
-        splits = self.read_splits()
-        self.labels = self._check_labels(splits)
+        splits = self.stream_splits()
+        words, train_labels = _count(splits["train"], self._tokens)
+        self.labels = self._check_labels(splits, {"train": train_labels, **{
+            split: _count(splits[split])[1] for split in SPLITS[1:]}})
         self.vocab = self.extend_vocabulary(
-            Vocabulary.build((self._tokens(ex["text"]) for ex in splits["train"]), min_freq=self.min_freq),
+            Vocabulary.from_counts(words, min_freq=self.min_freq),
             (self._tokens(ex["text"]) for split in SPLITS[1:] for ex in splits[split]))
-        for split in SPLITS:
-            self.add_split(split, splits[split])
-        counts = torch.bincount(torch.tensor(self.datasets["train"]["label"]), minlength=len(self.labels))
+        for split in SPLITS:  # every label is checked by now: no second check, which would read a file again
+            super().add_split(split, splits[split])
         log.info("%s: %d words, classes %s with train counts %s; %s examples", self.name, len(self.vocab),
-                 self.labels.items, counts.tolist(), {s: len(d) for s, d in self.datasets.items()})
+                 self.labels.items, [train_labels[label] for label in self.labels.items],
+                 {s: len(d) for s, d in self.datasets.items()})
 
     def _tokens(self, text: str) -> list[str]:
         return (text.lower() if self.lowercase else text).split()
@@ -358,29 +410,52 @@ class SentimentTreeDataModule(ClassificationDataModule):
         self.read = partial(read_tree_examples, encoding=encoding, granularity=granularity, phrases=True)
         self.granularity, self.deduplicate, self.sentences_only = granularity, deduplicate, sentences_only
 
-    def read_splits(self, splits: tuple[str, ...] = SPLITS) -> dict[str, list[dict]]:
+    def stream_splits(self, splits: tuple[str, ...] = SPLITS) -> dict[str, Iterable[dict]]:
         """Train: its phrases (or sentences), de-duplicated on request; validation and test: sentences."""
-        read = super().read_splits(splits)
-        if "train" in read:
-            train = _sentences(read["train"]) if self.sentences_only else read["train"]
-            if self.deduplicate:
-                first: dict[tuple[str, str], dict] = {}
-                for example in train:
-                    first.setdefault((example["text"], example["label"]), example)
-                train = list(first.values())
-            log.info("%s: %d training %s%s, %s labels", self.name, len(train),
-                     "sentences" if self.sentences_only else "phrases",
+        streams = super().stream_splits(splits)
+        for split, examples in streams.items():
+            if split != "train" or self.sentences_only:
+                examples = Sentences(partial(_sentences, examples))
+            if split == "train" and self.deduplicate:
+                examples = Sentences(partial(_first_of_each, examples))
+            streams[split] = examples
+        if "train" in streams:
+            log.info("%s: training on %s%s, %s labels", self.name, "sentences" if self.sentences_only else "phrases",
                      " (each phrase and label once)" if self.deduplicate else "", self.granularity)
-            read["train"] = train
-        return {split: examples if split == "train" else _sentences(examples) for split, examples in read.items()}
+        return streams
 
     def read_file(self, path: str | Path) -> list[dict]:
         """The sentences of a tree file, with their root labels."""
-        return _sentences(super().read_file(path))
+        return list(_sentences(super().read_file(path)))
 
 
-def _sentences(examples: list[dict]) -> list[dict]:
-    return [example for example in examples if example["sentence"]]
+def _labelled(examples: Iterable[dict], label: str) -> Iterator[dict]:
+    """The examples of a ``lines`` file, labelled with its key in ``files``."""
+    return ({**example, "label": label} for example in examples)
+
+
+def _sentences(examples: Iterable[dict]) -> Iterator[dict]:
+    return (example for example in examples if example["sentence"])
+
+
+def _first_of_each(examples: Iterable[dict]) -> Iterator[dict]:
+    """Each ``(text, label)`` pair once, where it first occurs (the set of pairs is what de-duplicating holds)."""
+    seen: set[tuple[str, str]] = set()
+    for example in examples:
+        key = (example["text"], example["label"])
+        if key not in seen:
+            seen.add(key)
+            yield example
+
+
+def _count(examples: Iterable[dict], tokenize=None) -> tuple[Counter, Counter]:
+    """How often each label occurs and, given ``tokenize``, each word, in one pass."""
+    words, labels = Counter(), Counter()
+    for example in examples:
+        labels[example["label"]] += 1
+        if tokenize is not None:
+            words.update(tokenize(example["text"]))
+    return words, labels
 
 
 def _check_known(examples: list[dict], labels: list[str], advice: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Iterator
 
 from rnnlab.data.errors import DataError
 from rnnlab.data.readers import read_lines
@@ -77,8 +78,8 @@ def parse_tree(line: str) -> tuple[list[str], list[Span]]:
 
 
 def read_tree_examples(path: str | Path, encoding: str = "utf-8", granularity: str = "fine",
-                       phrases: bool = False) -> list[dict]:
-    """Reads a tree file as labelled classification examples.
+                       phrases: bool = False) -> Iterator[dict]:
+    """Reads a tree file as labelled classification examples, a tree's at a time.
 
     Args:
         path: the file, one tree a line.
@@ -86,8 +87,8 @@ def read_tree_examples(path: str | Path, encoding: str = "utf-8", granularity: s
         granularity: ``fine`` or ``binary`` (see the module docstring).
         phrases: every labelled node, not only the roots.
 
-    Returns:
-        ``[{"text", "label", "where", "sentence"}, ...]``: the phrase's words joined by spaces, its label at
+    Yields:
+        ``{"text", "label", "where", "sentence"}``: the phrase's words joined by spaces, its label at
         ``granularity``, ``"file:line"`` and whether it is the whole sentence; a tree's nodes in the order of
         ``parse_tree``. Nodes without a label at ``granularity`` (binary: neutral ones) are left out.
 
@@ -97,7 +98,6 @@ def read_tree_examples(path: str | Path, encoding: str = "utf-8", granularity: s
     if granularity not in MAPPINGS:
         raise ValueError(f"data.granularity must be one of {list(MAPPINGS)}, got {granularity!r}")
     mapping = MAPPINGS[granularity]
-    examples = []
     for number, line in read_lines(path, encoding):
         if not line.strip():
             continue
@@ -110,6 +110,5 @@ def read_tree_examples(path: str | Path, encoding: str = "utf-8", granularity: s
         for node in range(0 if phrases else root, root + 1):
             first, end, label = spans[node]
             if label in mapping:
-                examples.append({"text": " ".join(words[first:end]), "label": mapping[label], "where": where,
-                                 "sentence": node == root})
-    return examples
+                yield {"text": " ".join(words[first:end]), "label": mapping[label], "where": where,
+                       "sentence": node == root}
