@@ -106,9 +106,21 @@ def test_tables_hold_each_figure():
     assert row("test F1, best-dev epoch") == "| test F1, best-dev epoch | 83.00 | 82.00 |"
     assert row("test F1, last epoch") == "| test F1, last epoch | 82.00 | 82.00 |"
     assert row("inference") == "| inference sentences/s (median, min–max) | 1,600 (1,500–1,700) | 375 (370–380) |"
+    assert row("inference sentences/s, sorted") == "| inference sentences/s, sorted by length first | – | – |"
     assert row("peak RSS") == "| peak RSS of training, MiB | 500 | 1,000 |"
     assert "| 3 | 110 | 84.00 | 82.00 | – | – | – |" in text
     assert "inference sentences/s (medians) 4.27×" in text
+
+
+def test_a_partial_epoch_counts_by_its_time_and_stays_out_of_the_epoch_times(tmp_path):
+    (tmp_path / "metrics.csv").write_text("epoch,step,val/acc\n0,391,0.89\n1,783,0.92\n2,1175,0.93\n3,1322,0.94\n")
+    assert common.rnnlab_partial_epochs(tmp_path / "metrics.csv", "val/acc") == {"4": pytest.approx(147 / 392)}
+    result = _result()
+    result["systems"]["rnnlab"]["partial_epochs"] = {"3": 0.25}
+    text = common.tables(result)
+    assert "| epochs trained | 2.25 | 2 |" in text
+    assert "| later epochs, s (median, min–max) | 30 (30–30) |" in text  # epoch 3 left out
+    assert "| 3 | 110 (25% of an epoch) |" in text
 
 
 def test_score_at_a_wall_time():

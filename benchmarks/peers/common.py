@@ -153,6 +153,22 @@ def rnnlab_epochs(metrics_csv: Path, metric: str) -> dict[int, float]:
     return scores
 
 
+def rnnlab_partial_epochs(metrics_csv: Path, metric: str) -> dict[str, float]:
+    """Epochs (1-based, as strings) cut short by the time budget, and the fraction of an epoch each ran: fewer
+    optimiser steps between their validation and the previous one than the first epoch had (Lightning validates
+    and checkpoints the epoch its timer ends)."""
+    steps: dict[int, int] = {}
+    with open(metrics_csv, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if row.get(metric, "") not in ("", None) and row.get("epoch", "") != "":
+                steps[int(float(row["epoch"])) + 1] = int(float(row["step"]))
+    if 1 not in steps:
+        return {}
+    full = steps[1] + 1
+    return {str(e): (steps[e] - steps[e - 1]) / full for e in sorted(steps)
+            if e > 1 and e - 1 in steps and steps[e] - steps[e - 1] < full}
+
+
 EPOCH_CKPT = re.compile(r"epoch=(\d+)\.ckpt$")
 
 
@@ -189,13 +205,16 @@ def fmt(value, digits: int = 1) -> str:
 def summary(system: dict) -> dict:
     """Derived figures of one system's record (see ``run.py`` for the record's fields)."""
     epochs = sorted(int(e) for e in system["epoch_end_s"])
+    partial = {int(e): part for e, part in (system.get("partial_epochs") or {}).items()}
     times = epoch_times({e: system["epoch_end_s"][str(e)] for e in epochs}, 0.0)
-    steady = [times[e] for e in epochs if e > 1] or [times[e] for e in epochs]
+    steady = [times[e] for e in epochs if e > 1 and e not in partial] or [times[e] for e in epochs]
     test = {int(e): v for e, v in system.get("test_by_epoch", {}).items()}
     best_epoch = system.get("best_epoch")
     infer = system.get("inference_sent_s") or []
+    infer_sorted = system.get("inference_sorted_sent_s") or []
     return {
-        "epochs": len(epochs),
+        "epochs": len(epochs) - len(partial) + sum(partial.values()),
+        "infer_sorted_median": median(infer_sorted) if infer_sorted else None,
         "epoch_s_median": median(steady) if steady else None,
         "epoch_s_min": min(steady) if steady else None,
         "epoch_s_max": max(steady) if steady else None,
@@ -229,7 +248,7 @@ def tables(result: dict) -> str:
              f"{result.get('load_end', '–')}.", ""]
     lines += ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     rows = [
-        ("epochs trained", lambda s: str(s["epochs"])),
+        ("epochs trained", lambda s: f"{s['epochs']:.2f}".removesuffix(".00")),
         ("first epoch, s (incl. start-up)", lambda s: fmt(s["first_epoch_s"], 0)),
         ("later epochs, s (median, min–max)",
          lambda s: f"{fmt(s['epoch_s_median'], 0)} ({fmt(s['epoch_s_min'], 0)}–{fmt(s['epoch_s_max'], 0)})"),
@@ -238,6 +257,7 @@ def tables(result: dict) -> str:
         (f"test {label}, last epoch", lambda s: fmt(s["test_last"], 2)),
         ("inference sentences/s (median, min–max)",
          lambda s: f"{fmt(s['infer_median'], 0)} ({fmt(s['infer_min'], 0)}–{fmt(s['infer_max'], 0)})"),
+        ("inference sentences/s, sorted by length first", lambda s: fmt(s["infer_sorted_median"], 0)),
         ("peak RSS of training, MiB", lambda s: fmt(s["peak_rss_mib"], 0)),
     ]
     for title, get in rows:
@@ -259,7 +279,10 @@ def tables(result: dict) -> str:
         for n in names:
             s = systems[n]
             e = str(epoch)
-            cells += [fmt(s["epoch_end_s"].get(e), 0), fmt(s["dev_by_epoch"].get(e), 2), fmt(s["test_by_epoch"].get(e), 2)]
+            part = (s.get("partial_epochs") or {}).get(e)
+            cut = f" ({part:.0%} of an epoch)" if part is not None else ""
+            cells += [fmt(s["epoch_end_s"].get(e), 0) + cut, fmt(s["dev_by_epoch"].get(e), 2),
+                      fmt(s["test_by_epoch"].get(e), 2)]
         lines.append(f"| {epoch} | " + " | ".join(cells) + " |")
     lines.append("")
     return "\n".join(lines)

@@ -184,6 +184,7 @@ def side_by_side(args) -> dict:
     jobs = {"rnnlab": Job("rnnlab", rnnlab_train, rnnlab_predict, env, run_dir / "rnnlab.log", go, keep_rnnlab_times),
             peer: Job(peer, peer_train, peer_predict, env, run_dir / f"{peer}.log", go)}
     result = {"peer": peer, "task": task, "seed": args.seed, "started": now(), "load_start": load_avg(),
+              "columns": str(columns),
               "commands": {"rnnlab": rnnlab_train, peer: peer_train}, "machine": machine()}
     print(f"{tag}: started {result['started']}, load {result['load_start']}; logs in {run_dir}", flush=True)
     for job in jobs.values():
@@ -201,21 +202,33 @@ def side_by_side(args) -> dict:
     result["load_end"] = load_avg()
     result["ended"] = now()
 
+    records = {name: job.record for name, job in jobs.items()}
+    (run_dir / "records.json").write_text(json.dumps({"result": result, "records": records}, indent=1) + "\n")
+    return finish(run_dir, limit=args.limit)
+
+
+def collect(run_dir: Path, result: dict, records: dict) -> dict:
+    """Each system's figures from what its processes left in ``run_dir`` and the driver's ``records``."""
+    task, peer = result["task"], result["peer"]
+    spec = TASKS[task]
+    columns = Path(result["columns"])
     gold = [s["tags"] for s in common.read_columns(columns / "test.tsv")]
     train_sentences = len(common.read_columns(columns / "train.tsv"))
     systems = {}
-    for name, job in jobs.items():
-        record = job.record
+    for name, record in records.items():
         start = record["launched"]
         if name == "rnnlab":
             ends = record.get("epoch_end_abs", {})
-            dev = common.rnnlab_epochs(rnnlab_dir / "csv" / "metrics.csv", spec["metric"])
-            folder = rnnlab_dir / "predictions"
+            metrics = run_dir / "rnnlab" / "csv" / "metrics.csv"
+            dev = common.rnnlab_epochs(metrics, spec["metric"])
+            folder = run_dir / "rnnlab" / "predictions"
+            partial = common.rnnlab_partial_epochs(metrics, spec["metric"])
         else:
-            rows = json.loads((peer_dir / "epochs.json").read_text())
+            rows = json.loads((run_dir / peer / "epochs.json").read_text())
             ends = {e: row["end"] for e, row in rows.items()}
             dev = {int(e): row["dev"] for e, row in rows.items()}
-            folder = peer_dir
+            folder = run_dir / peer
+            partial = {}  # Flair's budget ends training between epochs
         best = max(dev, key=lambda e: (dev[e], -e)) if dev else None
         test = {}
         for epoch in ends:
@@ -229,16 +242,26 @@ def side_by_side(args) -> dict:
             "dev_by_epoch": {str(e): v for e, v in sorted(dev.items())},
             "test_by_epoch": test, "best_epoch": best, "train_sentences": train_sentences,
             "inference_sent_s": [inference["sentences"] / s for s in inference["seconds"].values()],
-            "inference_batch_size": inference.get("batch_size"),
+            "inference_sorted_sent_s": [inference["sentences"] / s
+                                        for s in inference.get("seconds_sorted", {}).values()],
+            "inference_batch_size": inference.get("batch_size"), "partial_epochs": partial,
             "peak_rss_kib": record.get("peak_rss_kib"), "returncode": record.get("returncode"),
             "train_process_s": record["train_end"] - start, "train_end_utc": record.get("train_end_utc"),
         }
-    result["systems"] = systems
-    results = RESULTS if not args.limit else work / "results"
+    return systems
+
+
+def finish(run_dir: Path, limit: int | None = None) -> dict:
+    """The results of a run folder (``records.json`` and what the systems wrote) as JSON, tables and plot."""
+    saved = json.loads((run_dir / "records.json").read_text())
+    result = saved["result"]
+    result["systems"] = collect(run_dir, result, saved["records"])
+    tag = run_dir.name
+    results = RESULTS if not limit else run_dir.parent / "results"
     results.mkdir(exist_ok=True)
     (results / f"{tag}.json").write_text(json.dumps(result, indent=1) + "\n")
     (results / f"{tag}.md").write_text(common.tables(result))
-    if not args.limit:
+    if not limit:
         report()
     print(common.tables(result))
     return result
@@ -263,7 +286,8 @@ def report(_args=None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["flair-ner", "flair-upos", "report"])
+    parser.add_argument("command", choices=["flair-ner", "flair-upos", "report", "collect"])
+    parser.add_argument("--run-dir", help="collect: a run folder under --work, to rebuild its results from")
     parser.add_argument("--work", default="/tmp/rnnlab-peers", help="scratch folder outside the repository")
     parser.add_argument("--data", help="data root (default: RNNLAB_DATA_DIR)")
     parser.add_argument("--seed", type=int, default=42)
@@ -274,7 +298,12 @@ def main() -> None:
     parser.add_argument("--rnnlab-override", action="append", default=[], help="extra train.py override")
     parser.add_argument("--peer-option", action="append", default=[], help="extra option of run_flair.py train")
     args = parser.parse_args()
-    report(args) if args.command == "report" else side_by_side(args)
+    if args.command == "report":
+        report(args)
+    elif args.command == "collect":
+        finish(Path(args.run_dir), limit=None if "-first" not in Path(args.run_dir).name else 1)
+    else:
+        side_by_side(args)
 
 
 if __name__ == "__main__":
