@@ -264,6 +264,18 @@ def tables(result: dict) -> str:
         lines.append(f"| {title} | " + " | ".join(get(sums[n]) for n in names) + " |")
     lines.append("| best-dev epoch | " + " | ".join(str(systems[n].get("best_epoch", "–")) for n in names) + " |")
     lines.append("")
+    side = result.get("inference_side_by_side")
+    if side:
+        lines += [f"Inference side by side ({side['at']}; load {side['load_start']} → {side['load_end']}): the best-dev "
+                  f"models, started together, one thread each, {len(side[names[0]]['sent_s'])} passes each; "
+                  "sentences/s, median (min–max):", "",
+                  "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        span = lambda xs: f"{fmt(median(xs), 0)} ({fmt(min(xs), 0)}–{fmt(max(xs), 0)})" if xs else "–"
+        lines.append("| as each predict runs (batch " + " / ".join(str(side[n]["batch_size"]) for n in names) +
+                     ") | " + " | ".join(span(side[n]["sent_s"]) for n in names) + " |")
+        lines.append("| rnnlab's sentences sorted by length first | " +
+                     " | ".join(span(side[n]["sorted_sent_s"]) for n in names) + " |")
+        lines.append("")
     if len(names) == 2:
         a, b = names
         sa, sb = sums[a], sums[b]

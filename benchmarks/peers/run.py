@@ -267,6 +267,44 @@ def finish(run_dir: Path, limit: int | None = None) -> dict:
     return result
 
 
+def infer(run_dir: Path, repeats: int = 3) -> dict:
+    """Inference side by side: each system's best-dev model predicts the test sentences ``repeats`` times, both
+    systems started at the same instant with one thread each (so both see the same load), each with its
+    predict's default batch; recorded in ``records.json`` as ``inference_side_by_side`` and in the tables."""
+    saved = json.loads((run_dir / "records.json").read_text())
+    result = saved["result"]
+    peer, task, columns = result["peer"], result["task"], result["columns"]
+    peer_python = PEER_VENV / peer / "bin" / "python"
+    base = run_dir / "infer"
+    if base.exists():
+        shutil.rmtree(base)
+    (base / "rnnlab" / "checkpoints" / "epochs").mkdir(parents=True)
+    (base / peer).mkdir(parents=True)
+    for copy in range(repeats):  # the same model under several epoch names: one timed pass each
+        (base / "rnnlab" / "checkpoints" / "epochs" / f"epoch={copy:03d}.ckpt").symlink_to(
+            run_dir / "rnnlab" / "checkpoints" / "best.ckpt")
+        (base / peer / f"model_epoch_{copy + 1}.pt").symlink_to(run_dir / peer / "best-model.pt")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    commands = {"rnnlab": [sys.executable, str(HERE / "rnnlab_predict.py"), "--run", str(base / "rnnlab"), "--test",
+                           f"{columns}/test.tsv", "--out", str(base / "rnnlab" / "out"), "--keep-checkpoints"],
+                peer: [str(peer_python), str(HERE / "flair" / "run_flair.py"), "predict", "--task", task, "--data",
+                       columns, "--out", str(base / peer)]}
+    load_start = load_avg()
+    processes = {name: subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=open(base / f"{name}.log", "w"),
+                                        stderr=subprocess.STDOUT) for name, cmd in commands.items()}
+    codes = {name: p.wait() for name, p in processes.items()}
+    side = {"load_start": load_start, "load_end": load_avg(), "at": now(), "returncodes": codes}
+    for name, folder in (("rnnlab", base / "rnnlab" / "out"), (peer, base / peer)):
+        record = json.loads((folder / "inference.json").read_text())
+        side[name] = {"batch_size": record["batch_size"],
+                      "sent_s": [record["sentences"] / x for x in record["seconds"].values()],
+                      "sorted_sent_s": [record["sentences"] / x for x in record.get("seconds_sorted", {}).values()]}
+    saved["result"]["inference_side_by_side"] = side
+    (run_dir / "records.json").write_text(json.dumps(saved, indent=1) + "\n")
+    return finish(run_dir, limit=1 if "-first" in run_dir.name else None)
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                "?")
@@ -286,7 +324,7 @@ def report(_args=None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["flair-ner", "flair-upos", "report", "collect"])
+    parser.add_argument("command", choices=["flair-ner", "flair-upos", "report", "collect", "infer"])
     parser.add_argument("--run-dir", help="collect: a run folder under --work, to rebuild its results from")
     parser.add_argument("--work", default="/tmp/rnnlab-peers", help="scratch folder outside the repository")
     parser.add_argument("--data", help="data root (default: RNNLAB_DATA_DIR)")
@@ -300,8 +338,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "report":
         report(args)
+    elif args.command == "infer":
+        infer(Path(args.run_dir))
     elif args.command == "collect":
-        finish(Path(args.run_dir), limit=None if "-first" not in Path(args.run_dir).name else 1)
+        finish(Path(args.run_dir), limit=1 if "-first" in Path(args.run_dir).name else None)
     else:
         side_by_side(args)
 
