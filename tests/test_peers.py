@@ -133,3 +133,14 @@ def test_score_at_a_wall_time():
 def test_plot_writes_a_png(tmp_path):
     path = common.plot([_result()], tmp_path / "f" / "peers.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_side_by_side_inference_table():
+    result = _result()
+    result["inference_side_by_side"] = {
+        "at": "t", "load_start": "8", "load_end": "9",
+        "rnnlab": {"batch_size": 64, "sent_s": [100, 120, 110], "sorted_sent_s": [200, 180, 190]},
+        "flair": {"batch_size": 32, "sent_s": [50, 60, 55], "sorted_sent_s": []}}
+    text = common.tables(result)
+    assert "| as each predict runs (batch 64 / 32) | 110 (100–120) | 55 (50–60) |" in text
+    assert "| rnnlab's sentences sorted by length first | 190 (180–200) | – |" in text
