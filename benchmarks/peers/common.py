@@ -266,9 +266,10 @@ def tables(result: dict) -> str:
     lines.append("")
     side = result.get("inference_side_by_side")
     if side:
-        lines += [f"Inference side by side ({side['at']}; load {side['load_start']} → {side['load_end']}): the best-dev "
-                  f"models, started together, one thread each, {len(side[names[0]]['sent_s'])} passes each; "
-                  "sentences/s, median (min–max):", "",
+        passes = len(side[names[0]]["sent_s"])
+        lines += [f"Inference side by side ({side['at']}; load {side['load_start']} → {side['load_end']}): rnnlab's "
+                  f"best-dev checkpoint and Flair's final model, started together, one thread each, {passes} passes "
+                  "each; sentences/s, median (min–max):", "",
                   "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         span = lambda xs: f"{fmt(median(xs), 0)} ({fmt(min(xs), 0)}–{fmt(max(xs), 0)})" if xs else "–"
         lines.append("| as each predict runs (batch " + " / ".join(str(side[n]["batch_size"]) for n in names) +
@@ -280,8 +281,15 @@ def tables(result: dict) -> str:
         a, b = names
         sa, sb = sums[a], sums[b]
         ratio = lambda x, y: f"{x / y:.2f}×" if x and y else "–"
+        if side:
+            ia, ib = median(side[a]["sent_s"]), median(side[b]["sent_s"])
+            sorted_a = median(side[a]["sorted_sent_s"]) if side[a]["sorted_sent_s"] else None
+            inference = (f"inference sentences/s side by side {ratio(ia, ib)} ({ratio(sorted_a, ib)} with "
+                         f"{a}'s sentences sorted by length)")
+        else:
+            inference = f"inference sentences/s (medians) {ratio(sa['infer_median'], sb['infer_median'])}"
         lines += [f"Ratios {a} / {b}: training sentences/s {ratio(sa['train_sent_s'], sb['train_sent_s'])}, "
-                  f"inference sentences/s (medians) {ratio(sa['infer_median'], sb['infer_median'])}, "
+                  f"{inference}, "
                   f"peak RSS {ratio(sa['peak_rss_mib'], sb['peak_rss_mib'])}.", ""]
     most = max(len(systems[n]["epoch_end_s"]) for n in names)
     lines += ["| epoch | " + " | ".join(f"{n} end, s | {n} dev | {n} test" for n in names) + " |",
@@ -314,9 +322,11 @@ def plot(results: Sequence[dict], path: Path) -> Path:
             xs = [system["epoch_end_s"][str(e)] / 60 for e in epochs]
             ys = [system["test_by_epoch"][str(e)] for e in epochs]
             ax.plot(xs, ys, marker="o", label=name)
-        ax.set_xlabel("training wall time since launch, minutes (one thread each, side by side)")
+        ax.set_xlabel("minutes since both trainings started (one thread each)")
         ax.set_ylabel("test F1" if result["task"] == "ner" else "test accuracy")
-        ax.set_title(f"{result['task']}, seed {result['seed']}")
+        names = {"ner": "NER, CoNLL-2003", "upos": "UPOS, UD EWT"}
+        ax.set_title(f"{names.get(result['task'], result['task'])}, seed {result['seed']}, "
+                     f"load {result['load_start'].split()[0]} at start")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()

@@ -70,7 +70,8 @@ def prepare_data(task: str, data_dir: Path, work: Path) -> Path:
     for split, name in spec["files"].items():
         path = data_dir / spec["subdir"] / name
         if not path.is_file():
-            raise SystemExit(f"{path} not found; set RNNLAB_DATA_DIR (or --data) to the folder holding {spec['subdir']}/")
+            raise SystemExit(f"{path} not found; set RNNLAB_DATA_DIR (or --data) to the folder holding "
+                             f"{spec['subdir']}/")
         if spec["reader"] == "conll":
             sentences = ({"tokens": s["tokens"], "tags": common.iob2(s["tags"])}
                          for s in read_conll(path, token_column=0, tag_column=3))
@@ -268,8 +269,9 @@ def finish(run_dir: Path, limit: int | None = None) -> dict:
 
 
 def infer(run_dir: Path, repeats: int = 3) -> dict:
-    """Inference side by side: each system's best-dev model predicts the test sentences ``repeats`` times, both
-    systems started at the same instant with one thread each (so both see the same load), each with its
+    """Inference side by side: each system's trained model (rnnlab's best-dev checkpoint; Flair's final model, as
+    the budget's stop skips Flair's saving of the last epoch as best) predicts the test sentences ``repeats`` times,
+    both systems started at the same instant with one thread each (so both see the same load), each with its
     predict's default batch; recorded in ``records.json`` as ``inference_side_by_side`` and in the tables."""
     saved = json.loads((run_dir / "records.json").read_text())
     result = saved["result"]
@@ -283,7 +285,7 @@ def infer(run_dir: Path, repeats: int = 3) -> dict:
     for copy in range(repeats):  # the same model under several epoch names: one timed pass each
         (base / "rnnlab" / "checkpoints" / "epochs" / f"epoch={copy:03d}.ckpt").symlink_to(
             run_dir / "rnnlab" / "checkpoints" / "best.ckpt")
-        (base / peer / f"model_epoch_{copy + 1}.pt").symlink_to(run_dir / peer / "best-model.pt")
+        (base / peer / f"model_epoch_{copy + 1}.pt").symlink_to(run_dir / peer / "final-model.pt")
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
     commands = {"rnnlab": [sys.executable, str(HERE / "rnnlab_predict.py"), "--run", str(base / "rnnlab"), "--test",

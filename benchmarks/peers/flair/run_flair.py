@@ -92,7 +92,8 @@ def train(args) -> None:
     trainer = ModelTrainer(tagger, data)
     optimizer = torch.optim.SGD if args.sgd else torch.optim.Adam
     trainer.train(out, learning_rate=args.lr, optimizer=optimizer, mini_batch_size=32, max_epochs=args.epochs,
-                  save_model_each_k_epochs=1, plugins=[EpochClock(out / "epochs.json", args.max_minutes * 60 if args.max_minutes else None)])
+                  save_model_each_k_epochs=1,
+                  plugins=[EpochClock(out / "epochs.json", args.max_minutes * 60 if args.max_minutes else None)])
 
 
 def tags_of(sentence: Sentence, task: str) -> list[str]:
