@@ -145,8 +145,13 @@ def side_by_side(args) -> dict:
     if args.limit:  # a smoke test: the first N sentences of each split, read by both systems from the same files
         small = columns.parent / f"{task}-first{args.limit}"
         small.mkdir(exist_ok=True)
-        for split in common.SPLITS:
-            common.write_columns(small / f"{split}.tsv", common.read_columns(columns / f"{split}.tsv")[:args.limit])
+        train = common.read_columns(columns / "train.tsv")[:args.limit]
+        seen = {tag for sentence in train for tag in sentence["tags"]}
+        common.write_columns(small / "train.tsv", train)
+        for split in ("dev", "test"):  # only sentences whose tags the first N training sentences hold (Flair's
+            # tag dictionary is made from the training split)
+            kept = [s for s in common.read_columns(columns / f"{split}.tsv") if set(s["tags"]) <= seen]
+            common.write_columns(small / f"{split}.tsv", kept[:args.limit])
         columns = small
         data_overrides = [f"paths.data_dir={small.parent}", f"data.subdir={small.name}", "data.format=conll",
                           "data.files.train=train.tsv", "data.files.validation=dev.tsv", "data.files.test=test.tsv",
@@ -225,7 +230,10 @@ def collect(run_dir: Path, result: dict, records: dict) -> dict:
             folder = run_dir / "rnnlab" / "predictions"
             partial = common.rnnlab_partial_epochs(metrics, spec["metric"])
         else:
-            rows = json.loads((run_dir / peer / "epochs.json").read_text())
+            epochs_file = run_dir / peer / "epochs.json"
+            if not epochs_file.is_file():
+                print(f"{peer} recorded no epoch (exit status {record.get('returncode')}); see {run_dir / peer}.log")
+            rows = json.loads(epochs_file.read_text()) if epochs_file.is_file() else {}
             ends = {e: row["end"] for e, row in rows.items()}
             dev = {int(e): row["dev"] for e, row in rows.items()}
             folder = run_dir / peer
