@@ -1,0 +1,340 @@
+"""Parts of the side-by-side harness that run without any peer installed (rnnlab's venv, or none at all).
+
+- the data each system reads: the same sentences, read once by rnnlab's readers, written as two-column
+  ``token<TAB>tag`` files for the peer (NER tags rewritten as IOB2: the same entities as the IOB1 files);
+- the vectors: the rows of rnnlab's named source (``glove-6b-50d``) exported as ``words.txt`` + ``vectors.npy``,
+  which the peer's venv turns into a gensim KeyedVectors file (``flair/convert_vectors.py``);
+- scoring: every system's test predictions are scored here by one scorer (rnnlab's conlleval-equal span F1 for
+  NER, token accuracy for UPOS) against the same gold tags;
+- parsing each system's per-epoch records, and the tables and the plot of docs/peers.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from pathlib import Path
+from statistics import median
+from typing import Iterable, Sequence
+
+SPLITS = ("train", "dev", "test")
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+def iob2(tags: Sequence[str]) -> list[str]:
+    """The IOB2 tags of a sentence's entities, read with conlleval's rules (IOB1, IOB2 and BIOES inputs)."""
+    from rnnlab.metrics.span_f1 import extract_spans
+
+    out = ["O"] * len(tags)
+    for kind, first, last in extract_spans(tags):
+        out[first] = f"B-{kind}"
+        for position in range(first + 1, last + 1):
+            out[position] = f"I-{kind}"
+    return out
+
+
+def write_columns(path: Path, sentences: Iterable[dict]) -> int:
+    """``token<TAB>tag`` lines, a blank line after each sentence; returns the number of sentences."""
+    count = 0
+    with open(path, "w", encoding="utf-8") as out:
+        for sentence in sentences:
+            for token, tag in zip(sentence["tokens"], sentence["tags"]):
+                if "\t" in token or "\n" in token or not token:
+                    raise ValueError(f"{path}: token {token!r} cannot be written as a column")
+                out.write(f"{token}\t{tag}\n")
+            out.write("\n")
+            count += 1
+    return count
+
+
+def read_columns(path: Path) -> list[dict]:
+    """What ``write_columns`` wrote."""
+    sentences, tokens, tags = [], [], []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            if tokens:
+                sentences.append({"tokens": tokens, "tags": tags})
+                tokens, tags = [], []
+            continue
+        token, tag = line.split("\t")
+        tokens.append(token)
+        tags.append(tag)
+    if tokens:
+        sentences.append({"tokens": tokens, "tags": tags})
+    return sentences
+
+
+# ----------------------------------------------------------------------------------------------- vectors
+
+def export_vectors(words: Sequence[str], matrix, folder: Path) -> Path:
+    """Writes ``words.txt`` (one word a line, row order) and ``vectors.npy`` (float32 rows) into ``folder``.
+
+    Rows whose word repeats an earlier one, or holds whitespace (which no word2vec or KeyedVectors key file can
+    hold), are left out; the first row of a word is the one both systems read.
+    """
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    seen: set[str] = set()
+    keep = []
+    for row, word in enumerate(words):
+        if word in seen or not word or any(ch.isspace() for ch in word):
+            continue
+        seen.add(word)
+        keep.append(row)
+    kept = np.asarray(matrix[keep] if len(keep) != len(words) else matrix, dtype=np.float32)
+    (folder / "words.txt").write_text("".join(f"{words[row]}\n" for row in keep), encoding="utf-8")
+    np.save(folder / "vectors.npy", kept)
+    return folder
+
+
+def read_exported(folder: Path):
+    """``(words, matrix)`` as ``export_vectors`` wrote them."""
+    import numpy as np
+
+    words = (folder / "words.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    matrix = np.load(folder / "vectors.npy")
+    if matrix.shape[0] != len(words):
+        raise ValueError(f"{folder}: {matrix.shape[0]} rows for {len(words)} words")
+    return words, matrix
+
+
+# ----------------------------------------------------------------------------------------------- scoring
+
+def score(task: str, gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> float:
+    """Test score in percent: entity micro F1 (conlleval rules) for ``ner``, token accuracy for ``upos``."""
+    if len(gold) != len(predicted):
+        raise ValueError(f"{len(predicted)} predicted sentences for {len(gold)} gold ones")
+    for number, (g, p) in enumerate(zip(gold, predicted)):
+        if len(g) != len(p):
+            raise ValueError(f"sentence {number}: {len(p)} predicted tags for {len(g)} tokens")
+    if task == "upos":
+        total = sum(len(g) for g in gold)
+        right = sum(a == b for g, p in zip(gold, predicted) for a, b in zip(g, p))
+        return 100.0 * right / total
+    from rnnlab.metrics.span_f1 import extract_spans
+
+    found = correct = wanted = 0
+    for g, p in zip(gold, predicted):
+        gs, ps = extract_spans(g), extract_spans(p)
+        wanted += len(gs)
+        found += len(ps)
+        correct += len(gs & ps)
+    if correct == 0:
+        return 0.0
+    precision, recall = correct / found, correct / wanted
+    return 100.0 * 2 * precision * recall / (precision + recall)
+
+
+def read_predictions(path: Path) -> list[list[str]]:
+    """One sentence a line, its tags separated by spaces (what both systems' predict steps write)."""
+    return [line.split(" ") if line else [] for line in Path(path).read_text(encoding="utf-8").split("\n")[:-1]]
+
+
+def write_predictions(path: Path, predicted: Iterable[Sequence[str]]) -> None:
+    Path(path).write_text("".join(" ".join(tags) + "\n" for tags in predicted), encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------------------------- records
+
+def rnnlab_epochs(metrics_csv: Path, metric: str) -> dict[int, float]:
+    """Epoch (1-based) -> validation score in percent, from rnnlab's CSV log (``val/f1`` or ``val/acc`` column,
+    one row per validation; rows of the same epoch without that column are training steps)."""
+    scores: dict[int, float] = {}
+    with open(metrics_csv, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            value = row.get(metric, "")
+            if value not in ("", None) and row.get("epoch", "") != "":
+                scale = 100.0 if float(value) <= 1.0 else 1.0
+                scores[int(float(row["epoch"])) + 1] = float(value) * scale
+    return scores
+
+
+def rnnlab_partial_epochs(metrics_csv: Path, metric: str) -> dict[str, float]:
+    """Epochs (1-based, as strings) cut short by the time budget, and the fraction of an epoch each ran: fewer
+    optimiser steps between their validation and the previous one than the first epoch had (Lightning validates
+    and checkpoints the epoch its timer ends)."""
+    steps: dict[int, int] = {}
+    with open(metrics_csv, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if row.get(metric, "") not in ("", None) and row.get("epoch", "") != "":
+                steps[int(float(row["epoch"])) + 1] = int(float(row["step"]))
+    if 1 not in steps:
+        return {}
+    full = steps[1] + 1
+    return {str(e): (steps[e] - steps[e - 1]) / full for e in sorted(steps)
+            if e > 1 and e - 1 in steps and steps[e] - steps[e - 1] < full}
+
+
+EPOCH_CKPT = re.compile(r"epoch=(\d+)\.ckpt$")
+
+
+def rnnlab_checkpoints(folder: Path) -> dict[int, Path]:
+    """Epoch (1-based) -> the checkpoint the benchmark's every-epoch callback wrote (``epoch=NNN.ckpt``, 0-based)."""
+    found = {}
+    for path in Path(folder).glob("epoch=*.ckpt"):
+        match = EPOCH_CKPT.search(path.name)
+        if match:
+            found[int(match.group(1)) + 1] = path
+    return dict(sorted(found.items()))
+
+
+def epoch_times(ends: dict[int, float], start: float) -> dict[int, float]:
+    """Seconds each epoch took, from the wall-clock time at the end of each (after its validation) and the
+    launch time: epoch 1 includes the start-up (reading data and vectors), later ones are differences."""
+    times, previous = {}, start
+    for epoch in sorted(ends):
+        times[epoch] = ends[epoch] - previous
+        previous = ends[epoch]
+    return times
+
+
+# ----------------------------------------------------------------------------------------------- tables
+
+def fmt(value, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, (int, float)) and abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def summary(system: dict) -> dict:
+    """Derived figures of one system's record (see ``run.py`` for the record's fields)."""
+    epochs = sorted(int(e) for e in system["epoch_end_s"])
+    partial = {int(e): part for e, part in (system.get("partial_epochs") or {}).items()}
+    times = epoch_times({e: system["epoch_end_s"][str(e)] for e in epochs}, 0.0)
+    steady = [times[e] for e in epochs if e > 1 and e not in partial] or [times[e] for e in epochs]
+    test = {int(e): v for e, v in system.get("test_by_epoch", {}).items()}
+    best_epoch = system.get("best_epoch")
+    infer = system.get("inference_sent_s") or []
+    infer_sorted = system.get("inference_sorted_sent_s") or []
+    return {
+        "epochs": len(epochs) - len(partial) + sum(partial.values()),
+        "infer_sorted_median": median(infer_sorted) if infer_sorted else None,
+        "epoch_s_median": median(steady) if steady else None,
+        "epoch_s_min": min(steady) if steady else None,
+        "epoch_s_max": max(steady) if steady else None,
+        "first_epoch_s": times.get(1),
+        "train_sent_s": system["train_sentences"] / median(steady) if steady else None,
+        "test_best": test.get(best_epoch) if best_epoch else None,
+        "test_last": test[epochs[-1]] if epochs and epochs[-1] in test else None,
+        "infer_min": min(infer) if infer else None,
+        "infer_max": max(infer) if infer else None,
+        "infer_median": median(infer) if infer else None,
+        "peak_rss_mib": system.get("peak_rss_kib", 0) / 1024 if system.get("peak_rss_kib") else None,
+    }
+
+
+def score_at(system: dict, seconds: float) -> float | None:
+    """Test score of the last epoch finished by ``seconds`` after launch (None before the first)."""
+    done = [int(e) for e, end in system["epoch_end_s"].items() if end <= seconds]
+    if not done:
+        return None
+    return system["test_by_epoch"].get(str(max(done)))
+
+
+def tables(result: dict) -> str:
+    """The markdown tables of one side-by-side run (``result`` as ``run.py`` writes it)."""
+    systems = result["systems"]
+    names = list(systems)
+    label = "F1" if result["task"] == "ner" else "accuracy"
+    sums = {name: summary(systems[name]) for name in names}
+    lines = [f"Task `{result['task']}`, seed {result['seed']}, started {result['started']}; load (1-min) at start "
+             f"{result['load_start']}, when the first system ended {result.get('load_first_end', '–')}, at the end "
+             f"{result.get('load_end', '–')}.", ""]
+    lines += ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    rows = [
+        ("epochs trained", lambda s: f"{s['epochs']:.2f}".removesuffix(".00")),
+        ("first epoch, s (incl. start-up)", lambda s: fmt(s["first_epoch_s"], 0)),
+        ("later epochs, s (median, min–max)",
+         lambda s: f"{fmt(s['epoch_s_median'], 0)} ({fmt(s['epoch_s_min'], 0)}–{fmt(s['epoch_s_max'], 0)})"),
+        ("training sentences/s", lambda s: fmt(s["train_sent_s"], 0)),
+        (f"test {label}, best-dev epoch", lambda s: fmt(s["test_best"], 2)),
+        (f"test {label}, last epoch", lambda s: fmt(s["test_last"], 2)),
+        ("inference sentences/s (median, min–max)",
+         lambda s: f"{fmt(s['infer_median'], 0)} ({fmt(s['infer_min'], 0)}–{fmt(s['infer_max'], 0)})"),
+        ("inference sentences/s, sorted by length first", lambda s: fmt(s["infer_sorted_median"], 0)),
+        ("peak RSS of training, MiB", lambda s: fmt(s["peak_rss_mib"], 0)),
+    ]
+    for title, get in rows:
+        lines.append(f"| {title} | " + " | ".join(get(sums[n]) for n in names) + " |")
+    lines.append("| best-dev epoch | " + " | ".join(str(systems[n].get("best_epoch", "–")) for n in names) + " |")
+    lines.append("")
+    side = result.get("inference_side_by_side")
+    if side:
+        passes = len(side[names[0]]["sent_s"])
+        lines += [f"Inference side by side ({side['at']}; load {side['load_start']} → {side['load_end']}): rnnlab's "
+                  f"best-dev checkpoint and Flair's final model, started together, one thread each, {passes} passes "
+                  "each; sentences/s, median (min–max):", "",
+                  "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        span = lambda xs: f"{fmt(median(xs), 0)} ({fmt(min(xs), 0)}–{fmt(max(xs), 0)})" if xs else "–"
+        lines.append("| as each predict runs (batch " + " / ".join(str(side[n]["batch_size"]) for n in names) +
+                     ") | " + " | ".join(span(side[n]["sent_s"]) for n in names) + " |")
+        lines.append("| rnnlab's sentences sorted by length first | " +
+                     " | ".join(span(side[n]["sorted_sent_s"]) for n in names) + " |")
+        lines.append("")
+    if len(names) == 2:
+        a, b = names
+        sa, sb = sums[a], sums[b]
+        ratio = lambda x, y: f"{x / y:.2f}×" if x and y else "–"
+        if side:
+            ia, ib = median(side[a]["sent_s"]), median(side[b]["sent_s"])
+            sorted_a = median(side[a]["sorted_sent_s"]) if side[a]["sorted_sent_s"] else None
+            inference = (f"inference sentences/s side by side {ratio(ia, ib)} ({ratio(sorted_a, ib)} with "
+                         f"{a}'s sentences sorted by length)")
+        else:
+            inference = f"inference sentences/s (medians) {ratio(sa['infer_median'], sb['infer_median'])}"
+        lines += [f"Ratios {a} / {b}: training sentences/s {ratio(sa['train_sent_s'], sb['train_sent_s'])}, "
+                  f"{inference}, "
+                  f"peak RSS {ratio(sa['peak_rss_mib'], sb['peak_rss_mib'])}.", ""]
+    most = max(len(systems[n]["epoch_end_s"]) for n in names)
+    lines += ["| epoch | " + " | ".join(f"{n} end, s | {n} dev | {n} test" for n in names) + " |",
+              "|---|" + "---|---|---|" * len(names)]
+    for epoch in range(1, most + 1):
+        cells = []
+        for n in names:
+            s = systems[n]
+            e = str(epoch)
+            part = (s.get("partial_epochs") or {}).get(e)
+            cut = f" ({part:.0%} of an epoch)" if part is not None else ""
+            cells += [fmt(s["epoch_end_s"].get(e), 0) + cut, fmt(s["dev_by_epoch"].get(e), 2),
+                      fmt(s["test_by_epoch"].get(e), 2)]
+        lines.append(f"| {epoch} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot(results: Sequence[dict], path: Path) -> Path:
+    """Test score against training wall time (seconds since launch, at each epoch's end), one panel per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
+    for ax, result in zip(axes[0], results):
+        for name, system in result["systems"].items():
+            epochs = sorted(int(e) for e in system["test_by_epoch"])
+            xs = [system["epoch_end_s"][str(e)] / 60 for e in epochs]
+            ys = [system["test_by_epoch"][str(e)] for e in epochs]
+            ax.plot(xs, ys, marker="o", label=name)
+        ax.set_xlabel("minutes since both trainings started (one thread each)")
+        ax.set_ylabel("test F1" if result["task"] == "ner" else "test accuracy")
+        names = {"ner": "NER, CoNLL-2003", "upos": "UPOS, UD EWT"}
+        ax.set_title(f"{names.get(result['task'], result['task'])}, seed {result['seed']}, "
+                     f"load {result['load_start'].split()[0]} at start")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def load(path: Path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -1,0 +1,74 @@
+"""rnnlab's predict step of benchmarks/peers (rnnlab's venv): each epoch checkpoint of a run predicts the test
+sentences, as ``predict.py`` does (the model's own encoding and collate, batches of ``--batch-size``, 64 being
+predict.py's default), writing ``pred_epoch_N.txt`` (one sentence's tags a line) and ``inference.json``
+(seconds of each pass). The checkpoint is loaded and the test file read before the clock starts.
+
+    python benchmarks/peers/rnnlab_predict.py --run RUN_DIR --test FILE --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--run", required=True, help="the training run's folder (checkpoints/epochs/epoch=NNN.ckpt)")
+    parser.add_argument("--test", required=True, help="the test sentences, as run.py wrote them (token<TAB>tag)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--keep-checkpoints", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    from rnnlab.cli.inference import datamodule, load_checkpoint
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sentences = [s["tokens"] for s in common.read_columns(Path(args.test))]
+    # predict.py's order (the file's) and, for comparison, sentences sorted by length first (as Flair's predict
+    # does), which leaves less padding in each batch; the predictions are the same.
+    by_length = sorted(range(len(sentences)), key=lambda i: len(sentences[i]), reverse=True)
+    seconds, seconds_sorted = {}, {}
+    for epoch, path in common.rnnlab_checkpoints(Path(args.run) / "checkpoints" / "epochs").items():
+        loaded = load_checkpoint(path)
+        module = loaded.module.eval()
+        data = datamodule(loaded)
+        collate = data.collate_fn()
+
+        def run(order: list[int]) -> tuple[float, list[list[str]]]:
+            predicted: list[list[str]] = [[] for _ in sentences]
+            start = time.perf_counter()
+            with torch.inference_mode():
+                for first in range(0, len(order), args.batch_size):
+                    chunk = order[first:first + args.batch_size]
+                    examples = [module.prediction_example(sentences[i]) for i in chunk]
+                    for i, tags in zip(chunk, module.predict_step(collate(data.encode(examples)))):
+                        predicted[i] = tags
+            return time.perf_counter() - start, predicted
+
+        seconds[str(epoch)], predicted = run(list(range(len(sentences))))
+        seconds_sorted[str(epoch)], again = run(by_length)
+        if again != predicted:
+            print(f"epoch {epoch}: sorted by length, {sum(a != b for a, b in zip(again, predicted))} sentences "
+                  f"were tagged differently", flush=True)
+        common.write_predictions(out / f"pred_epoch_{epoch}.txt", predicted)
+        print(f"epoch {epoch}: {len(sentences) / seconds[str(epoch)]:.0f} sentences/s, sorted by length "
+              f"{len(sentences) / seconds_sorted[str(epoch)]:.0f}", flush=True)
+        if not args.keep_checkpoints:
+            path.unlink()
+    (out / "inference.json").write_text(json.dumps({"sentences": len(sentences), "batch_size": args.batch_size,
+                                                    "seconds": seconds, "seconds_sorted": seconds_sorted}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

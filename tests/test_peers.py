@@ -1,0 +1,146 @@
+"""benchmarks/peers without any peer installed: data and vector export, the scorer, the parsing of each system's
+records, the tables and the plot."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PEERS = Path(__file__).resolve().parents[1] / "benchmarks" / "peers"
+sys.path.insert(0, str(PEERS))
+import common  # noqa: E402
+
+
+def test_iob2_keeps_the_entities_of_iob1_tags():
+    iob1 = ["I-PER", "I-PER", "B-PER", "O", "I-LOC", "I-ORG"]
+    assert common.iob2(iob1) == ["B-PER", "I-PER", "B-PER", "O", "B-LOC", "B-ORG"]
+
+
+def test_columns_round_trip_and_refuse_a_tab_in_a_token(tmp_path):
+    sentences = [{"tokens": ["EU", "rejects"], "tags": ["B-ORG", "O"]}, {"tokens": ["Peter"], "tags": ["B-PER"]}]
+    assert common.write_columns(tmp_path / "a.tsv", sentences) == 2
+    assert common.read_columns(tmp_path / "a.tsv") == sentences
+    with pytest.raises(ValueError, match="cannot be written"):
+        common.write_columns(tmp_path / "b.tsv", [{"tokens": ["a\tb"], "tags": ["O"]}])
+
+
+def test_vector_export_reads_back_the_first_row_of_each_word(tmp_path):
+    words = ["the", "Paris", "the", "new york", "é"]
+    matrix = np.arange(15, dtype=np.float64).reshape(5, 3)
+    common.export_vectors(words, matrix, tmp_path / "v")
+    read_words, read = common.read_exported(tmp_path / "v")
+    assert read_words == ["the", "Paris", "é"]  # the repeated word and the one holding a space are left out
+    assert read.dtype == np.float32
+    np.testing.assert_array_equal(read, matrix[[0, 1, 4]].astype(np.float32))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gensim") is None, reason="gensim lives in the peer's venv")
+def test_gensim_conversion_reads_back_equal(tmp_path):
+    sys.path.insert(0, str(PEERS / "flair"))
+    from convert_vectors import convert
+    from gensim.models import KeyedVectors
+
+    words, matrix = ["a", "b"], np.array([[1, 2], [3, 4]], dtype=np.float32)
+    common.export_vectors(words, matrix, tmp_path / "v")
+    convert(tmp_path / "v", tmp_path / "v.gensim")
+    loaded = KeyedVectors.load(str(tmp_path / "v.gensim"))
+    np.testing.assert_array_equal(loaded["b"], matrix[1])
+
+
+def test_scores_span_f1_with_conlleval_rules_and_accuracy():
+    gold = [["B-PER", "I-PER", "O", "B-LOC"]]
+    assert common.score("ner", gold, gold) == 100.0
+    # one of two entities right, one spurious: P = 1/2, R = 1/2
+    assert common.score("ner", gold, [["B-PER", "I-PER", "B-ORG", "O"]]) == pytest.approx(50.0)
+    # IOB1 and IOB2 spellings of the same entities score the same
+    assert common.score("ner", [["I-PER", "I-PER"]], [["B-PER", "I-PER"]]) == 100.0
+    assert common.score("upos", [["NOUN", "VERB"], ["X"]], [["NOUN", "NOUN"], ["X"]]) == pytest.approx(200 / 3)
+    with pytest.raises(ValueError, match="predicted tags"):
+        common.score("upos", [["NOUN"]], [["NOUN", "X"]])
+
+
+def test_predictions_round_trip(tmp_path):
+    common.write_predictions(tmp_path / "p.txt", [["B-PER", "O"], ["O"]])
+    assert common.read_predictions(tmp_path / "p.txt") == [["B-PER", "O"], ["O"]]
+
+
+def test_rnnlab_records_epochs_one_based_in_percent(tmp_path):
+    (tmp_path / "metrics.csv").write_text(
+        "epoch,step,test/f1,train/loss,val/f1\n"
+        "0,49,,1.5,\n"       # a training row
+        "0,438,,,0.836\n"
+        "1,877,,,0.882\n"
+        "1,877,0.87,,\n")    # the test row
+    assert common.rnnlab_epochs(tmp_path / "metrics.csv", "val/f1") == pytest.approx({1: 83.6, 2: 88.2})
+    for name in ("epoch=000.ckpt", "epoch=011.ckpt", "best.ckpt", "last.ckpt"):
+        (tmp_path / name).write_text("")
+    assert list(common.rnnlab_checkpoints(tmp_path)) == [1, 12]
+
+
+def test_epoch_times_count_start_up_in_the_first():
+    assert common.epoch_times({2: 70.0, 1: 40.0, 3: 95.0}, 10.0) == {1: 30.0, 2: 30.0, 3: 25.0}
+
+
+def _result() -> dict:
+    system = lambda ends, dev, test, best, infer, rss: {
+        "epoch_end_s": {str(i + 1): t for i, t in enumerate(ends)},
+        "dev_by_epoch": {str(i + 1): v for i, v in enumerate(dev)},
+        "test_by_epoch": {str(i + 1): v for i, v in enumerate(test)},
+        "best_epoch": best, "train_sentences": 1000, "inference_sent_s": infer, "peak_rss_kib": rss}
+    return {"peer": "flair", "task": "ner", "seed": 42, "started": "t", "load_start": "2.0",
+            "systems": {"rnnlab": system([50, 80, 110], [80, 85, 84], [78, 83, 82], 2, [1500, 1700], 1024 * 500),
+                        "flair": system([150, 290], [79, 84], [77, 82], 2, [370, 380], 1024 * 1000)}}
+
+
+def test_tables_hold_each_figure():
+    text = common.tables(_result())
+    row = lambda title: next(line for line in text.splitlines() if line.startswith(f"| {title}"))
+    assert row("epochs trained") == "| epochs trained | 3 | 2 |"
+    assert row("later epochs") == "| later epochs, s (median, min–max) | 30 (30–30) | 140 (140–140) |"
+    assert row("training sentences/s") == "| training sentences/s | 33 | 7 |"
+    assert row("test F1, best-dev epoch") == "| test F1, best-dev epoch | 83.00 | 82.00 |"
+    assert row("test F1, last epoch") == "| test F1, last epoch | 82.00 | 82.00 |"
+    assert row("inference") == "| inference sentences/s (median, min–max) | 1,600 (1,500–1,700) | 375 (370–380) |"
+    assert row("inference sentences/s, sorted") == "| inference sentences/s, sorted by length first | – | – |"
+    assert row("peak RSS") == "| peak RSS of training, MiB | 500 | 1,000 |"
+    assert "| 3 | 110 | 84.00 | 82.00 | – | – | – |" in text
+    assert "inference sentences/s (medians) 4.27×" in text
+
+
+def test_a_partial_epoch_counts_by_its_time_and_stays_out_of_the_epoch_times(tmp_path):
+    (tmp_path / "metrics.csv").write_text("epoch,step,val/acc\n0,391,0.89\n1,783,0.92\n2,1175,0.93\n3,1322,0.94\n")
+    assert common.rnnlab_partial_epochs(tmp_path / "metrics.csv", "val/acc") == {"4": pytest.approx(147 / 392)}
+    result = _result()
+    result["systems"]["rnnlab"]["partial_epochs"] = {"3": 0.25}
+    text = common.tables(result)
+    assert "| epochs trained | 2.25 | 2 |" in text
+    assert "| later epochs, s (median, min–max) | 30 (30–30) |" in text  # epoch 3 left out
+    assert "| 3 | 110 (25% of an epoch) |" in text
+
+
+def test_score_at_a_wall_time():
+    system = _result()["systems"]["flair"]
+    assert common.score_at(system, 100) is None
+    assert common.score_at(system, 150) == 77
+    assert common.score_at(system, 1e9) == 82
+
+
+def test_plot_writes_a_png(tmp_path):
+    path = common.plot([_result()], tmp_path / "f" / "peers.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_side_by_side_inference_table():
+    result = _result()
+    result["inference_side_by_side"] = {
+        "at": "t", "load_start": "8", "load_end": "9",
+        "rnnlab": {"batch_size": 64, "sent_s": [100, 120, 110], "sorted_sent_s": [200, 180, 190]},
+        "flair": {"batch_size": 32, "sent_s": [50, 60, 55], "sorted_sent_s": []}}
+    text = common.tables(result)
+    assert "| as each predict runs (batch 64 / 32) | 110 (100–120) | 55 (50–60) |" in text
+    assert "| rnnlab's sentences sorted by length first | 190 (180–200) | – |" in text
