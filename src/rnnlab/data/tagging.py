@@ -17,6 +17,7 @@ from rnnlab.data.errors import DataError
 from rnnlab.data.formats import COLUMN_FORMATS, ColumnOptions
 from rnnlab.data.readers import Sentences, check_conll_options
 from rnnlab.data.sources import load_with_fallback
+from rnnlab.data.tag_schemes import SCHEMES, retag
 from rnnlab.data.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -50,13 +51,17 @@ class TaggingDataModule(BucketedDataModule):
             ``model/chars`` options set it.
         num_workers: DataLoader workers.
         seed: seed of the batch order.
+        tag_scheme: null keeps the files' tags; ``iob2`` or ``bioes`` rewrites entity tags into that scheme
+            as they are read (the same entities: ``rnnlab.data.tag_schemes``), so the model learns, predicts and
+            is scored in it.
     """
 
     def __init__(self, name: str, subdir: str, files: dict[str, str], format: str = "conll",
                  token_column: int = 0, tag_column: int = -1, encoding: str = "utf-8",
                  delimiter: str = "whitespace", comment_prefix: str | None = None, data_dir: str | None = None,
                  hub: dict | None = None, batch_size: int = 32, eval_batch_size: int = 128, min_freq: int = 1,
-                 lowercase: bool = False, max_word_length: int = 0, num_workers: int = 0, seed: int = 0):
+                 lowercase: bool = False, max_word_length: int = 0, num_workers: int = 0, seed: int = 0,
+                 tag_scheme: str | None = None):
         super().__init__(batch_size, eval_batch_size, num_workers, seed)
         self.read_columns = COLUMN_FORMATS[format]
         missing = set(SPLITS) - set(files)
@@ -65,6 +70,10 @@ class TaggingDataModule(BucketedDataModule):
         check_conll_options(delimiter, comment_prefix)
         if max_word_length < 0:
             raise ValueError(f"data.max_word_length must be >= 0, got {max_word_length}")
+        if tag_scheme not in (None, *SCHEMES):
+            raise DataError(f"data.tag_scheme={tag_scheme!r} is no tag scheme; set it to one of {', '.join(SCHEMES)}, "
+                            f"or null to keep the files' tags")
+        self.tag_scheme = tag_scheme
         self.name, self.subdir, self.files = name, subdir, dict(files)
         self.format, self.token_column, self.tag_column = format, token_column, tag_column
         self.encoding, self.data_dir, self.hub = encoding, data_dir, hub
@@ -78,7 +87,21 @@ class TaggingDataModule(BucketedDataModule):
 
     # ----------------------------------------------------------------- reading
     def _read(self, path: Path) -> Sentences:
-        return Sentences(partial(self.read_columns, path, self.columns))
+        return self._retagged(Sentences(partial(self.read_columns, path, self.columns)))
+
+    def _retagged(self, sentences: Iterable[dict]) -> Iterable[dict]:
+        """``sentences`` with their tags in ``tag_scheme`` (as read without one)."""
+        if self.tag_scheme is None:
+            return sentences
+        return Sentences(lambda: map(self._retag, sentences))
+
+    def _retag(self, sentence: dict) -> dict:
+        if "tags" not in sentence:  # raw text to tag
+            return sentence
+        try:
+            return {**sentence, "tags": retag(sentence["tags"], self.tag_scheme)}
+        except ValueError as error:
+            raise DataError(f"{self.name}: {error}; set data.tag_scheme=null to keep the files' tags") from None
 
     def _load_hub(self, splits: tuple[str, ...]) -> dict[str, Iterable[dict]]:
         if "urls" in self.hub:
@@ -86,8 +109,9 @@ class TaggingDataModule(BucketedDataModule):
             return {split: self._read(Path(paths[split])) for split in splits}
         loaded = datasets.load_dataset(self.hub["path"])
         tag_names = loaded["train"].features[self.hub["tags"]].feature.names
-        return {split: [{"tokens": row[self.hub["tokens"]], "tags": [tag_names[t] for t in row[self.hub["tags"]]]}
-                        for row in loaded[self.hub.get("splits", {}).get(split, split)]]
+        return {split: self._retagged([{"tokens": row[self.hub["tokens"]],
+                                        "tags": [tag_names[t] for t in row[self.hub["tags"]]]}
+                                       for row in loaded[self.hub.get("splits", {}).get(split, split)]])
                 for split in splits}
 
     def stream_splits(self, splits: tuple[str, ...] = SPLITS) -> dict[str, Iterable[dict]]:

@@ -36,7 +36,8 @@ class TaggingModule(SupervisedTask):
         model: the ``model`` config: ``embedding_dim``, ``embedding_dropout``, ``word_dropout``,
             ``pretrained_vectors``, ``freeze_embeddings``, ``chars`` (null, or a character encoder: see
             ``CharEncoder.from_config``), ``cell``, ``encoder``, ``head_hidden``, ``head_activation``,
-            ``dropout``, ``crf`` (the MLP's scores feed a CRF instead of a per-token softmax).
+            ``dropout``, ``crf`` (the MLP's scores feed a CRF instead of a per-token softmax), ``reproject`` (a
+            square linear layer over the word ⊕ character vectors, as Flair's tagger re-projects its embeddings).
         vocab: word vocabulary (``Vocabulary.to_dict()``), from the DataModule.
         tags: tag vocabulary, from the DataModule.
         chars: character vocabulary, from the DataModule; required when ``model.chars`` is set.
@@ -69,6 +70,9 @@ class TaggingModule(SupervisedTask):
         self.embedder, self.char_encoder, self.encoder, self.head = (parts.embedder, parts.char_encoder,
                                                                      parts.encoder, parts.head)
         self.crf = CRF(len(self.tags)) if model["crf"] else None
+        # Built last, so the other parts draw the parameters they drew before this option existed.
+        features = parts.embedder.embedding_dim + (parts.char_encoder.get_output_dim() if parts.char_encoder else 0)
+        self.reproject = nn.Linear(features, features) if model["reproject"] else None
         self.set_gold_tags(self.tags.items)
 
     @property
@@ -100,6 +104,8 @@ class TaggingModule(SupervisedTask):
         words = self.embedder(tokens)  # (B, T, E)
         if self.char_encoder is not None:
             words = torch.cat([words, self.char_encoder(chars, mask)], dim=-1)  # (B, T, E + D)
+        if self.reproject is not None:
+            words = self.reproject(words)  # (B, T, E + D)
         return self.head(self.encoder(words, mask).outputs)
 
     def _scores(self, batch: dict) -> Tensor:
