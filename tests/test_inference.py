@@ -72,7 +72,8 @@ def columns(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     memorise = ["model.embedding_dim=16", "model.encoder.hidden_size=16", "model.head_hidden=0", "model.dropout=0",
                 "model.embedding_dropout=0", "model.word_dropout=0", "trainer.max_epochs=25", "task.optimizer.lr=0.05",
                 "callbacks.early_stopping.patience=100", "~logger"]
-    metrics = train(compose_train(["task=ner", *COLUMNS_OPTIONS, *memorise, f"paths.data_dir={data}"], root / "run"))
+    # The files' own tags (not task=ner's BIOES), so predictions compare with them as written.
+    metrics = train(compose_train(["task=ner", "data.tag_scheme=null", *COLUMNS_OPTIONS, *memorise, f"paths.data_dir={data}"], root / "run"))
     return root / "run" / "checkpoints" / "best.ckpt", metrics
 
 
@@ -237,11 +238,24 @@ def test_predict_tags_lines_and_conll_alike(trained, tmp_path: Path, capsys: pyt
     first, rest = out.split("\n\n", 1)
     assert len(first.splitlines()) == 5 and rest.startswith("\n")  # the empty line: an empty sentence
     assert len(rest.strip().splitlines()) == 300 and rest.endswith("\n\n")
-    assert all(line.split("\t")[1] in {"O", "I-PER", "I-LOC", "I-ORG", "I-MISC"} for line in out.splitlines() if line)
+    tags = {"O", *(f"{prefix}-{kind}" for prefix in "BIES" for kind in ("PER", "LOC", "ORG", "MISC"))}  # BIOES
+    assert all(line.split("\t")[1] in tags for line in out.splitlines() if line)
     conll = tmp_path / "in.conll"
     conll.write_text("".join(f"{token}\n" for token in "Anna lives in London .".split()))
     assert run_predict([f"ckpt_path={trained['ner'][0]}", f"input={conll}", "input_format=conll"],
                        capsys) == first + "\n\n"
+
+
+@pytest.mark.parametrize("task", ["ner", "sst2"])
+def test_predicting_by_length_gives_the_predictions_of_input_order(trained, task: str, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    words = "Anna lives in London great fun an unseen dull word".split()
+    lines = ["", *(" ".join(words[i % 7:i % 7 + 1 + i % 9]) for i in range(40)), ""]  # lengths 1-9, unsorted
+    text = write_lines(tmp_path / "in.txt", lines)
+    options = [f"ckpt_path={trained[task][0]}", f"input={text}", "batch_size=4"]
+    in_order = run_predict([*options, "sort_window=1"], capsys)
+    assert run_predict(options, capsys) == in_order  # 16 batches of 4 read, then predicted shortest first
+    assert run_predict([*options, "batch_size=1"], capsys) == in_order  # alone, as if in no batch at all
 
 
 def test_predict_reads_tab_columns(trained, columns, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

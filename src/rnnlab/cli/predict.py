@@ -14,6 +14,8 @@ Input: one sentence a line (``input_format=text``), or CoNLL / CoNLL-U sentences
 An empty (whitespace-only) line is answered by an empty line for taggers, classifiers and translation (so
 output stays aligned with input); a language model scores it as the empty sentence ``<bos> <eos>`` and
 generates from ``<bos>`` alone. Output is flushed after every batch, so what was written survives a later error.
+Taggers and classifiers read ``sort_window`` batches at a time and predict them in batches of similar lengths
+(``TaskModule.batch_independent``), writing them in input order.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ def _check_options(cfg: DictConfig, loaded: Loaded) -> None:
         loaded.module.check_prediction_options(cfg)
     except ValueError as error:
         raise UserError(f"{loaded.describe()}; {error}") from None
-    if cfg.batch_size < 1:
-        raise UserError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    for option in ("batch_size", "sort_window"):
+        if cfg[option] < 1:
+            raise UserError(f"{option} must be >= 1, got {cfg[option]}")
     if cfg.input != STDIN and not Path(cfg.input).is_file():
         state = "is a directory" if Path(cfg.input).is_dir() else "not found"
         raise UserError(f"input {cfg.input} {state}; pass input= a file, or input=- to read stdin")
@@ -81,6 +84,17 @@ def _predict_batch(loaded: Loaded, data: Any, items: list, device: str) -> list:
     return [None if example is None else next(predictions) for example in examples]
 
 
+def _predict_by_length(loaded: Loaded, data: Any, items: list, batch_size: int, device: str) -> list:
+    """The predictions of ``items`` in their order, computed in batches of items of similar lengths: less
+    padding (CoNLL-2003's test set: about twice the sentences per second on a CPU)."""
+    order = sorted(range(len(items)), key=lambda i: len(items[i]))  # tokens, or characters of a line
+    predictions: list = [None] * len(items)
+    for batch in batched(order, batch_size):
+        for i, prediction in zip(batch, _predict_batch(loaded, data, [items[i] for i in batch], device)):
+            predictions[i] = prediction
+    return predictions
+
+
 @contextmanager
 def _open_output(path: str | None) -> Iterator[IO[str]]:
     """Standard output, or a file written beside ``path`` and renamed to it once every prediction is in it: a
@@ -111,8 +125,12 @@ def predict(cfg: DictConfig) -> None:
                  disable=not sys.stderr.isatty())
 
     def predicted(items: Iterable) -> Iterator[tuple[list, list]]:
-        for batch in batched(items, cfg.batch_size):
-            yield batch, _predict_batch(loaded, data, batch, cfg.device)
+        if not module.batch_independent:
+            for batch in batched(items, cfg.batch_size):
+                yield batch, _predict_batch(loaded, data, batch, cfg.device)
+            return
+        for window in batched(items, cfg.batch_size * cfg.sort_window):
+            yield window, _predict_by_length(loaded, data, window, cfg.batch_size, cfg.device)
 
     with _open_output(cfg.output) as output:
         for chunk in module.prediction_output(items, predicted, cfg):

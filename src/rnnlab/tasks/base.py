@@ -75,6 +75,8 @@ class TaskModule(L.LightningModule):
     predictions_extension: str | None = None  # of eval.py's predictions file; None: it writes none
     input_formats: tuple[str, ...] = ("text",)  # predict.py's input_format values it reads
     input_tokens = False  # predict.py hands prediction_example token lists (split lines, CoNLL sentences)
+    # An item's prediction does not depend on the batch it is in, so predict.py batches items of similar lengths.
+    batch_independent = False
     prediction_modes: tuple[str, ...] = ()  # predict.py's mode values; () : mode= must stay unset
 
     def __init__(self, optimizer: dict | None = None, scheduler: dict | None = None):

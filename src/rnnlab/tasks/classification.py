@@ -44,6 +44,7 @@ class ClassificationModule(SupervisedTask):
     kind = "classifier"
     reads = ClassificationDataModule
     predictions_extension = "tsv"
+    batch_independent = True
 
     def __init__(self, model: dict, vocab: dict, labels: dict, optimizer: dict | None = None,
                  scheduler: dict | None = None):

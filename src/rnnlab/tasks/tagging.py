@@ -51,6 +51,7 @@ class TaggingModule(SupervisedTask):
     kind = "tagger"
     reads = TaggingDataModule
     predictions_extension = "conll"
+    batch_independent = True
     input_tokens = True
 
     def __init__(self, model: dict, vocab: dict, tags: dict, chars: dict | None = None, metric: str = "accuracy",
