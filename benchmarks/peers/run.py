@@ -126,6 +126,36 @@ class Job(threading.Thread):
                                                                stderr=subprocess.STDOUT, cwd=ROOT).returncode
 
 
+def smoke_subset(columns: Path, task: str, limit: int) -> tuple[Path, list[str]]:
+    """A smoke test's data: the first ``limit`` sentences of each split, read by both systems from the same files;
+    the folder and rnnlab's data overrides that read it."""
+    small = columns.parent / f"{task}-first{limit}"
+    small.mkdir(exist_ok=True)
+    train = common.read_columns(columns / "train.tsv")[:limit]
+    seen = {tag for sentence in train for tag in sentence["tags"]}
+    common.write_columns(small / "train.tsv", train)
+    for split in ("dev", "test"):  # only sentences whose tags the training sentences hold (Flair's tag
+        # dictionary is made from the training split)
+        kept = [s for s in common.read_columns(columns / f"{split}.tsv") if set(s["tags"]) <= seen]
+        common.write_columns(small / f"{split}.tsv", kept[:limit])
+    return small, [f"paths.data_dir={small.parent}", f"data.subdir={small.name}", "data.format=conll",
+                   "data.files.train=train.tsv", "data.files.validation=dev.tsv", "data.files.test=test.tsv",
+                   "++data.token_column=0", "data.tag_column=1", "++data.delimiter=tab"]
+
+
+def wait_for(jobs: dict, result: dict) -> None:
+    """Until every job has ended; notes in ``result`` which system ended training first, and the load then."""
+    first_end = None
+    while any(job.is_alive() for job in jobs.values()):
+        time.sleep(5)
+        ended = [job for job in jobs.values() if "train_end" in job.record]
+        if ended and first_end is None:
+            first_end = ended[0].name
+            result["load_first_end"] = ended[0].record["load_train_end"]
+            result["first_to_end"] = first_end
+            print(f"{first_end} ended training at {now()}, load {result['load_first_end']}", flush=True)
+
+
 def side_by_side(args) -> dict:
     peer, task = args.command.split("-")
     data_dir = Path(args.data or os.environ.get("RNNLAB_DATA_DIR") or "")
@@ -142,20 +172,8 @@ def side_by_side(args) -> dict:
     vectors = prepare_vectors(work, peer_python)
     spec = TASKS[task]
     data_overrides = [f"paths.data_dir={data_dir.resolve()}"]
-    if args.limit:  # a smoke test: the first N sentences of each split, read by both systems from the same files
-        small = columns.parent / f"{task}-first{args.limit}"
-        small.mkdir(exist_ok=True)
-        train = common.read_columns(columns / "train.tsv")[:args.limit]
-        seen = {tag for sentence in train for tag in sentence["tags"]}
-        common.write_columns(small / "train.tsv", train)
-        for split in ("dev", "test"):  # only sentences whose tags the first N training sentences hold (Flair's
-            # tag dictionary is made from the training split)
-            kept = [s for s in common.read_columns(columns / f"{split}.tsv") if set(s["tags"]) <= seen]
-            common.write_columns(small / f"{split}.tsv", kept[:args.limit])
-        columns = small
-        data_overrides = [f"paths.data_dir={small.parent}", f"data.subdir={small.name}", "data.format=conll",
-                          "data.files.train=train.tsv", "data.files.validation=dev.tsv", "data.files.test=test.tsv",
-                          "++data.token_column=0", "data.tag_column=1", "++data.delimiter=tab"]
+    if args.limit:
+        columns, data_overrides = smoke_subset(columns, task, args.limit)
 
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
@@ -196,15 +214,7 @@ def side_by_side(args) -> dict:
     for job in jobs.values():
         job.start()
     go.set()
-    first_end = None
-    while any(job.is_alive() for job in jobs.values()):
-        time.sleep(5)
-        ended = [job for job in jobs.values() if "train_end" in job.record]
-        if ended and first_end is None:
-            first_end = ended[0].name
-            result["load_first_end"] = ended[0].record["load_train_end"]
-            result["first_to_end"] = first_end
-            print(f"{first_end} ended training at {now()}, load {result['load_first_end']}", flush=True)
+    wait_for(jobs, result)
     result["load_end"] = load_avg()
     result["ended"] = now()
 
