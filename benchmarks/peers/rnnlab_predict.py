@@ -1,7 +1,7 @@
 """rnnlab's predict step of benchmarks/peers (rnnlab's venv): each epoch checkpoint of a run predicts the test
 sentences, as ``predict.py`` does (the model's own encoding and collate, batches of ``--batch-size``, 64 being
-predict.py's default), writing ``pred_epoch_N.txt`` (one sentence's tags a line) and ``inference.json``
-(seconds of each pass). The checkpoint is loaded and the test file read before the clock starts.
+predict.py's default, shortest first within windows of ``--sort-window`` batches), writing ``pred_epoch_N.txt``
+(one sentence's tags a line) and ``inference.json`` (seconds of each pass). The checkpoint is loaded and the test file read before the clock starts.
 
     python benchmarks/peers/rnnlab_predict.py --run RUN_DIR --test FILE --out DIR
 """
@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--test", required=True, help="the test sentences, as run.py wrote them (token<TAB>tag)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--sort-window", type=int, default=16, help="predict.py's sort_window (1: the file's order)")
     parser.add_argument("--keep-checkpoints", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -35,8 +36,11 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sentences = [s["tokens"] for s in common.read_columns(Path(args.test))]
-    # predict.py's order (the file's) and, for comparison, sentences sorted by length first (as Flair's predict
-    # does), which leaves less padding in each batch; the predictions are the same.
+    # predict.py's order: windows of sort_window batches, each window's sentences shortest first; and, for
+    # comparison, all sentences sorted by length first (as Flair's predict does). The predictions are the same.
+    window = args.batch_size * args.sort_window
+    as_predict = [i for start in range(0, len(sentences), window)
+                  for i in sorted(range(start, min(start + window, len(sentences))), key=lambda i: len(sentences[i]))]
     by_length = sorted(range(len(sentences)), key=lambda i: len(sentences[i]), reverse=True)
     seconds, seconds_sorted = {}, {}
     for epoch, path in common.rnnlab_checkpoints(Path(args.run) / "checkpoints" / "epochs").items():
@@ -56,7 +60,7 @@ def main() -> None:
                         predicted[i] = tags
             return time.perf_counter() - start, predicted
 
-        seconds[str(epoch)], predicted = run(list(range(len(sentences))))
+        seconds[str(epoch)], predicted = run(as_predict)
         seconds_sorted[str(epoch)], again = run(by_length)
         if again != predicted:
             print(f"epoch {epoch}: sorted by length, {sum(a != b for a, b in zip(again, predicted))} sentences "
