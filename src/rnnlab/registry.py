@@ -90,3 +90,8 @@ def registered_names(entries: Iterable[object]) -> dict[str, str]:
     wanted = {id(entry) for entry in entries}  # by identity: not every entry is hashable
     return {registry.kind: name for registry in Registry.made for name, entry in registry._entries.items()
             if id(entry) in wanted}
+
+
+def class_path(cls: type) -> str:
+    """``"package.module.Class"``: how configs' ``_target_`` and checkpoints name a class."""
+    return f"{cls.__module__}.{cls.__qualname__}"

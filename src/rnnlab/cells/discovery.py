@@ -18,11 +18,7 @@ from omegaconf import OmegaConf
 from rnnlab.cells.base import CELLS, RecurrentCell
 from rnnlab.config import CONF
 from rnnlab.errors import UserError
-from rnnlab.registry import Registry
-
-
-def _path(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
+from rnnlab.registry import Registry, class_path
 
 
 def _target(config: Path) -> type | None:
@@ -42,8 +38,8 @@ def cell_problems(cells: Registry, folder: Path) -> list[str]:
         folder: the YAML files of ``model/cell=`` (``conf/model/cell``).
     """
     configs = {path.stem: path for path in sorted(folder.glob("*.yaml"))}
-    problems = [f"cell {name!r} ({_path(cells[name])}) is registered but has no {folder / name}.yaml; add it with "
-                f"'_target_: {_path(cells[name])}', '_partial_: true' and the cell's options"
+    problems = [f"cell {name!r} ({class_path(cells[name])}) is registered but has no {folder / name}.yaml; add it with "
+                f"'_target_: {class_path(cells[name])}', '_partial_: true' and the cell's options"
                 for name in cells if name not in configs]
     for name, config in configs.items():
         target = _target(config)
@@ -52,7 +48,7 @@ def cell_problems(cells: Registry, folder: Path) -> list[str]:
                             f"(from rnnlab.cells import CELLS) in its module in src/rnnlab/cells/")
         elif target is not cells[name]:
             problems.append(f"{config} builds {OmegaConf.load(config).get('_target_')}, but the cell registered as "
-                            f"{name!r} is {_path(cells[name])}; point its _target_ at the registered class")
+                            f"{name!r} is {class_path(cells[name])}; point its _target_ at the registered class")
     return problems
 
 

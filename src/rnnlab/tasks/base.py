@@ -14,7 +14,7 @@ from torchmetrics import MaxMetric, MinMetric, Metric
 from rnnlab.cells import RecurrentCell
 from rnnlab.errors import UserError
 from rnnlab.models.embeddings import WordEmbedder
-from rnnlab.registry import registered_names
+from rnnlab.registry import class_path, registered_names
 
 # Version of what rnnlab adds to a Lightning checkpoint (``checkpoint["rnnlab"]``); raise it when a change
 # makes older rnnlab unable to read new checkpoints.
@@ -28,10 +28,6 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def _path(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
 def implementations(module: nn.Module) -> dict[str, str]:
     """What a model is built from, by kind: the registered name of each part that has one (``{"attention score":
     "general"}``, ``{"language-model network": "rnn"}``), its recurrent cells' classes (``"cell"``: class paths
@@ -39,8 +35,8 @@ def implementations(module: nn.Module) -> dict[str, str]:
     ``_target_`` may name an unregistered cell) and its heads' classes (the submodules named ``head`` or ``crf``)."""
     parts = dict(module.named_modules())
     names = registered_names({type(part) for part in parts.values()})
-    cells = sorted({_path(type(part)) for part in parts.values() if isinstance(part, RecurrentCell)})
-    heads = [_path(type(part)) for name, part in parts.items() if name.rsplit(".", 1)[-1] in ("head", "crf")]
+    cells = sorted({class_path(type(part)) for part in parts.values() if isinstance(part, RecurrentCell)})
+    heads = [class_path(type(part)) for name, part in parts.items() if name.rsplit(".", 1)[-1] in ("head", "crf")]
     return {**names, **({"cell": ", ".join(cells)} if cells else {}), **({"head": ", ".join(heads)} if heads else {})}
 
 
@@ -90,8 +86,8 @@ class TaskModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The implementations are a record for readers: loading rebuilds the model from the config alone, so a
         # checkpoint from before the record loads as before.
-        checkpoint["rnnlab"] = {"format": CHECKPOINT_FORMAT, "module": _path(type(self)), "config": self.run_config,
-                                "implementations": implementations(self)}
+        checkpoint["rnnlab"] = {"format": CHECKPOINT_FORMAT, "module": class_path(type(self)),
+                                "config": self.run_config, "implementations": implementations(self)}
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_config is None:
