@@ -95,9 +95,9 @@ from rnnlab.models.lm import LM_NETWORKS, output_layer, word_embedder
 
 @LM_NETWORKS.register("bigram")
 class BigramLanguageModel(nn.Module):
-    def __init__(self, model: dict, vocab):
+    def __init__(self, model: dict, lexicon):
         super().__init__()
-        self.embedder = word_embedder(model, vocab)
+        self.embedder = word_embedder(model, lexicon)
         self.dropout = make_dropout(model["dropout"])
         self.head = output_layer(model, self.embedder.embedding_dim, self.embedder)
 
@@ -235,7 +235,7 @@ from rnnlab.data.pairs import SentencePairDataModule
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.heads import MLPHead
 from rnnlab.models.builder import build_word_model
-from rnnlab.tasks.base import SupervisedTask
+from rnnlab.tasks.base import SupervisedTask, lexicon
 
 
 class SentencePairModule(SupervisedTask):
@@ -248,7 +248,7 @@ class SentencePairModule(SupervisedTask):
                  scheduler: dict | None = None):
         super().__init__(optimizer, scheduler)
         self.save_hyperparameters()
-        parts = build_word_model(model, Vocabulary.from_dict(vocab), sentence=True)
+        parts = build_word_model(model, lexicon(Vocabulary.from_dict(vocab)), sentence=True)
         self.embedder, self.encoder = parts.embedder, parts.encoder
         classes = len(labels["items"])
         self.head = MLPHead(4 * self.encoder.get_output_dim(), classes, model["head_hidden"],

@@ -23,10 +23,12 @@ from rnnlab.encoders.engine import force_layout
 from rnnlab.models.builder import build_word_model
 from rnnlab.models.embeddings import WordEmbedder
 from rnnlab.run.pipeline import train
+from rnnlab.tasks.base import lexicon
 from rnnlab.tasks.lm import LanguageModelModule
 from test_lm import SMALL, write_ptb
 
 WORDS = ["the", "cat", "sat", "on", "mat", "dog", "ate", "a"]
+TAGGER_WORDS = lexicon(Vocabulary([*SPECIALS, *WORDS]))
 
 
 def model_config(**changes) -> dict:
@@ -60,10 +62,9 @@ def test_default_dropouts_give_the_numbers_of_the_code_before_them() -> None:
     loss = module._window("train", batch)[0].mean()
     assert loss.item() == pytest.approx(2.4940185546875, abs=1e-6)
     torch.manual_seed(1)
-    vocab = Vocabulary.from_dict({"items": [*SPECIALS, *WORDS], "unk": "<unk>"})
     encoder = {"_target_": "rnnlab.encoders.RNNEncoder", "_partial_": True, "hidden_size": 5, "num_layers": 2,
                "dropout": 0.3, "bidirectional": True}
-    tagger = build_word_model(model_config(encoder=encoder), vocab, num_outputs=3)
+    tagger = build_word_model(model_config(encoder=encoder), TAGGER_WORDS, num_outputs=3)
     scores = tagger.head(tagger.encoder(tagger.embedder(batch["tokens"]), batch["mask"]).outputs)
     assert scores.sum().item() == pytest.approx(15.430458068847656, abs=1e-5)
     assert scores.pow(2).sum().item() == pytest.approx(6.961645126342773, abs=1e-5)
@@ -263,8 +264,7 @@ def test_locked_lm_and_tagger_train_and_weight_drop_reaches_the_lm() -> None:
     module.training_step(lm_batch(), 0).backward()
     cell = module.net.encoder.layers[0][0].cell
     assert cell.parametrizations.weight_hh.original.grad is not None
-    vocab = Vocabulary.from_dict({"items": [*SPECIALS, *WORDS], "unk": "<unk>"})
-    tagger = build_word_model(model_config(dropout_kind="locked"), vocab, num_outputs=3)
+    tagger = build_word_model(model_config(dropout_kind="locked"), TAGGER_WORDS, num_outputs=3)
     assert isinstance(tagger.head.layers[0], LockedDropout) and isinstance(tagger.encoder.dropout, LockedDropout)
 
 

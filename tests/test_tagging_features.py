@@ -14,7 +14,7 @@ from torch import nn
 from conftest import CONF, compose_train, skip_without_vectors
 from rnnlab.cells import LSTMCell
 from rnnlab.cli import inference
-from rnnlab.data.pretrained import VectorFileError, read_pretrained
+from rnnlab.data.pretrained import VectorFileError, load_vectors, read_pretrained
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.encoders import RNNEncoder
 from rnnlab.encoders.cnn import CNNEncoder
@@ -127,7 +127,7 @@ def test_embedder_loads_found_words_and_freezes(tmp_path: Path) -> None:
     path.write_text("zebra 1 2 3\n")
     embedder = WordEmbedder(len(WORDS), 3, 0, 1, pretrained_vectors=str(path), words=WORDS, freeze=True)
     before = embedder.embedding.weight.clone()
-    assert embedder.load_pretrained() == 1
+    assert load_vectors(embedder.embedding, embedder.pretrained_vectors, embedder.words) == 1
     assert embedder.embedding.weight[4].tolist() == [1.0, 2.0, 3.0]
     assert torch.equal(embedder.embedding.weight[:4], before[:4]) and not embedder.embedding.weight.requires_grad
 

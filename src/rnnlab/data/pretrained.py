@@ -9,7 +9,8 @@ one log line (``if_installed``).
 A vocabulary word takes the vector of its exact form, else that of its lowercased form (the only match for
 uncased vectors such as GloVe 6B). ``vector_words`` lists what a source holds, so that a DataModule can let
 validation and test words with a vector join the vocabulary; ``read_pretrained`` reads the vectors of a
-vocabulary. Both run only when a training run starts from scratch: a checkpoint holds the embedding weights.
+vocabulary and ``load_vectors`` writes them into an embedding. They run only when a training run starts from
+scratch: a checkpoint holds the embedding weights.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Container, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 from omegaconf import OmegaConf
-from torch import Tensor
+from torch import Tensor, nn
 
 from rnnlab.errors import UserError
 
@@ -210,6 +211,21 @@ def read_pretrained(spec: str, words: Sequence[str], dim: int, node: str = NODE)
     vectors = torch.from_numpy(np.asarray(matrix[found], dtype=np.float32)).reshape(len(ids), dim)
     return torch.tensor(ids, dtype=torch.long), vectors
 
+
+
+def load_vectors(embedding: nn.Embedding, spec: str, words: Sequence[str], node: str = NODE) -> int:
+    """Overwrites the rows of ``embedding`` whose word the vectors ``spec`` hold; returns how many were found.
+
+    Args:
+        embedding: one row per word of ``words``.
+        spec: a ``REGISTRY`` name or a vectors file.
+        words: the vocabulary, in id order.
+        node: the config node naming ``spec``, for messages.
+    """
+    ids, vectors = read_pretrained(spec, words, embedding.embedding_dim, node)  # (N,), (N, E)
+    with torch.no_grad():
+        embedding.weight[ids] = vectors.to(embedding.weight)
+    return len(ids)
 
 def _vector_lines(path: Path, dim: int | None = None, node: str = NODE) -> Iterator[tuple[int, str, list[str]]]:
     """``(line number, word, value strings)`` of each vector line of a text file.

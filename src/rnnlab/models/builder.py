@@ -12,11 +12,10 @@ from typing import Any, Mapping
 
 from torch import nn
 
-from rnnlab.data.vocab import Vocabulary
 from rnnlab.encoders import build_encoder, build_sentence_encoder
 from rnnlab.heads import MLPHead
 from rnnlab.models.chars import CharEncoder
-from rnnlab.models.embeddings import WordEmbedder
+from rnnlab.models.embeddings import Lexicon, WordEmbedder
 
 
 @dataclass
@@ -37,20 +36,20 @@ class WordModel:
     head: MLPHead | None
 
 
-def build_word_model(model: Mapping[str, Any], vocab: Vocabulary, num_outputs: int | None = None,
-                     chars: Vocabulary | None = None, sentence: bool = False) -> WordModel:
+def build_word_model(model: Mapping[str, Any], words: Lexicon, num_outputs: int | None = None,
+                     chars: Lexicon | None = None, sentence: bool = False) -> WordModel:
     """Assembles a model from the ``model`` config.
 
     Args:
         model: the ``model`` config: ``embedding_dim`` and the embedder's options, ``chars`` (null or a character
             encoder, see ``CharEncoder.from_config``), ``cell``, ``encoder``, ``head_hidden``, ``head_activation``,
             ``dropout``.
-        vocab: the input words.
+        words: the input words' vocabulary.
         num_outputs: classes of the MLP head; None for no head.
-        chars: the character vocabulary, with ``model.chars``.
+        chars: the characters' vocabulary, with ``model.chars``.
         sentence: the task reads sentence vectors, so an encoder without a cell (the CNN) may serve.
     """
-    embedder = WordEmbedder.from_config(model, vocab)
+    embedder = WordEmbedder.from_config(model, words)
     char_encoder = CharEncoder.from_config(model["chars"], chars) if model.get("chars") else None
     input_size = embedder.embedding_dim + (char_encoder.get_output_dim() if char_encoder else 0)
     encoder = (build_sentence_encoder if sentence else build_encoder)(model, input_size)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rnnlab.data.vocab import Vocabulary
 from rnnlab.encoders import build_sentence_encoder
+from rnnlab.models.embeddings import Lexicon
 
 
 class CharEncoder(nn.Module):
@@ -34,10 +34,10 @@ class CharEncoder(nn.Module):
         self.pad_id = pad_id
 
     @classmethod
-    def from_config(cls, chars: dict, vocab: Vocabulary) -> "CharEncoder":
+    def from_config(cls, chars: dict, lexicon: Lexicon) -> "CharEncoder":
         """From a ``model.chars`` config: ``embedding_dim``, ``dropout``, ``encoder`` (and ``cell`` if recurrent)."""
         encoder = build_sentence_encoder(chars, chars["embedding_dim"])
-        return cls(len(vocab), vocab.pad_id, chars["embedding_dim"], encoder, chars["dropout"])
+        return cls(len(lexicon.words), lexicon.pad_id, chars["embedding_dim"], encoder, chars["dropout"])
 
     def get_output_dim(self) -> int:
         return self.encoder.get_output_dim()

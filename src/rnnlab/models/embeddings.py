@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.data.pretrained import NODE, read_pretrained
-from rnnlab.data.vocab import Vocabulary
 from rnnlab.dropout import make_dropout
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """What a model needs of a vocabulary, as plain data: the model layer never reads the data layer's classes.
+
+    Attributes:
+        words: the entries in id order; their number sizes the embedding, and pretrained vectors are found by them.
+        pad_id: the padding id (its vector stays zero).
+        unk_id: the id that stands for unknown words (word dropout substitutes it).
+    """
+
+    words: Sequence[str]
+    pad_id: int
+    unk_id: int
 
 
 class WordEmbedder(nn.Module):
@@ -24,8 +38,8 @@ class WordEmbedder(nn.Module):
         dropout: dropout on the vectors.
         word_dropout: training-time probability of replacing a real word by ``<unk>``, so the model learns a
             useful unknown-word vector for the rare and unseen words of test data.
-        pretrained_vectors: optional vectors: a named source or a file (see ``rnnlab.data.pretrained``), read by
-            ``load_pretrained``.
+        pretrained_vectors: optional vectors: a named source or a file (see ``rnnlab.data.pretrained``), read
+            by the task at the start of a fresh training run, never when weights come from a checkpoint.
         words: the vocabulary in id order; needed with ``pretrained_vectors``.
         freeze: keep the vectors fixed during training.
         dropout_kind: of ``dropout``: ``standard`` or ``locked`` (one mask per sentence; ``rnnlab.dropout``).
@@ -55,24 +69,15 @@ class WordEmbedder(nn.Module):
         self.embedding.weight.requires_grad_(not freeze)
 
     @classmethod
-    def from_config(cls, model: dict, vocab: Vocabulary) -> "WordEmbedder":
+    def from_config(cls, model: dict, lexicon: Lexicon) -> "WordEmbedder":
         """From a ``model`` config: ``embedding_dim``, ``embedding_dropout``, ``word_dropout``,
         ``pretrained_vectors`` (a named source, a file path or null), ``freeze_embeddings``, ``dropout_kind`` and
         ``word_type_dropout``."""
         # .get for the later options: checkpoints older than them lack the keys.
-        return cls(len(vocab), model["embedding_dim"], vocab.pad_id, vocab[vocab.unk],
+        return cls(len(lexicon.words), model["embedding_dim"], lexicon.pad_id, lexicon.unk_id,
                    model["embedding_dropout"], model["word_dropout"],
-                   model.get("pretrained_vectors"), vocab.items, model.get("freeze_embeddings", False),
+                   model.get("pretrained_vectors"), lexicon.words, model.get("freeze_embeddings", False),
                    model.get("dropout_kind", "standard"), model.get("word_type_dropout", 0.0))
-
-    def load_pretrained(self) -> int:
-        """Overwrites the vectors of the words found in ``pretrained_vectors``; returns how many were found.
-
-        Called by the task at the start of a fresh training run, never when weights come from a checkpoint.
-        """
-        if not self.pretrained_vectors:
-            return 0
-        return load_vectors(self.embedding, self.pretrained_vectors, self.words)
 
     @property
     def embedding_dim(self) -> int:
@@ -88,18 +93,3 @@ class WordEmbedder(nn.Module):
             keep = weight.new_empty(weight.shape[0], 1).bernoulli_(1.0 - self.word_type_dropout)  # (V, 1): per type
             weight = weight * keep / (1.0 - self.word_type_dropout)
         return self.dropout(F.embedding(tokens, weight, self.pad_id))
-
-
-def load_vectors(embedding: nn.Embedding, spec: str, words: Sequence[str], node: str = NODE) -> int:
-    """Overwrites the rows of ``embedding`` whose word the vectors ``spec`` hold; returns how many were found.
-
-    Args:
-        embedding: one row per word of ``words``.
-        spec: a named source or a vectors file (see ``rnnlab.data.pretrained``).
-        words: the vocabulary, in id order.
-        node: the config node naming ``spec``, for messages.
-    """
-    ids, vectors = read_pretrained(spec, words, embedding.embedding_dim, node)  # (N,), (N, E)
-    with torch.no_grad():
-        embedding.weight[ids] = vectors.to(embedding.weight)
-    return len(ids)

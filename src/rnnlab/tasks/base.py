@@ -12,8 +12,10 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MinMetric, Metric
 
 from rnnlab.cells import RecurrentCell
+from rnnlab.data.pretrained import load_vectors
+from rnnlab.data.vocab import Vocabulary
 from rnnlab.errors import UserError
-from rnnlab.models.embeddings import WordEmbedder
+from rnnlab.models.embeddings import Lexicon, WordEmbedder
 from rnnlab.registry import class_path, registered_names
 
 # Version of what rnnlab adds to a Lightning checkpoint (``checkpoint["rnnlab"]``); raise it when a change
@@ -26,6 +28,11 @@ PredictedBatches = Callable[[Iterable[Any]], Iterator[tuple[list, list]]]
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def lexicon(vocab: Vocabulary) -> Lexicon:
+    """A word or character vocabulary as the model layer takes it."""
+    return Lexicon(vocab.items, vocab.pad_id, vocab[vocab.unk])
 
 
 def implementations(module: nn.Module) -> dict[str, str]:
@@ -110,8 +117,8 @@ class TaskModule(L.LightningModule):
     def load_pretrained(self) -> None:
         """Reads the pretrained vectors of every ``WordEmbedder``; a task with other embeddings extends it."""
         for module in self.modules():
-            if isinstance(module, WordEmbedder):
-                module.load_pretrained()
+            if isinstance(module, WordEmbedder) and module.pretrained_vectors:
+                load_vectors(module.embedding, module.pretrained_vectors, module.words)
 
     # ------------------------------------------------------------- inference
     def configure_inference(self, options: Mapping[str, Any]) -> None:

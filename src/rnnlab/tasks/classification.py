@@ -17,7 +17,7 @@ from rnnlab.config import with_model_defaults
 from rnnlab.data.classification import ClassificationDataModule
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.models.builder import build_word_model
-from rnnlab.tasks.base import SupervisedTask
+from rnnlab.tasks.base import SupervisedTask, lexicon
 
 POOLINGS = ("final", "max")
 
@@ -56,7 +56,7 @@ class ClassificationModule(SupervisedTask):
         self.pooling = model["pooling"]
         if self.pooling not in POOLINGS:
             raise ValueError(f"model.pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        parts = build_word_model(model, self.vocab, len(self.labels), sentence=True)
+        parts = build_word_model(model, lexicon(self.vocab), len(self.labels), sentence=True)
         self.embedder, self.encoder, self.head = parts.embedder, parts.encoder, parts.head
         classes = len(self.labels)
         self.metrics = nn.ModuleDict({stage: MetricCollection({

@@ -21,7 +21,7 @@ from rnnlab.data.special import BOS, EOS, IGNORE_INDEX
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.metrics import Perplexity
 from rnnlab.models.lm import LM_NETWORKS
-from rnnlab.tasks.base import PredictedBatches, TaskModule
+from rnnlab.tasks.base import PredictedBatches, TaskModule, lexicon
 
 GENERATED_WORDS = 50  # predict.py's mode=generate without max_length
 
@@ -66,7 +66,7 @@ class LanguageModelModule(TaskModule):
                              f"{architecture} model has none: set them to 0")
         self.ar, self.tar = ar, tar
         self.vocab = Vocabulary.from_dict(vocab)
-        self.net = network(model, self.vocab)
+        self.net = network(model, lexicon(self.vocab))
         self.metrics = nn.ModuleDict({stage: Perplexity() for stage in ("val", "test")})
         self.states: dict[str, Any] = {}  # per stage: the state the next window starts from
         self.lr_scale = 1.0  # of the current training window (``optimizer_step``)
@@ -81,7 +81,7 @@ class LanguageModelModule(TaskModule):
         hidden, state = self.net.hidden(batch["tokens"], batch["mask"], self.states.get(stage))  # (B, T, H)
         self.states[stage] = self.net.detach_state(state)
         features = self.net.dropout(hidden)  # (B, T, H)
-        return self.net.head.token_nll(features, batch["targets"]), hidden, features
+        return self.net.head.token_nll(features, batch["targets"], IGNORE_INDEX), hidden, features
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         nll, hidden, features = self._window("train", batch)

@@ -19,7 +19,7 @@ from rnnlab.data.vocab import Vocabulary
 from rnnlab.heads import CRF
 from rnnlab.metrics import SpanF1
 from rnnlab.models.builder import build_word_model
-from rnnlab.tasks.base import SupervisedTask
+from rnnlab.tasks.base import SupervisedTask, lexicon
 
 METRICS = ("accuracy", "span_f1")
 
@@ -67,7 +67,8 @@ class TaggingModule(SupervisedTask):
         model = with_model_defaults(model)  # a checkpoint from before a model key existed
         self.vocab = Vocabulary.from_dict(vocab)
         self.tags = Vocabulary.from_dict(tags)
-        parts = build_word_model(model, self.vocab, len(self.tags), Vocabulary.from_dict(chars) if chars else None)
+        parts = build_word_model(model, lexicon(self.vocab), len(self.tags),
+                                 lexicon(Vocabulary.from_dict(chars)) if chars else None)
         self.embedder, self.char_encoder, self.encoder, self.head = (parts.embedder, parts.char_encoder,
                                                                      parts.encoder, parts.head)
         self.crf = CRF(len(self.tags)) if model["crf"] else None

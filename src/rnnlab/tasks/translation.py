@@ -16,6 +16,7 @@ from torchmetrics import MaxMetric
 
 from rnnlab.config import DecoderConfig, DecodingConfig, complete, with_model_defaults
 from rnnlab.data.batching import pad_sequences
+from rnnlab.data.pretrained import load_vectors
 from rnnlab.data.special import BOS, EOS
 from rnnlab.data.translation import TranslationDataModule
 from rnnlab.data.vocab import Vocabulary
@@ -23,8 +24,7 @@ from rnnlab.errors import UserError
 from rnnlab.metrics import Perplexity
 from rnnlab.models.builder import build_word_model
 from rnnlab.models.decoding import LENGTH_NORMS, STRATEGIES, Bridge, RNNDecoder, States, beam_hypotheses, decode
-from rnnlab.models.embeddings import load_vectors
-from rnnlab.tasks.base import PredictedBatches, TaskModule
+from rnnlab.tasks.base import PredictedBatches, TaskModule, lexicon
 
 
 def corpus_scores(hypotheses: list[str], references: list[str], lowercase: bool = False) -> dict[str, float]:
@@ -139,7 +139,7 @@ class TranslationModule(TaskModule):
         self.bos, self.eos = self.target_vocab[BOS], self.target_vocab[EOS]
         self.detokenizer = MosesDetokenizer(target_lang)
 
-        parts = build_word_model(model, self.source_vocab)  # pretrained vectors: source side
+        parts = build_word_model(model, lexicon(self.source_vocab))  # pretrained vectors: source side
         self.embedder, self.encoder = parts.embedder, parts.encoder
         options = complete(DecoderConfig, model.get("decoder"), "model.decoder")  # null: the encoder's
         attention = options["attention"]

@@ -10,7 +10,7 @@ al. (2017): the most frequent words in a head softmax with one entry per tail cl
 of shrinking projection size. It is a proper distribution over the whole vocabulary, so its perplexity is as
 exact as the full softmax's; the vocabulary is already sorted by frequency (``Vocabulary.from_counts``).
 
-A network is an ``nn.Module`` built as ``Network(model, vocab)``, registered in ``LM_NETWORKS``
+A network is an ``nn.Module`` built as ``Network(model, lexicon)`` (``rnnlab.models.embeddings.Lexicon``), registered in ``LM_NETWORKS``
 (``@LM_NETWORKS.register("name")``) in a module of this package; ``model.architecture=<name>`` then selects it.
 It has ``forward(tokens, mask, state) -> (scores, state)``, ``hidden`` (the same before the output layer and its
 dropout), ``detach_state``, and ``head`` and ``dropout`` (the output layer and what it reads), as the two here do.
@@ -22,38 +22,37 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnlab.data.special import IGNORE_INDEX
-from rnnlab.data.vocab import Vocabulary
 from rnnlab.dropout import make_dropout
 from rnnlab.heads import MLPHead
 from rnnlab.heads.mlp import ACTIVATIONS
-from rnnlab.models.embeddings import WordEmbedder
+from rnnlab.models.embeddings import Lexicon, WordEmbedder
 from rnnlab.registry import Registry
 
 INIT_RANGE = 0.1  # embeddings uniform in ±0.1 (Zaremba et al. 2014; PyTorch's word_language_model)
 
 
-def word_embedder(model: dict, vocab: Vocabulary) -> WordEmbedder:
+def word_embedder(model: dict, lexicon: Lexicon) -> WordEmbedder:
     """The word embeddings of the ``model`` config, initialised uniformly in ``±INIT_RANGE``, padding zero."""
-    embedder = WordEmbedder.from_config(model, vocab)
+    embedder = WordEmbedder.from_config(model, lexicon)
     with torch.no_grad():
         embedder.embedding.weight.uniform_(-INIT_RANGE, INIT_RANGE)
-        embedder.embedding.weight[vocab.pad_id].zero_()
+        embedder.embedding.weight[lexicon.pad_id].zero_()
     return embedder
 
 
 class SoftmaxHead(MLPHead):
     """``MLPHead`` whose scores are the logits of a full softmax over the vocabulary."""
 
-    def token_nll(self, features: Tensor, targets: Tensor) -> Tensor:
-        """``(B, T, H)`` features and ``(B, T)`` targets -> ``(N,)`` NLL of every predicted token.
+    def token_nll(self, features: Tensor, targets: Tensor, ignore_index: int) -> Tensor:
+        """``(B, T, H)`` features and ``(B, T)`` targets (``ignore_index`` where none is predicted) -> ``(N,)``
+        NLL of every predicted token.
 
         The softmax is float32 even under bf16 autocast: the perplexity is only as exact as the log-probabilities.
         """
         targets = targets.flatten()
-        nll = F.cross_entropy(self(features).flatten(0, 1).float(), targets, ignore_index=IGNORE_INDEX,
+        nll = F.cross_entropy(self(features).flatten(0, 1).float(), targets, ignore_index=ignore_index,
                               reduction="none")
-        return nll[targets != IGNORE_INDEX]
+        return nll[targets != ignore_index]
 
 
 class AdaptiveSoftmaxHead(nn.Module):
@@ -93,15 +92,15 @@ class AdaptiveSoftmaxHead(nn.Module):
         with torch.autocast(hidden.device.type, enabled=False):
             return self.softmax.log_prob(hidden.flatten(0, -2).float()).view(*hidden.shape[:-1], -1)
 
-    def token_nll(self, features: Tensor, targets: Tensor) -> Tensor:
-        """``(B, T, H)`` features and ``(B, T)`` targets -> ``(N,)`` NLL of every predicted token: only the
-        clusters that hold a target are computed.
+    def token_nll(self, features: Tensor, targets: Tensor, ignore_index: int) -> Tensor:
+        """``(B, T, H)`` features and ``(B, T)`` targets (``ignore_index`` where none is predicted) -> ``(N,)``
+        NLL of every predicted token: only the clusters that hold a target are computed.
 
         The softmax layers run in float32, autocast or not (the module mixes its clusters' outputs in one
         float32 tensor, and the perplexity is only as exact as the log-probabilities).
         """
         targets = targets.flatten()
-        predicted = targets != IGNORE_INDEX
+        predicted = targets != ignore_index
         hidden = self.features(features).flatten(0, 1)[predicted]  # (N, H)
         with torch.autocast(hidden.device.type, enabled=False):
             return -self.softmax(hidden.float(), targets[predicted]).output

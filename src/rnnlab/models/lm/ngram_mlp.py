@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rnnlab.data.vocab import Vocabulary
 from rnnlab.dropout import make_dropout
+from rnnlab.models.embeddings import Lexicon
 from rnnlab.models.lm import LM_NETWORKS, output_layer, word_embedder
 
 
@@ -18,18 +18,18 @@ class NGramMLPLanguageModel(nn.Module):
         model: the ``model`` config: ``order`` (n; 3 is the lecture's 2nd-order Markov chain),
             ``embedding_dim``, ``embedding_dropout``, ``word_dropout``, ``head_hidden`` (size of ``z``),
             ``head_activation`` (``sigmoid``: the lecture's σ), ``dropout``, ``tie_weights``, ``adaptive_softmax``.
-        vocab: the word vocabulary.
+        lexicon: the word vocabulary.
     """
 
-    def __init__(self, model: dict, vocab: Vocabulary):
+    def __init__(self, model: dict, lexicon: Lexicon):
         super().__init__()
         self.order = int(model["order"])
         if self.order < 2:
             raise ValueError(f"model.order of an n-gram LM must be >= 2 (n-1 previous words), got {self.order}")
         if model["head_hidden"] <= 0:
             raise ValueError("model.head_hidden of the MLP n-gram LM must be positive: the size of its hidden layer")
-        self.pad_id = vocab.pad_id
-        self.embedder = word_embedder(model, vocab)
+        self.pad_id = lexicon.pad_id
+        self.embedder = word_embedder(model, lexicon)
         self.dropout = make_dropout(model["dropout"], model.get("dropout_kind", "standard"))  # what the head reads
         self.head = output_layer(model, (self.order - 1) * self.embedder.embedding_dim, self.embedder)
 

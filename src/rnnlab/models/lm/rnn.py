@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from rnnlab.data.vocab import Vocabulary
 from rnnlab.dropout import make_dropout
 from rnnlab.encoders import build_encoder
+from rnnlab.models.embeddings import Lexicon
 from rnnlab.models.lm import LM_NETWORKS, output_layer, word_embedder
 
 
@@ -19,12 +19,12 @@ class RNNLanguageModel(nn.Module):
             ``encoder``, ``head_hidden`` (0 for the lecture's output layer on ``h``), ``head_activation``,
             ``dropout`` (on the encoder output), ``dropout_kind``, ``word_type_dropout``, ``weight_drop``,
             ``tie_weights``, ``adaptive_softmax`` (None, or ``{cutoffs, div_value}``).
-        vocab: the word vocabulary.
+        lexicon: the word vocabulary.
     """
 
-    def __init__(self, model: dict, vocab: Vocabulary):
+    def __init__(self, model: dict, lexicon: Lexicon):
         super().__init__()
-        self.embedder = word_embedder(model, vocab)
+        self.embedder = word_embedder(model, lexicon)
         self.encoder = build_encoder(model, self.embedder.embedding_dim)
         if self.encoder.bidirectional or any(direction.reverse for layer in self.encoder.layers
                                              for direction in layer):
