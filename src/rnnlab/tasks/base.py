@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import lightning as L
+import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MinMetric, Metric
 
 from rnnlab.cells import RecurrentCell
 from rnnlab.data.pretrained import load_vectors
+from rnnlab.data.special import IGNORE_INDEX
 from rnnlab.data.vocab import Vocabulary
 from rnnlab.errors import UserError
 from rnnlab.models.embeddings import Lexicon, WordEmbedder
@@ -200,15 +202,27 @@ class TaskModule(L.LightningModule):
 class SupervisedTask(TaskModule):
     """A task whose metric compares predictions with ``batch[target_key]``: the train/eval steps, once.
 
-    Subclasses implement ``compute_loss`` and build ``self.metrics``, a ``ModuleDict`` with ``val`` and
-    ``test`` metrics.
+    Subclasses declare the batch entries their ``forward`` reads (``inputs``) and build ``self.metrics``, a
+    ``ModuleDict`` with ``val`` and ``test`` metrics; the loss is cross-entropy unless they override
+    ``compute_loss``.
     """
 
+    inputs: tuple[str, ...] = ("tokens", "mask")  # what ``forward`` reads, in order (None for an absent entry)
     target_key = "targets"
 
+    def scores(self, batch: dict) -> Tensor:
+        """``forward`` on the batch's ``inputs``."""
+        return self(*(batch.get(key) for key in self.inputs))
+
     def compute_loss(self, batch: dict) -> tuple[Tensor, Tensor]:
-        """``(loss, predictions)`` of a batch; predictions are what the metrics compare with the targets."""
-        raise NotImplementedError
+        """``(loss, predictions)`` of a batch; predictions are what the metrics compare with the targets.
+
+        By default: the mean cross-entropy of the ``(..., C)`` scores over the targets that are not
+        ``IGNORE_INDEX``, and the most probable class.
+        """
+        scores = self.scores(batch)
+        targets = batch[self.target_key]
+        return F.cross_entropy(scores.flatten(0, -2), targets.flatten(), ignore_index=IGNORE_INDEX), scores.argmax(-1)
 
     def batch_size(self, batch: dict) -> int:
         """How many targets the batch's mean loss averages over (weights the epoch average of the loss)."""

@@ -8,7 +8,6 @@ module runs the CNN baseline (Kim 2014), whose sentence representation is its po
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
@@ -74,7 +73,7 @@ class ClassificationModule(SupervisedTask):
 
     def predict_step(self, batch: dict, batch_idx: int = 0) -> list[tuple[str, float]]:
         """The most probable class of each sentence of a batch, with its probability."""
-        probabilities, ids = self(batch["tokens"], batch["mask"]).softmax(-1).max(-1)  # (B,)
+        probabilities, ids = self.scores(batch).softmax(-1).max(-1)  # (B,)
         return [(self.labels.items[i], p) for i, p in zip(ids.tolist(), probabilities.tolist())]
 
     def format_predictions(self, examples: list[dict], outputs: list[tuple[str, float]]) -> str:
@@ -90,7 +89,3 @@ class ClassificationModule(SupervisedTask):
         """``label<TAB>probability<TAB>text``."""
         label, probability = prediction
         return f"{label}\t{probability:.4f}\t{item}\n"
-
-    def compute_loss(self, batch: dict) -> tuple[Tensor, Tensor]:
-        logits = self(batch["tokens"], batch["mask"])  # (B, C)
-        return F.cross_entropy(logits, batch["labels"]), logits.argmax(-1)

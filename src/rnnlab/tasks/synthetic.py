@@ -36,6 +36,7 @@ class SyntheticModule(SupervisedTask):
     """
 
     reads = SyntheticDataModule
+    inputs = ("inputs", "mask")
 
     def __init__(self, model: dict, task: str, num_outputs: int, chance: float, vocab_size: int = 0,
                  input_dim: int = 0, optimizer: dict | None = None, scheduler: dict | None = None):
@@ -77,13 +78,11 @@ class SyntheticModule(SupervisedTask):
         return scores.squeeze(-1) if self.regression else scores
 
     def compute_loss(self, batch: dict) -> tuple[Tensor, Tensor]:
-        """``(loss, predictions)``: the loss of a batch and what the metric compares with the targets."""
-        scores = self(batch["inputs"], batch["mask"])
-        targets = batch["targets"]
-        if self.regression:
-            return F.mse_loss(scores, targets), scores
-        loss = F.cross_entropy(scores.flatten(0, -2), targets.flatten(), ignore_index=IGNORE_INDEX)
-        return loss, scores.argmax(-1)
+        """Cross-entropy for classes; for values, squared error and the values themselves as predictions."""
+        if not self.regression:
+            return super().compute_loss(batch)
+        scores = self.scores(batch)
+        return F.mse_loss(scores, batch["targets"]), scores
 
     def end_epoch(self, stage: str) -> None:
         super().end_epoch(stage)

@@ -47,6 +47,7 @@ class TaggingModule(SupervisedTask):
     """
 
     higher_is_better = True
+    inputs = ("tokens", "mask", "chars")
     target_key = "tags"
     kind = "tagger"
     reads = TaggingDataModule
@@ -110,9 +111,6 @@ class TaggingModule(SupervisedTask):
             words = self.reproject(words)  # (B, T, E + D)
         return self.head(self.encoder(words, mask).outputs)
 
-    def _scores(self, batch: dict) -> Tensor:
-        return self(batch["tokens"], batch["mask"], batch.get("chars"))
-
     def _loss(self, scores: Tensor, batch: dict) -> Tensor:
         """Mean per real token: the CRF's sentence NLLs are summed and divided by the token count, so both
         heads train at the same learning rates.
@@ -142,7 +140,7 @@ class TaggingModule(SupervisedTask):
 
         Values at padding are meaningless. Runs the model as it is (call ``eval()`` first for predictions).
         """
-        return self._decode(self._scores(batch), batch["mask"])
+        return self._decode(self.scores(batch), batch["mask"])
 
     def predict_step(self, batch: dict, batch_idx: int = 0) -> list[list[str]]:
         """The predicted tags of each sentence of a batch."""
@@ -165,11 +163,11 @@ class TaggingModule(SupervisedTask):
         return conll_block([item, prediction])
 
     def compute_loss(self, batch: dict) -> tuple[Tensor, Tensor]:
-        scores = self._scores(batch)  # (B, T, C)
+        scores = self.scores(batch)  # (B, T, C)
         return self._loss(scores, batch), self._decode(scores, batch["mask"])
 
     def training_loss(self, batch: dict) -> Tensor:
-        return self._loss(self._scores(batch), batch)  # no decoding while training
+        return self._loss(self.scores(batch), batch)  # no decoding while training
 
     def batch_size(self, batch: dict) -> int:
         return int(batch["mask"].sum())  # the loss is a mean over real tokens
