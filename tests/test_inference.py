@@ -126,6 +126,8 @@ def test_checkpoint_holds_what_rebuilds_the_model(task: str, trained) -> None:
     if task == "lm":
         assert implementations == {"language-model network": "rnn", "cell": "rnnlab.cells.lstm.LSTMCell",
                                    "head": "rnnlab.models.lm.SoftmaxHead"}
+    cell = checkpoint["hyper_parameters"]["model"]["cell"]["_target_"]  # the class path the config gives
+    assert checkpoint["rnnlab"]["registered"] == {cell: {"cell": "lstm"}}
 
 
 # ----------------------------------------------------------------------------------------------- eval
@@ -406,6 +408,7 @@ def test_checkpoints_with_the_class_paths_of_before_the_package_split_still_load
     checkpoint["rnnlab"]["config"] = _old_targets(checkpoint["rnnlab"]["config"])
     checkpoint["hyper_parameters"] = _old_targets(checkpoint["hyper_parameters"])
     del checkpoint["rnnlab"]["implementations"]  # recorded since the registries' names were
+    del checkpoint["rnnlab"]["registered"]  # recorded since loading reads registered classes by name
     callbacks = checkpoint["rnnlab"]["config"]["callbacks"]
     assert callbacks["rng_state"]["_target_"] == "rnnlab.callbacks.RNGState"  # as checkpoints of 21cf8ab store it
     path = tmp_path / "old.ckpt"
@@ -415,6 +418,21 @@ def test_checkpoints_with_the_class_paths_of_before_the_package_split_still_load
         if node and "_target_" in node:
             assert get_class(node["_target_"]).__name__ == node["_target_"].rpartition(".")[2], name
     text = write_lines(tmp_path / "in.txt", ["EU rejects German call", "", "Peter Blackburn"])
+    assert run_predict([f"ckpt_path={path}", f"input={text}"], capsys) == \
+        run_predict([f"ckpt_path={trained['ner'][0]}", f"input={text}"], capsys)
+
+
+def test_registered_classes_load_by_name_wherever_their_class_moved(trained, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    checkpoint = torch.load(trained["ner"][0], weights_only=True)
+    moved = "rnnlab.cells.retired.LSTMCell"  # a module that does not exist, as after a move
+    for run in (checkpoint["rnnlab"]["config"], checkpoint["hyper_parameters"]):
+        run["model"]["cell"]["_target_"] = moved
+    checkpoint["rnnlab"]["registered"] = {moved: {"cell": "lstm"}}
+    path = tmp_path / "moved.ckpt"
+    torch.save(checkpoint, path)
+    assert load_checkpoint(path).config["model"]["cell"]["_target_"] == "rnnlab.cells.lstm.LSTMCell"
+    text = write_lines(tmp_path / "in.txt", ["EU rejects German call"])
     assert run_predict([f"ckpt_path={path}", f"input={text}"], capsys) == \
         run_predict([f"ckpt_path={trained['ner'][0]}", f"input={text}"], capsys)
 

@@ -92,6 +92,12 @@ def registered_names(entries: Iterable[object]) -> dict[str, str]:
             if id(entry) in wanted}
 
 
+def registered(kind: str, name: str) -> object:
+    """The implementation of ``kind`` registered as ``name``: the inverse of ``registered_names``."""
+    registry = next(registry for registry in Registry.made if registry.kind == kind)
+    return registry[name]
+
+
 def class_path(cls: type) -> str:
     """``"package.module.Class"``: how configs' ``_target_`` and checkpoints name a class."""
     return f"{cls.__module__}.{cls.__qualname__}"

@@ -1,10 +1,12 @@
 """A trained model from its checkpoint alone: the task module, and a DataModule that reads text as training did.
 
 A checkpoint written by ``train.py`` holds the weights, the vocabularies (``hyper_parameters``) and
-``checkpoint["rnnlab"]``: a format version, the module's class and the resolved run config, whose ``data`` entry
-holds every reading and normalisation setting (format, columns, ``lowercase``, languages). ``load_checkpoint``
-checks it and rebuilds the module; ``datamodule`` rebuilds the run's DataModule with the model's vocabularies,
-so new text is encoded and batched by the very code that encoded the training data, without that data.
+``checkpoint["rnnlab"]``: a format version, the module's class, the resolved run config, whose ``data`` entry
+holds every reading and normalisation setting (format, columns, ``lowercase``, languages), and the registered
+name of each registered class the model config names (its cells), which loading prefers to the class path.
+``load_checkpoint`` checks it and rebuilds the module; ``datamodule`` rebuilds the run's DataModule with the
+model's vocabularies, so new text is encoded and batched by the very code that encoded the training data, without
+that data.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import inspect
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.errors import UserError
+from rnnlab.registry import class_path, registered
 from rnnlab.run.rundir import load_checkpoint_file
 from rnnlab.tasks.base import CHECKPOINT_FORMAT, TaskModule
 
@@ -89,19 +92,24 @@ def _read(path: Path, device: torch.device) -> dict:
     return checkpoint
 
 
-def current_path(path: str) -> str:
-    """A class path as this rnnlab names it: a path into a module listed in ``MOVED_MODULES`` is moved."""
+def current_path(path: str, registered_as: Mapping[str, Mapping[str, str]] | None = None) -> str:
+    """A class path as this rnnlab names it: that of the implementation ``registered_as`` names it (a
+    checkpoint's ``registered``: ``{path: {kind: name}}``), else the path, moved if its module is in
+    ``MOVED_MODULES``."""
+    if registered_as and path in registered_as:
+        [(kind, name)] = registered_as[path].items()
+        return class_path(registered(kind, name))
     module, _, name = path.rpartition(".")
     return f"{MOVED_MODULES.get(module, module)}.{name}"
 
 
-def current_targets(node: Any) -> Any:
+def current_targets(node: Any, registered_as: Mapping[str, Mapping[str, str]] | None = None) -> Any:
     """A stored config (dicts, lists, values) with every ``_target_`` read by ``current_path``."""
     if isinstance(node, dict):
-        return {key: current_path(value) if key == "_target_" and isinstance(value, str) else current_targets(value)
-                for key, value in node.items()}
+        return {key: current_path(value, registered_as) if key == "_target_" and isinstance(value, str)
+                else current_targets(value, registered_as) for key, value in node.items()}
     if isinstance(node, list):
-        return [current_targets(item) for item in node]
+        return [current_targets(item, registered_as) for item in node]
     return node
 
 
@@ -139,12 +147,13 @@ def load_checkpoint(path: str | Path, task: str | None = None, device: str = "cp
     checkpoint = _read(path, device)
     info = _check_format(path, checkpoint)
     module_class = get_class(current_path(info["module"]))
-    config = current_targets(info["config"])
+    registered_as = info.get("registered")  # None in checkpoints from before the record
+    config = current_targets(info["config"], registered_as)
     if not (issubclass(module_class, TaskModule) and module_class.kind):
         raise UserError(f"{path} holds a {config['task']['name']} model ({module_class.__name__}); eval.py and "
                         f"predict.py read the task modules that say how (TaskModule.kind and its inference "
                         f"methods)")
-    module = module_class(**current_targets(checkpoint["hyper_parameters"]))
+    module = module_class(**current_targets(checkpoint["hyper_parameters"], registered_as))
     module.load_state_dict(checkpoint["state_dict"])
     module.run_config = config
     loaded = Loaded(module.to(device).eval(), config, path)

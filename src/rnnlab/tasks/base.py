@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import lightning as L
 import torch.nn.functional as F
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MinMetric, Metric
 
@@ -49,6 +49,19 @@ def implementations(module: nn.Module) -> dict[str, str]:
     return {**names, **({"cell": ", ".join(cells)} if cells else {}), **({"head": ", ".join(heads)} if heads else {})}
 
 
+def registered_targets(config: Any) -> dict[str, dict[str, str]]:
+    """``{class path: {kind: name}}`` for each ``_target_`` of a config that names a registered implementation (a
+    cell), so that a checkpoint is rebuilt from the name wherever the class moves."""
+    if not isinstance(config, Mapping):
+        return {}
+    target = config.get("_target_")
+    names = registered_names({get_object(target)}) if isinstance(target, str) else {}
+    found = {target: names} if names else {}
+    for value in config.values():
+        found |= registered_targets(value)
+    return found
+
+
 class TaskModule(L.LightningModule):
     """Base LightningModule.
 
@@ -57,8 +70,9 @@ class TaskModule(L.LightningModule):
 
     A checkpoint holds, besides Lightning's weights and ``hyper_parameters`` (the vocabularies among them),
     ``checkpoint["rnnlab"]``: the ``format`` version, the module's class, ``run_config`` (the resolved run
-    config as a plain dict; its ``data`` entry says how text was read and normalised) and ``implementations``
-    (what the model is built from, by kind: see ``implementations``). So a checkpoint alone
+    config as a plain dict; its ``data`` entry says how text was read and normalised), ``implementations``
+    (what the model is built from, by kind: see ``implementations``) and ``registered`` (the registered name of
+    each class path of the model config that has one: see ``registered_targets``). So a checkpoint alone
     rebuilds the model and reads new text as training did; see ``rnnlab.cli.inference``.
 
     ``eval.py`` and ``predict.py`` (``rnnlab.cli``) read a checkpoint through the methods under "inference"
@@ -93,10 +107,11 @@ class TaskModule(L.LightningModule):
         self.run_config: dict | None = None  # set by whoever builds the module from a config
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # The implementations are a record for readers: loading rebuilds the model from the config alone, so a
-        # checkpoint from before the record loads as before.
+        # The implementations are a record for readers; loading rebuilds the model from the config, reading the
+        # class paths of "registered" by their names. A checkpoint from before either record loads as before.
         checkpoint["rnnlab"] = {"format": CHECKPOINT_FORMAT, "module": class_path(type(self)),
-                                "config": self.run_config, "implementations": implementations(self)}
+                                "config": self.run_config, "implementations": implementations(self),
+                                "registered": registered_targets(self.hparams.get("model"))}
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_config is None:

@@ -10,8 +10,9 @@ al. (2017): the most frequent words in a head softmax with one entry per tail cl
 of shrinking projection size. It is a proper distribution over the whole vocabulary, so its perplexity is as
 exact as the full softmax's; the vocabulary is already sorted by frequency (``Vocabulary.from_counts``).
 
-A network is an ``nn.Module`` built as ``Network(model, lexicon)`` (``rnnlab.models.embeddings.Lexicon``), registered in ``LM_NETWORKS``
-(``@LM_NETWORKS.register("name")``) in a module of this package; ``model.architecture=<name>`` then selects it.
+A network is an ``nn.Module`` built as ``Network(model, lexicon)`` (the vocabulary as plain data:
+``rnnlab.models.embeddings.Lexicon``), registered in ``LM_NETWORKS`` (``@LM_NETWORKS.register("name")``) in a
+module of this package; ``model.architecture=<name>`` then selects it.
 It has ``forward(tokens, mask, state) -> (scores, state)``, ``hidden`` (the same before the output layer and its
 dropout), ``detach_state``, and ``head`` and ``dropout`` (the output layer and what it reads), as the two here do.
 """
