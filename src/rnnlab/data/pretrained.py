@@ -212,7 +212,6 @@ def read_pretrained(spec: str, words: Sequence[str], dim: int, node: str = NODE)
     return torch.tensor(ids, dtype=torch.long), vectors
 
 
-
 def load_vectors(embedding: nn.Embedding, spec: str, words: Sequence[str], node: str = NODE) -> int:
     """Overwrites the rows of ``embedding`` whose word the vectors ``spec`` hold; returns how many were found.
 
@@ -226,6 +225,7 @@ def load_vectors(embedding: nn.Embedding, spec: str, words: Sequence[str], node:
     with torch.no_grad():
         embedding.weight[ids] = vectors.to(embedding.weight)
     return len(ids)
+
 
 def _vector_lines(path: Path, dim: int | None = None, node: str = NODE) -> Iterator[tuple[int, str, list[str]]]:
     """``(line number, word, value strings)`` of each vector line of a text file.
