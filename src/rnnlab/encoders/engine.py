@@ -238,13 +238,8 @@ def _layer_by_layer(layers: Stack, x: Tensor, states: StackStates, wide: bool,
         results = [run(k, d, v, s) for d, (v, s) in enumerate(zip(inputs, states[k]))]
         outputs = [out for out, _ in results]  # each (..., H)
         final_states.append([state for _, state in results])
-        inputs = [_join(outputs)] * num_directions if wide else outputs  # (..., 2H) if wide
-    return _join(outputs), final_states
-
-
-def _join(outputs: list[Tensor]) -> Tensor:
-    """Each direction's ``(..., H)`` outputs side by side; one direction's as they are (``cat`` would copy)."""
-    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
+        inputs = [torch.cat(outputs, dim=-1)] * num_directions if wide else outputs  # (..., 2H) if wide
+    return torch.cat(outputs, dim=-1), final_states
 
 
 def _library(layers: Stack, kernels: list[list[tuple[str, list[Tensor]]]], x: Tensor, lengths: Tensor,
