@@ -46,6 +46,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.cells.discovery import cell_factory, cell_names
 from rnnlab.encoders import RNNEncoder
+from rnnlab.encoders.engine import kernel_on
 from rnnlab.kernels import KERNELS, LibraryKernel
 
 
@@ -165,15 +166,16 @@ def machine_info(device: torch.device) -> str:
     return info
 
 
-def fast_path(cell: nn.Module) -> str:
-    """What ``implementation="auto"`` runs for ``cell``: ``torch.<kernel>`` (a PyTorch stack kernel),
+def fast_path(cell: nn.Module, device: torch.device = torch.device("cpu")) -> str:
+    """What ``implementation="auto"`` runs for ``cell`` on ``device``: ``torch.<kernel>`` (a PyTorch stack kernel),
     ``kernels.<module>`` (one of ``rnnlab.kernels``, e.g. ``kernels.scan``) or ``loop`` (the per-step loop)."""
     kernel = cell.fused_kernel()
     if kernel is None:
         return "loop"
-    if isinstance(KERNELS[kernel[0]], LibraryKernel):
-        return f"torch.{kernel[0]}"
-    return "kernels." + KERNELS[kernel[0]].run.__module__.rsplit(".", 1)[-1]
+    name = kernel_on(kernel[0], device)
+    if isinstance(KERNELS[name], LibraryKernel):
+        return f"torch.{name}"
+    return "kernels." + KERNELS[name].run.__module__.rsplit(".", 1)[-1]
 
 
 def length_models(cells: list[str], shape: Shape) -> dict[tuple[str, str], nn.Module]:
