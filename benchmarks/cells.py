@@ -24,6 +24,7 @@ a kernel; prints a table of milliseconds against length and, with ``--figure``, 
     python benchmarks/cells.py --cells lstm,peephole,peephole:peephole=full   # a cell with options
     python benchmarks/cells.py --lengths 50,200,1000 --figure speed.png       # against sequence length
     python benchmarks/cells.py --ragged --recipes ner,sst2 --limit-batches 200  # ragged batches, epochs
+    python benchmarks/cells.py --recipes ner_gru --before-layout padded       # torch.gru against gru_sequence
     python benchmarks/cells.py --regularisers --rounds 5                      # locked dropout, weight drop
 """
 
@@ -77,7 +78,8 @@ REGULARISERS = {"standard dropout 0.25": {"dropout": 0.25},  # --regularisers: R
                 "locked dropout 0.25": {"dropout": 0.25, "dropout_kind": "locked"},
                 "standard dropout 0.25, weight drop 0.5": {"dropout": 0.25, "weight_drop": 0.5}}
 # --recipes: train.py overrides; ner is the plain tagger that the tables of docs/benchmarks.md measured
-RECIPES = {"ner": ["experiment=ner_plain"], "sst2": ["task=sst2"]}
+RECIPES = {"ner": ["experiment=ner_plain"], "sst2": ["task=sst2"],
+           "ner_gru": ["experiment=ner_plain", "model/cell=gru"]}
 
 
 def parse_cell(spec: str) -> tuple[str, dict[str, str]]:
@@ -376,16 +378,19 @@ def regulariser_table(device: torch.device, rounds: int, clock: Callable[[], flo
             print(f"| {sizes} | {name} | {ms:.1f} | {ms / reference:.2f} |", flush=True)
 
 
-def recipes_before_after(recipes: list[str], data_dir: str, limit_batches: int | None, rounds: int) -> None:
-    """Prints one training epoch of each recipe with library kernels forced onto the packed layout (before) and
-    on the layout the engine picks (after), interleaved, best of ``rounds``."""
+def recipes_before_after(recipes: list[str], data_dir: str, limit_batches: int | None, rounds: int,
+                         before_layout: str = "packed") -> None:
+    """Prints one training epoch of each recipe with library kernels forced onto ``before_layout`` (before; a
+    forced layout also keeps ``torch.gru`` on CPUs) and as the engine picks (after), interleaved, best of
+    ``rounds``."""
     from rnnlab.encoders.engine import force_layout
 
-    print("\n| recipe | batches | before (packed), s | after, s | before / after |\n|---|---:|---:|---:|---:|")
+    print(f"\n| recipe | batches | before ({before_layout}), s | after, s | before / after |\n"
+          "|---|---:|---:|---:|---:|")
     for recipe in recipes:
         before, after = [], []
         for _ in range(rounds):
-            with force_layout("packed"):
+            with force_layout(before_layout):
                 before.append(time_epoch(RECIPES[recipe], data_dir, limit_batches))
             after.append(time_epoch(RECIPES[recipe], data_dir, limit_batches))
         print(f"| {' '.join(RECIPES[recipe])} | {limit_batches or 'all'} | {min(before):.1f} | {min(after):.1f} | "
@@ -426,6 +431,8 @@ def main() -> None:
     parser.add_argument("--recipes", default="", help=f"comma-separated subset of {list(RECIPES)}, each timed for "
                                                      "one epoch before and after (with or without --ragged)")
     parser.add_argument("--limit-batches", type=int, default=None, help="--recipes: batches per epoch (all if unset)")
+    parser.add_argument("--before-layout", default="packed", choices=["packed", "padded"],
+                        help="--recipes: the layout forced for 'before' (padded: the CPU engine before gru_sequence)")
     parser.add_argument("--max-seconds", type=float, default=2.0,
                         help="--lengths: skip a model's longer lengths once one of its steps took longer")
     parser.add_argument("--figure", type=Path, default=None,
@@ -454,7 +461,8 @@ def main() -> None:
         if args.ragged:
             ragged_table(cells, device, args.rounds, clock)
         if args.recipes:
-            recipes_before_after(args.recipes.split(","), args.data_dir, args.limit_batches, args.rounds)
+            recipes_before_after(args.recipes.split(","), args.data_dir, args.limit_batches, args.rounds,
+                                 args.before_layout)
         return
     if args.lengths:
         shape, lengths = LENGTHS_SHAPE, [int(steps) for steps in args.lengths.split(",")]

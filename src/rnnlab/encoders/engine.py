@@ -8,7 +8,7 @@ whole padded batch) or ``step_stack`` (one position). ``run_stack`` takes one of
   layouts (``library_layout``): packed, the whole stack in one call (one call per direction for an independent
   multi-layer BiRNN), or padded, one call per layer and direction on the padded batch itself;
 - sequence kernel: every cell names the same project kernel (``rnnlab.kernels``), or, on CPUs, a library kernel
-  whose ``cpu`` twin is one (``torch.gru`` -> ``rnnlab.kernels.gru``, measured faster at every shape timed):
+  whose ``cpu`` twin is one (``torch.gru`` -> ``rnnlab.kernels.gru``: faster or level at every shape timed):
   one sorted, time-major copy of the batch shared by all layers, one kernel call per layer and direction;
 - step loop: ``cell.forward`` step by step, for cells without a kernel, ``implementation="reference"``, a stack
   whose layers do not all name the same kernel, batches with an empty sentence on the packed layout (packing
