@@ -193,11 +193,11 @@ def _run(layers: Stack, x: Tensor, mask: Tensor, states: StackStates, wide: bool
     """``run_stack`` once the precision is settled: picks the path."""
     kernels = [[None if recorder is not None else direction.kernel() for direction in layer] for layer in layers]
     names = {kernel[0] if kernel is not None else None for layer in kernels for kernel in layer}
-    name = next(iter(names)) if len(names) == 1 else None
-    if name is not None and kernel_on(name, x.device) != name:
-        name = kernel_on(name, x.device)
+    kind = None
+    if len(names) == 1 and None not in names:
+        name = kernel_on(next(iter(names)), x.device)  # the same parameters under the kernel this device runs
         kernels = [[(name, params) for _, params in layer] for layer in kernels]
-    kind = None if name is None else KERNELS[name]
+        kind = KERNELS[name]
     if isinstance(kind, LibraryKernel):
         lengths = mask.sum(dim=1)  # (B,)
         ragged = not bool((lengths == x.shape[1]).all())
