@@ -180,19 +180,21 @@ def fast_path(cell: nn.Module, device: torch.device = torch.device("cpu")) -> st
     return "kernels." + KERNELS[name].run.__module__.rsplit(".", 1)[-1]
 
 
-def length_models(cells: list[str], shape: Shape) -> dict[tuple[str, str], nn.Module]:
+def length_models(cells: list[str], shape: Shape,
+                  device: torch.device = torch.device("cpu")) -> dict[tuple[str, str], nn.Module]:
     """The models timed against length, keyed by ``(model, path)``: ``nn.LSTM`` (path ``""``), each cell on its
     fast path and, where that is not the loop, the same cell on the per-step loop (``implementation="reference"``).
 
     Args:
         cells: cell specs as ``--cells`` takes them (``name`` or ``name:key=value``).
         shape: sizes of the models (its ``steps`` is not read).
+        device: where they will run, which decides some cells' fast path (``fast_path``).
     """
     models: dict[tuple[str, str], nn.Module] = {("nn.LSTM", ""): TorchRNN(nn.LSTM, shape)}
     for spec in cells:
         name, options = parse_cell(spec)
         factory = cell_factory(name, **options)
-        path = fast_path(factory(shape.inputs, shape.hidden))
+        path = fast_path(factory(shape.inputs, shape.hidden), device)
         models[spec, path] = Encoder(factory, shape, "auto")
         if path != "loop":
             models[spec, "loop"] = Encoder(factory, shape, "reference")
@@ -471,7 +473,7 @@ def main() -> None:
               f"(loop); {args.clock} clock, median of {args.repeats} runs after {args.warmup} warm-up, longer "
               f"lengths skipped after a step over {args.max_seconds:g} s; forward + backward, training mode; "
               "no compilation involved.\n")
-        models = length_models(cells, shape)
+        models = length_models(cells, shape, device)
         results = time_against_length(models, shape, lengths, device, args.warmup, args.repeats, clock,
                                       args.max_seconds)
         if args.figure:
