@@ -24,6 +24,7 @@ a kernel; prints a table of milliseconds against length and, with ``--figure``, 
     python benchmarks/cells.py --cells lstm,peephole,peephole:peephole=full   # a cell with options
     python benchmarks/cells.py --lengths 50,200,1000 --figure speed.png       # against sequence length
     python benchmarks/cells.py --ragged --recipes ner,sst2 --limit-batches 200  # ragged batches, epochs
+    python benchmarks/cells.py --recipes ner_gru --before-layout padded       # torch.gru against gru_sequence
     python benchmarks/cells.py --regularisers --rounds 5                      # locked dropout, weight drop
 """
 
@@ -46,6 +47,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.cells.discovery import cell_factory, cell_names
 from rnnlab.encoders import RNNEncoder
+from rnnlab.encoders.engine import kernel_on
 from rnnlab.kernels import KERNELS, LibraryKernel
 
 
@@ -76,7 +78,8 @@ REGULARISERS = {"standard dropout 0.25": {"dropout": 0.25},  # --regularisers: R
                 "locked dropout 0.25": {"dropout": 0.25, "dropout_kind": "locked"},
                 "standard dropout 0.25, weight drop 0.5": {"dropout": 0.25, "weight_drop": 0.5}}
 # --recipes: train.py overrides; ner is the plain tagger that the tables of docs/benchmarks.md measured
-RECIPES = {"ner": ["experiment=ner_plain"], "sst2": ["task=sst2"]}
+RECIPES = {"ner": ["experiment=ner_plain"], "sst2": ["task=sst2"],
+           "ner_gru": ["experiment=ner_plain", "model/cell=gru"]}
 
 
 def parse_cell(spec: str) -> tuple[str, dict[str, str]]:
@@ -165,30 +168,33 @@ def machine_info(device: torch.device) -> str:
     return info
 
 
-def fast_path(cell: nn.Module) -> str:
-    """What ``implementation="auto"`` runs for ``cell``: ``torch.<kernel>`` (a PyTorch stack kernel),
+def fast_path(cell: nn.Module, device: torch.device = torch.device("cpu")) -> str:
+    """What ``implementation="auto"`` runs for ``cell`` on ``device``: ``torch.<kernel>`` (a PyTorch stack kernel),
     ``kernels.<module>`` (one of ``rnnlab.kernels``, e.g. ``kernels.scan``) or ``loop`` (the per-step loop)."""
     kernel = cell.fused_kernel()
     if kernel is None:
         return "loop"
-    if isinstance(KERNELS[kernel[0]], LibraryKernel):
-        return f"torch.{kernel[0]}"
-    return "kernels." + KERNELS[kernel[0]].run.__module__.rsplit(".", 1)[-1]
+    name = kernel_on(kernel[0], device)
+    if isinstance(KERNELS[name], LibraryKernel):
+        return f"torch.{name}"
+    return "kernels." + KERNELS[name].run.__module__.rsplit(".", 1)[-1]
 
 
-def length_models(cells: list[str], shape: Shape) -> dict[tuple[str, str], nn.Module]:
+def length_models(cells: list[str], shape: Shape,
+                  device: torch.device = torch.device("cpu")) -> dict[tuple[str, str], nn.Module]:
     """The models timed against length, keyed by ``(model, path)``: ``nn.LSTM`` (path ``""``), each cell on its
     fast path and, where that is not the loop, the same cell on the per-step loop (``implementation="reference"``).
 
     Args:
         cells: cell specs as ``--cells`` takes them (``name`` or ``name:key=value``).
         shape: sizes of the models (its ``steps`` is not read).
+        device: where they will run, which decides some cells' fast path (``fast_path``).
     """
     models: dict[tuple[str, str], nn.Module] = {("nn.LSTM", ""): TorchRNN(nn.LSTM, shape)}
     for spec in cells:
         name, options = parse_cell(spec)
         factory = cell_factory(name, **options)
-        path = fast_path(factory(shape.inputs, shape.hidden))
+        path = fast_path(factory(shape.inputs, shape.hidden), device)
         models[spec, path] = Encoder(factory, shape, "auto")
         if path != "loop":
             models[spec, "loop"] = Encoder(factory, shape, "reference")
@@ -374,16 +380,19 @@ def regulariser_table(device: torch.device, rounds: int, clock: Callable[[], flo
             print(f"| {sizes} | {name} | {ms:.1f} | {ms / reference:.2f} |", flush=True)
 
 
-def recipes_before_after(recipes: list[str], data_dir: str, limit_batches: int | None, rounds: int) -> None:
-    """Prints one training epoch of each recipe with library kernels forced onto the packed layout (before) and
-    on the layout the engine picks (after), interleaved, best of ``rounds``."""
+def recipes_before_after(recipes: list[str], data_dir: str, limit_batches: int | None, rounds: int,
+                         before_layout: str = "packed") -> None:
+    """Prints one training epoch of each recipe with library kernels forced onto ``before_layout`` (before; a
+    forced layout also keeps ``torch.gru`` on CPUs) and as the engine picks (after), interleaved, best of
+    ``rounds``."""
     from rnnlab.encoders.engine import force_layout
 
-    print("\n| recipe | batches | before (packed), s | after, s | before / after |\n|---|---:|---:|---:|---:|")
+    print(f"\n| recipe | batches | before ({before_layout}), s | after, s | before / after |\n"
+          "|---|---:|---:|---:|---:|")
     for recipe in recipes:
         before, after = [], []
         for _ in range(rounds):
-            with force_layout("packed"):
+            with force_layout(before_layout):
                 before.append(time_epoch(RECIPES[recipe], data_dir, limit_batches))
             after.append(time_epoch(RECIPES[recipe], data_dir, limit_batches))
         print(f"| {' '.join(RECIPES[recipe])} | {limit_batches or 'all'} | {min(before):.1f} | {min(after):.1f} | "
@@ -424,6 +433,8 @@ def main() -> None:
     parser.add_argument("--recipes", default="", help=f"comma-separated subset of {list(RECIPES)}, each timed for "
                                                      "one epoch before and after (with or without --ragged)")
     parser.add_argument("--limit-batches", type=int, default=None, help="--recipes: batches per epoch (all if unset)")
+    parser.add_argument("--before-layout", default="packed", choices=["packed", "padded"],
+                        help="--recipes: the layout forced for 'before' (padded: the CPU engine before gru_sequence)")
     parser.add_argument("--max-seconds", type=float, default=2.0,
                         help="--lengths: skip a model's longer lengths once one of its steps took longer")
     parser.add_argument("--figure", type=Path, default=None,
@@ -452,7 +463,8 @@ def main() -> None:
         if args.ragged:
             ragged_table(cells, device, args.rounds, clock)
         if args.recipes:
-            recipes_before_after(args.recipes.split(","), args.data_dir, args.limit_batches, args.rounds)
+            recipes_before_after(args.recipes.split(","), args.data_dir, args.limit_batches, args.rounds,
+                                 args.before_layout)
         return
     if args.lengths:
         shape, lengths = LENGTHS_SHAPE, [int(steps) for steps in args.lengths.split(",")]
@@ -461,7 +473,7 @@ def main() -> None:
               f"(loop); {args.clock} clock, median of {args.repeats} runs after {args.warmup} warm-up, longer "
               f"lengths skipped after a step over {args.max_seconds:g} s; forward + backward, training mode; "
               "no compilation involved.\n")
-        models = length_models(cells, shape)
+        models = length_models(cells, shape, device)
         results = time_against_length(models, shape, lengths, device, args.warmup, args.repeats, clock,
                                       args.max_seconds)
         if args.figure:

@@ -59,7 +59,8 @@ def test_the_shipped_implementations_register_themselves() -> None:
     assert list(COLUMN_FORMATS) == ["conll", "conllu"]
     assert list(SYNTHETIC_TASKS) == ["adding", "copy", "recall"]
     assert list(LM_NETWORKS) == ["ngram_mlp", "rnn"]
-    assert list(KERNELS) == ["gru", "lstm", "min_gru", "min_lstm", "peephole_lstm", "rnn_relu", "rnn_tanh"]
+    assert list(KERNELS) == ["gru", "gru_sequence", "lstm", "min_gru", "min_lstm", "peephole_lstm", "rnn_relu",
+                             "rnn_tanh"]
 
 
 def test_a_wrong_language_model_network_is_the_registrys_error() -> None:

@@ -7,8 +7,9 @@ whole padded batch) or ``step_stack`` (one position). ``run_stack`` takes one of
 - library kernel: every cell maps onto the same PyTorch stack kernel (``torch.lstm``, ...), run on one of two
   layouts (``library_layout``): packed, the whole stack in one call (one call per direction for an independent
   multi-layer BiRNN), or padded, one call per layer and direction on the padded batch itself;
-- sequence kernel: every cell names the same project kernel (``rnnlab.kernels``): one sorted, time-major copy
-  of the batch shared by all layers, one kernel call per layer and direction;
+- sequence kernel: every cell names the same project kernel (``rnnlab.kernels``), or, on CPUs, a library kernel
+  whose ``cpu`` twin is one (``torch.gru`` -> ``rnnlab.kernels.gru``: faster or level at every shape timed):
+  one sorted, time-major copy of the batch shared by all layers, one kernel call per layer and direction;
 - step loop: ``cell.forward`` step by step, for cells without a kernel, ``implementation="reference"``, a stack
   whose layers do not all name the same kernel, batches with an empty sentence on the packed layout (packing
   refuses them), and while steps are recorded.
@@ -109,6 +110,16 @@ def library_layout(device: torch.device) -> str:
     return "packed" if device.type == "cuda" else "padded"
 
 
+def kernel_on(name: str, device: torch.device) -> str:
+    """The kernel the engine runs for a stack whose cells name ``name``: a library kernel's ``cpu`` twin on CPUs
+    (``torch.gru`` -> ``rnnlab.kernels.gru``), unless a layout is forced (``force_layout`` times and tests the
+    library kernel itself); else ``name``."""
+    kernel = KERNELS[name]
+    if isinstance(kernel, LibraryKernel) and kernel.cpu is not None and device.type == "cpu" and not _forced_layout:
+        return kernel.cpu
+    return name
+
+
 @contextmanager
 def parameter_precision(parameter: Tensor, device_type: str) -> Iterator[Callable[[Tensor], Tensor]]:
     """Autocast off around a recurrence; yields the cast its inputs and states go through (a no-op outside
@@ -182,7 +193,11 @@ def _run(layers: Stack, x: Tensor, mask: Tensor, states: StackStates, wide: bool
     """``run_stack`` once the precision is settled: picks the path."""
     kernels = [[None if recorder is not None else direction.kernel() for direction in layer] for layer in layers]
     names = {kernel[0] if kernel is not None else None for layer in kernels for kernel in layer}
-    kind = KERNELS[next(iter(names))] if len(names) == 1 and None not in names else None
+    kind = None
+    if len(names) == 1 and None not in names:
+        name = kernel_on(next(iter(names)), x.device)  # the same parameters under the kernel this device runs
+        kernels = [[(name, params) for _, params in layer] for layer in kernels]
+        kind = KERNELS[name]
     if isinstance(kind, LibraryKernel):
         lengths = mask.sum(dim=1)  # (B,)
         ragged = not bool((lengths == x.shape[1]).all())

@@ -20,7 +20,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from rnnlab.kernels.registry import KERNELS, LibraryKernel, State, lstm_memory
 
 KERNELS.register("lstm")(LibraryKernel(torch.lstm, num_states=2, memory=lstm_memory))
-KERNELS.register("gru")(LibraryKernel(torch.gru, num_states=1))
+KERNELS.register("gru")(LibraryKernel(torch.gru, num_states=1, cpu="gru_sequence"))  # rnnlab.kernels.gru
 KERNELS.register("rnn_tanh")(LibraryKernel(torch.rnn_tanh, num_states=1))
 KERNELS.register("rnn_relu")(LibraryKernel(torch.rnn_relu, num_states=1))
 

@@ -40,11 +40,14 @@ class LibraryKernel:
             after each sentence's last token, ``(B, H)``, recomputed from one layer's inputs ``x`` ``(B, T, I)``
             and outputs ``(B, T, H)`` in reading order. Run on the padded batch, the kernel returns its states
             after the batch's last step only; every ``h`` is among its outputs, the memory is not.
+        cpu: a ``SequenceKernel`` of the same parameters that the engine runs instead on CPUs, where it measured
+            faster (``rnnlab.encoders.engine.kernel_on``).
     """
 
     run: Callable
     num_states: int
     memory: Callable[[list[Tensor], Tensor, Tensor, State, Tensor], Tensor] | None = None
+    cpu: str | None = None
 
 
 @dataclass(frozen=True)
