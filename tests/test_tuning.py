@@ -95,11 +95,13 @@ def test_search_space_adds_forget_bias_where_the_cell_reads_it_and_the_cells_own
     assert keys("lstm") == {"task.optimizer.lr", "model.forget_bias"}
     assert keys("gru") == {"task.optimizer.lr"}
     assert keys("mogrifier") == {"task.optimizer.lr", "model.forget_bias", "model.cell.rounds"}
+    dropped = {**space, "model.dropout": None}  # a study drops a key of the space it inherits
+    assert set(search_space(compose_train(["model/cell=gru"], tmp_path), dropped, bias)) == {"task.optimizer.lr"}
 
 
 @pytest.mark.parametrize(("name", "overrides", "factor", "task"), [
     ("tuned_cells", ["task=sst2"], "model/cell", "sst2"), ("tuned_cells_ptb", [], "model/cell", "lm"),
-    ("tuned_depth", [], "encoder", "ner")])
+    ("tuned_depth", [], "encoder", "ner"), ("tuned_lab", [], "model/cell", "recall")])
 def test_tuned_studies_compose_and_group_their_wandb_runs_by_the_study(name: str, overrides: list[str], factor: str,
                                                                       task: str) -> None:
     with initialize_config_dir(config_dir=str(SWEEPS), version_base="1.3"):
@@ -108,6 +110,15 @@ def test_tuned_studies_compose_and_group_their_wandb_runs_by_the_study(name: str
     assert cfg.tuning.factor == factor and cfg.tuning.seeds == [1, 2, 3, 4, 5]
     assert cfg.tuning.search_seed not in cfg.tuning.seeds
     assert tuned.arms_of(cfg.tuning)[0] == cfg.tuning.baseline
+
+
+def test_tuned_lab_searches_the_learning_rate_and_forget_bias_on_the_neutral_budget() -> None:
+    with initialize_config_dir(config_dir=str(SWEEPS), version_base="1.3"):
+        cfg = compose("tuned_lab", overrides=[f"hydra.searchpath=[file://{CONF}]", "model/cell=lstm"])
+    ranges = OmegaConf.to_container(cfg.tuning, resolve=True)
+    space = search_space(cfg, ranges["space"], ranges["forget_bias"])
+    assert set(space) == {"task.optimizer.lr", "model.forget_bias"} and cfg.model.dropout == 0.0
+    assert cfg.callbacks.early_stopping.patience >= cfg.trainer.max_epochs  # no stop for lack of progress
 
 
 def test_final_seeds_must_differ_from_the_search_seed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
