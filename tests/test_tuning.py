@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from conftest import CONF, ROOT, compose_train, write_conll
 from rnnlab.analysis.stats import holm
-from rnnlab.analysis.tuned import write_report
+from rnnlab.analysis.tuned import untuned_values, write_report
 from rnnlab.cli import tuned
 from rnnlab.errors import UserError
 from rnnlab.run.pipeline import build
@@ -132,6 +132,7 @@ def test_tuned_study_end_to_end(tiny_ner: list[str], tmp_path: Path) -> None:
     tuned.main(["--config-dir", str(SWEEPS), "--config-name", "tuned_cells", *tiny_ner, "tuning.arms=[gru,lstm]",
                 "tuning.trials=3", "tuning.seeds=[1,2]", "tuning.size=parameters", "model.encoder.hidden_size=64",
                 f"tuning.out={out}"])
+    assert OmegaConf.load(out / "study.yaml").overrides == [*tiny_ner, "model.encoder.hidden_size=64"]
     report = out / "report"
     results = pd.read_csv(report / "tuned_results.csv")
     assert list(results["arm"]) == ["lstm", "gru"]  # the baseline first
@@ -169,6 +170,19 @@ def test_tuned_study_end_to_end(tiny_ner: list[str], tmp_path: Path) -> None:
     beside = write_report(out, untuned=str(out / "final"))
     assert beside["untuned_mean"].tolist() == pytest.approx(beside["mean"].tolist())
     assert beside["untuned_runs"].tolist() == [2, 2]
+
+
+def test_untuned_runs_are_the_studys_distance_only(tmp_path: Path) -> None:
+    """An untuned lab sweeps the distance; the runs beside a T = 50 study are its T = 50 runs."""
+    for distance, acc in [(50, 1.0), (100, 0.1)]:
+        job = tmp_path / f"job_{distance}"
+        (job / ".hydra").mkdir(parents=True)
+        OmegaConf.save(OmegaConf.create(["model/cell=lstm", f"data.distance={distance}", "seed=1"]),
+                       job / ".hydra" / "overrides.yaml")
+        (job / "metrics.json").write_text(json.dumps({"test/acc": acc}))
+    fixed = ["experiment=long_range", "task=recall", "data.distance=50"]
+    assert untuned_values(tmp_path, "model/cell", "lstm", "recall", "test/acc", fixed) == [1.0]
+    assert sorted(untuned_values(tmp_path, "model/cell", "lstm", "recall", "test/acc")) == [0.1, 1.0]
 
 
 def test_a_trial_that_stops_with_an_error_fails_and_the_search_goes_on(tmp_path: Path,
