@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import hydra
 import lightning as L
 import numpy as np
 import pytest
@@ -170,6 +171,22 @@ def test_long_range_experiment_stops_once_solved_in_the_task_metric(task: str, m
     assert cfg.task.name == task and stopping.monitor == f"val/{metric}"
     assert stopping.mode == ("min" if metric == "mse" else "max")
     assert long_range.solved(stopping.stopping_threshold, chance, metric)  # reached only by a solved run
+
+
+@pytest.mark.parametrize("task", ["recall", "adding", "copy"])
+@pytest.mark.parametrize("experiment,stops_without_progress", [("long_range", True), ("long_range_neutral", False)])
+def test_neutral_lab_stops_a_run_only_once_solved(experiment: str, stops_without_progress: bool, task: str,
+                                                    tmp_path: Path) -> None:
+    """The neutral budget never stops a run for lack of progress within its epochs, only at the solved threshold;
+    the lab's own budget stops it after its patience."""
+    cfg = compose_train([f"experiment={experiment}", f"task={task}"], tmp_path)
+    stopping = hydra.utils.instantiate(cfg.callbacks.early_stopping)
+    worse = 0.2 if stopping.mode == "max" else 0.4  # than the first validation's 0.3
+    stopped = [stopping._evaluate_stopping_criteria(torch.tensor(value))[0]
+               for value in [0.3] + [worse] * (cfg.trainer.max_epochs - 1)]
+    assert cfg.trainer.max_epochs == 8 and any(stopped) == stops_without_progress
+    solved = 1.0 if stopping.mode == "max" else 0.0
+    assert stopping._evaluate_stopping_criteria(torch.tensor(solved))[0]
 
 
 @pytest.mark.parametrize("gate", ["hard", "straight_through", "hard_sigmoid"])

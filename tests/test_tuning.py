@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from conftest import CONF, ROOT, compose_train, write_conll
 from rnnlab.analysis.stats import holm
-from rnnlab.analysis.tuned import write_report
+from rnnlab.analysis.tuned import untuned_values, write_report
 from rnnlab.cli import tuned
 from rnnlab.errors import UserError
 from rnnlab.run.pipeline import build
@@ -95,11 +95,13 @@ def test_search_space_adds_forget_bias_where_the_cell_reads_it_and_the_cells_own
     assert keys("lstm") == {"task.optimizer.lr", "model.forget_bias"}
     assert keys("gru") == {"task.optimizer.lr"}
     assert keys("mogrifier") == {"task.optimizer.lr", "model.forget_bias", "model.cell.rounds"}
+    dropped = {**space, "model.dropout": None}  # a study drops a key of the space it inherits
+    assert set(search_space(compose_train(["model/cell=gru"], tmp_path), dropped, bias)) == {"task.optimizer.lr"}
 
 
 @pytest.mark.parametrize(("name", "overrides", "factor", "task"), [
     ("tuned_cells", ["task=sst2"], "model/cell", "sst2"), ("tuned_cells_ptb", [], "model/cell", "lm"),
-    ("tuned_depth", [], "encoder", "ner")])
+    ("tuned_depth", [], "encoder", "ner"), ("tuned_lab", [], "model/cell", "recall")])
 def test_tuned_studies_compose_and_group_their_wandb_runs_by_the_study(name: str, overrides: list[str], factor: str,
                                                                       task: str) -> None:
     with initialize_config_dir(config_dir=str(SWEEPS), version_base="1.3"):
@@ -108,6 +110,15 @@ def test_tuned_studies_compose_and_group_their_wandb_runs_by_the_study(name: str
     assert cfg.tuning.factor == factor and cfg.tuning.seeds == [1, 2, 3, 4, 5]
     assert cfg.tuning.search_seed not in cfg.tuning.seeds
     assert tuned.arms_of(cfg.tuning)[0] == cfg.tuning.baseline
+
+
+def test_tuned_lab_searches_the_learning_rate_and_forget_bias_on_the_neutral_budget() -> None:
+    with initialize_config_dir(config_dir=str(SWEEPS), version_base="1.3"):
+        cfg = compose("tuned_lab", overrides=[f"hydra.searchpath=[file://{CONF}]", "model/cell=lstm"])
+    ranges = OmegaConf.to_container(cfg.tuning, resolve=True)
+    space = search_space(cfg, ranges["space"], ranges["forget_bias"])
+    assert set(space) == {"task.optimizer.lr", "model.forget_bias"} and cfg.model.dropout == 0.0
+    assert cfg.callbacks.early_stopping.patience >= cfg.trainer.max_epochs  # no stop for lack of progress
 
 
 def test_final_seeds_must_differ_from_the_search_seed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -121,6 +132,7 @@ def test_tuned_study_end_to_end(tiny_ner: list[str], tmp_path: Path) -> None:
     tuned.main(["--config-dir", str(SWEEPS), "--config-name", "tuned_cells", *tiny_ner, "tuning.arms=[gru,lstm]",
                 "tuning.trials=3", "tuning.seeds=[1,2]", "tuning.size=parameters", "model.encoder.hidden_size=64",
                 f"tuning.out={out}"])
+    assert OmegaConf.load(out / "study.yaml").overrides == [*tiny_ner, "model.encoder.hidden_size=64"]
     report = out / "report"
     results = pd.read_csv(report / "tuned_results.csv")
     assert list(results["arm"]) == ["lstm", "gru"]  # the baseline first
@@ -158,6 +170,19 @@ def test_tuned_study_end_to_end(tiny_ner: list[str], tmp_path: Path) -> None:
     beside = write_report(out, untuned=str(out / "final"))
     assert beside["untuned_mean"].tolist() == pytest.approx(beside["mean"].tolist())
     assert beside["untuned_runs"].tolist() == [2, 2]
+
+
+def test_untuned_runs_are_the_studys_distance_only(tmp_path: Path) -> None:
+    """An untuned lab sweeps the distance; the runs beside a T = 50 study are its T = 50 runs."""
+    for distance, acc in [(50, 1.0), (100, 0.1)]:
+        job = tmp_path / f"job_{distance}"
+        (job / ".hydra").mkdir(parents=True)
+        OmegaConf.save(OmegaConf.create(["model/cell=lstm", f"data.distance={distance}", "seed=1"]),
+                       job / ".hydra" / "overrides.yaml")
+        (job / "metrics.json").write_text(json.dumps({"test/acc": acc}))
+    fixed = ["experiment=long_range", "task=recall", "data.distance=50"]
+    assert untuned_values(tmp_path, "model/cell", "lstm", "recall", "test/acc", fixed) == [1.0]
+    assert sorted(untuned_values(tmp_path, "model/cell", "lstm", "recall", "test/acc")) == [0.1, 1.0]
 
 
 def test_a_trial_that_stops_with_an_error_fails_and_the_search_goes_on(tmp_path: Path,

@@ -9,7 +9,7 @@ Written to ``<study folder>/report``:
   parameter count, the test metric's mean ± sample standard deviation over the final seeds, its 95% t interval
   clipped to the metric's range (``rnnlab.analysis.stats``), the trials (completed / pruned / failed), the
   total compute (wall seconds of every trial and final run); with an untuned study, its mean ± std and runs for
-  the same arm beside them. Below the table in the Markdown file, the tests.
+  the same arm beside them (its runs whose overrides agree with the study's: the same distance in the lab). Below the table in the Markdown file, the tests.
 - ``tuned_tests.csv``: each arm against the baseline arm, paired t-test over the shared final seeds
   (``rnnlab.analysis.report.significance``), with Holm-adjusted p-values over the family of these tests.
 - ``tuned_metric.png``: the metric per arm, mean with its interval, every seed a dot; ``tuned_search.png``: the
@@ -22,6 +22,7 @@ import argparse
 import json
 import logging
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib
@@ -46,12 +47,19 @@ def load_arm(out: Path, arm: str) -> optuna.Study:
     return optuna.load_study(study_name=arm, storage=f"sqlite:///{out / 'optuna.db'}")
 
 
-def untuned_values(folder: str | Path, factor: str, arm: str, task: str, metric: str) -> list[float]:
-    """``metric`` of every run of ``arm`` on ``task`` in an untuned multirun folder (e.g. of sweeps/cells.yaml)."""
+def untuned_values(folder: str | Path, factor: str, arm: str, task: str, metric: str,
+                   fixed: Iterable[str] = ()) -> list[float]:
+    """``metric`` of every run of ``arm`` on ``task`` in an untuned multirun folder (e.g. of sweeps/cells.yaml).
+
+    A run that sets a key of ``fixed`` (the study's own overrides, e.g. ``data.distance=50``) to another value is
+    left out: an untuned lab sweeps the distance, and only the study's distance compares with it.
+    """
+    wanted = dict(item.split("=", 1) for item in fixed if "=" in item)
     values = []
     for run in load_multirun(folder, metric):
         items = dict(item.split("=", 1) for item in run.overrides if "=" in item)
-        if items.get(factor) == arm and items.get("task", task) == task and metric in run.metrics:
+        same = all(items.get(key, value) == value for key, value in wanted.items())
+        if same and items.get(factor) == arm and items.get("task", task) == task and metric in run.metrics:
             values.append(run.metrics[metric])
     return values
 
@@ -73,8 +81,9 @@ def arms_table(out: Path, study: dict, summary: pd.DataFrame, untuned: str | Non
                "completed": int((states == "COMPLETE").sum()), "pruned": int((states == "PRUNED").sum()),
                "failed": int((states == "FAIL").sum()), "compute_seconds": compute}
         if untuned:
-            before = mean_interval(untuned_values(untuned, study["factor"], arm, study["task"], final["metric"]),
-                                   metric_range(final["metric"]))
+            values = untuned_values(untuned, study["factor"], arm, study["task"], final["metric"],
+                                    study.get("overrides", []))
+            before = mean_interval(values, metric_range(final["metric"]))
             row.update(untuned_mean=before.mean, untuned_std=before.std, untuned_runs=before.n)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -8,7 +8,8 @@ The config (``sweeps/<name>.yaml``, composed over ``conf/``) is a training confi
 this process through ``rnnlab.run.pipeline.train``, so a callback can report every validation to the trial and
 stop the ones the pruner prunes: a Hydra sweeper only sees a job's final value. The study folder (``tuning.out``) receives:
 
-- ``study.yaml``: the factor, arms, seeds, metric and budget of the study;
+- ``study.yaml``: the factor, arms, seeds, metric and budget of the study, and its recipe overrides (the command
+  line's, less ``tuning.*``; the report compares an untuned study's runs only where these agree);
 - ``optuna.db``: one Optuna study per arm (``optuna.load_study(study_name=<arm>,
   storage="sqlite:///<out>/optuna.db")``), each trial's wall time, hidden size and parameter count in its user
   attributes, the final runs' wall times in the study's;
@@ -88,7 +89,7 @@ class Study:
         settings = {"sweep": cfg.get("sweep", config_name), "task": cfg.task.name, "optimized_metric": self.metric,
                     "mode": self.mode, "max_epochs": cfg.trainer.get("max_epochs"),
                     "max_time": cfg.trainer.get("max_time"), **OmegaConf.to_container(self.tuning, resolve=True),
-                    "arms": self.arms}
+                    "arms": self.arms, "overrides": [item for item in overrides if not item.startswith("tuning.")]}
         OmegaConf.save(settings, self.out / "study.yaml")
         self.target: int | None = None  # the baseline's parameter count, with size=parameters
 

@@ -52,14 +52,15 @@ def search_space(cfg: DictConfig, space: dict[str, dict], forget_bias: dict | No
 
     Args:
         cfg: the arm's composed config.
-        space: ranges every arm shares (``{"task.optimizer.lr": {"log": [1e-4, 1e-2]}}``).
+        space: ranges every arm shares (``{"task.optimizer.lr": {"log": [1e-4, 1e-2]}}``); a key whose range is
+            None is not searched, so a study can drop a key of the space it inherits.
         forget_bias: the range of ``model.forget_bias``, searched where the cell's YAML reads it; None: never.
 
     Returns:
         ``space``, plus ``model.forget_bias`` where the cell reads it, plus each option the cell's class declares
         ``tunable`` as ``model.cell.<option>``.
     """
-    full = dict(space)
+    full = {key: spec for key, spec in space.items() if spec is not None}
     cell = cfg.model.get("cell")
     if cell is None:
         return full
