@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from rnnlab.errors import main_guard
 from rnnlab.run.pipeline import train
+from rnnlab.run.renamed import refuse_renamed
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -18,4 +21,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    main_guard(refuse_renamed)(sys.argv[1:])
     main()

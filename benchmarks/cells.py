@@ -78,7 +78,7 @@ REGULARISERS = {"standard dropout 0.25": {"dropout": 0.25},  # --regularisers: R
                 "locked dropout 0.25": {"dropout": 0.25, "dropout_kind": "locked"},
                 "standard dropout 0.25, weight drop 0.5": {"dropout": 0.25, "weight_drop": 0.5}}
 # --recipes: train.py overrides; ner is the plain tagger that the tables of docs/benchmarks.md measured
-RECIPES = {"ner": ["experiment=ner_plain"], "sst2": ["task=sst2"],
+RECIPES = {"ner": ["experiment=ner_plain"], "sst2": ["task=classify", "data=sst2"],
            "ner_gru": ["experiment=ner_plain", "model/cell=gru"]}
 
 

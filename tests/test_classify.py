@@ -55,7 +55,7 @@ def labelled(tmp_path: Path, text: str, name: str = "train.tsv", **kwargs) -> Cl
 @pytest.mark.parametrize("model", ["bilstm", "lstm", "cnn"])
 def test_train_fast_dev_run(model: str, tmp_path: Path) -> None:
     data_dir = write_sst(tmp_path / "data")
-    cfg = compose_train(["task=sst2", f"model={model}", "debug=fast", f"paths.data_dir={data_dir}"], tmp_path)
+    cfg = compose_train(["task=classify", "data=sst2", f"model={model}", "debug=fast", f"paths.data_dir={data_dir}"], tmp_path)
     metrics = train(cfg)
     assert 0.0 <= metrics["test/acc"] <= 1.0 and 0.0 <= metrics["test/macro_f1"] <= 1.0
     assert "val/acc_best" in metrics and "val/macro_f1" in metrics
@@ -67,7 +67,9 @@ def test_experiment_recipes_run(experiment: str, tmp_path: Path) -> None:
     data_dir = write_trees(write_sst(write_sst(tmp_path / "data"), "sst5", "stsa.fine"))
     cfg = compose_train([f"experiment={experiment}", "debug=fast", f"paths.data_dir={data_dir}"], tmp_path)
     skip_without_vectors(cfg)
-    assert cfg.task.name == experiment.split("_")[0]
+    dataset = experiment.split("_")[0]  # sst2 | sst5, as sentences or as trees of that granularity
+    assert cfg.task.name == "classify"
+    assert dataset in (cfg.data.name, {"binary": "sst2", "fine": "sst5"}.get(cfg.data.get("granularity")))
     assert 0.0 <= train(cfg)["test/acc"] <= 1.0
 
 
@@ -83,7 +85,7 @@ def test_classify_on_mr_learns_the_fixture(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------- models
 def classifier(model: list[str]) -> ClassificationModule:
-    cfg = compose_train(["task=sst2", *model, "model.embedding_dim=8", "model.head_hidden=6"], Path("/tmp"))
+    cfg = compose_train(["task=classify", "data=sst2", *model, "model.embedding_dim=8", "model.head_hidden=6"], Path("/tmp"))
     vocab = {"items": ["<pad>", "<unk>", *"abcdefgh"], "unk": "<unk>"}
     return ClassificationModule(OmegaConf.to_container(cfg.model, resolve=True), vocab, {"items": ["0", "1", "2"], "unk": None})
 
@@ -209,7 +211,7 @@ def test_tsv_and_csv_with_header_and_blank_lines(tmp_path: Path) -> None:
 
 def test_label_outside_declared_classes_names_file_and_line(tmp_path: Path) -> None:
     root = write_sst(tmp_path, lines=[*SST_LINES[:3], "2 neutral at best", *SST_LINES[3:]])
-    cfg = compose_train(["task=sst2", f"paths.data_dir={root}"], tmp_path)
+    cfg = compose_train(["task=classify", "data=sst2", f"paths.data_dir={root}"], tmp_path)
     with pytest.raises(DataError, match=r"stsa\.binary\.train:4: label '2' is not one of the classes \['0', '1'\]"):
         build(cfg)
 
@@ -258,7 +260,7 @@ def test_missing_sst_without_hub_says_where_it_looked(tmp_path: Path, monkeypatc
         raise ConnectionError(f"Couldn't reach '{path}' on the Hub")
 
     monkeypatch.setattr("rnnlab.data.classification.datasets.load_dataset", unreachable)
-    cfg = compose_train(["task=sst5", f"paths.data_dir={tmp_path / 'nowhere'}"], tmp_path)
+    cfg = compose_train(["task=classify", "data=sst5", f"paths.data_dir={tmp_path / 'nowhere'}"], tmp_path)
     with pytest.raises(DataError, match=r"sst5.*SetFit/sst5 from the Hub failed.*RNNLAB_DATA_DIR"):
         build(cfg)
 
@@ -266,7 +268,7 @@ def test_missing_sst_without_hub_says_where_it_looked(tmp_path: Path, monkeypatc
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "sst2").is_dir(), reason="shared SST-2 copy absent")
 def test_real_sst2_and_mr_counts() -> None:
-    cfg = compose_train(["task=sst2", f"paths.data_dir={SHARED_DATA}"], Path("/tmp"))
+    cfg = compose_train(["task=classify", "data=sst2", f"paths.data_dir={SHARED_DATA}"], Path("/tmp"))
     datamodule, _ = build(cfg)
     assert [len(datamodule.datasets[s]) for s in ("train", "validation", "test")] == [6920, 872, 1821]
     if (SHARED_DATA / "mr").is_dir():

@@ -1,9 +1,12 @@
 """Defaults in one place: the translation task's decoder and decoding options are typed configs (``rnnlab.config``)
 that fill in what an older checkpoint lacks, and a key they lack fails before any data is read, naming the keys
-they have; the model keys' defaults are those of ``conf/model/_defaults.yaml``; no optimiser is assumed."""
+they have; the model keys' defaults are those of ``conf/model/_defaults.yaml``; no optimiser is assumed; the config
+groups mirror the code (a task file holds its task family, nothing of the trainer or the model)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ import torch
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from conftest import compose_train
+from conftest import CONF, ROOT, compose_train
 from rnnlab.config import DecoderConfig, DecodingConfig, complete, with_model_defaults
 from rnnlab.errors import UserError
 from rnnlab.run.pipeline import CheckTaskFitsData, train
@@ -69,7 +72,7 @@ def test_a_model_config_without_newer_keys_gets_the_values_of_the_defaults_file(
 
 
 def test_a_module_without_an_optimizer_predicts_and_refuses_to_train(tmp_path: Path) -> None:
-    cfg = compose_train(["task=sst2", "model=bilstm", "model.embedding_dim=8", "model.encoder.hidden_size=4"],
+    cfg = compose_train(["task=classify", "data=sst2", "model=bilstm", "model.embedding_dim=8", "model.encoder.hidden_size=4"],
                         tmp_path)
     vocab = {"items": ["<pad>", "<unk>", "a"], "unk": "<unk>"}
     module = ClassificationModule(OmegaConf.to_container(cfg.model, resolve=True), vocab,
@@ -99,3 +102,28 @@ def test_the_composed_config_of_a_run_is_checked_before_hydra_writes_its_folder(
         "error: task=classify trains on ClassificationDataModule data, but data=multi30k is TranslationDataModule "
         "data; choose data= one of ['labelled_text', 'mr', 'sst2', 'sst5', 'sst_trees'], or a task that reads it\n")
     CheckTaskFitsData().on_run_start(compose_train(["task=classify"], tmp_path / "run"))  # a fit: no error
+
+
+def test_task_configs_hold_task_families_only() -> None:
+    datasets = {path.stem for path in (CONF / "data").glob("*.yaml")}
+    for path in sorted((CONF / "task").glob("*.yaml")):
+        config = OmegaConf.load(path)
+        assert path.stem not in datasets, f"{path.name} is a dataset; put it in conf/data/"
+        assert set(config) <= {"defaults", "task", "data"}, f"{path.name}: {set(config)}"  # no trainer or model keys
+
+
+@pytest.mark.parametrize(("task", "data", "epochs"), [("ner", "conll2003", 15), ("pos", "ud_english_ewt", 12),
+                                                      ("classify", "sst2", 10), ("recall", None, 20)])
+def test_a_task_picks_its_data_budget_and_standard_model(task: str, data: str, epochs: int, tmp_path: Path) -> None:
+    cfg = compose_train([f"task={task}", "model=bilstm"], tmp_path)
+    assert cfg.data.get("name") == data and cfg.trainer.max_epochs == epochs
+    assert (cfg.model.crf, cfg.model.get("chars") is not None) == (task == "ner", task == "ner")
+    assert compose_train([f"task={task}", "trainer.max_epochs=2"], tmp_path).trainer.max_epochs == 2
+
+
+def test_a_renamed_task_stops_with_one_line_naming_its_replacement(tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, str(ROOT / "train.py"), "-m", "task=ner,sst2", "seed=1,2"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and not (tmp_path / "multirun").exists()
+    assert run.stderr == ("error: task=sst2 is now task=classify data=sst2: task= picks the task family, data= its "
+                          "dataset\n")

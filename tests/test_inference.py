@@ -33,7 +33,7 @@ TINY = ["model.embedding_dim=8", "model.encoder.hidden_size=8", "model.head_hidd
         "~logger"]
 TASKS = {  # task -> (overrides, writes the data folder, the file of its test split inside it)
     "ner": (["experiment=ner_plain"], write_conll, "conll2003/eng.testb"),  # the tagger these tests were written on
-    "sst2": (["task=sst2"], write_sst, "sst2/stsa.binary.test"),
+    "classify": (["task=classify", "data=sst2"], write_sst, "sst2/stsa.binary.test"),
     "lm": (["task=lm", "model=lstm", "data.batch_size=2", "data.eval_batch_size=3", "data.bptt=4"], write_ptb,
            "ptb_mikolov/ptb.test.txt.gz"),
     "translation": (["task=translation", "data.min_freq=1"], write_multi30k, "multi30k/test_2016_flickr.*.gz"),
@@ -119,7 +119,7 @@ def test_checkpoint_holds_what_rebuilds_the_model(task: str, trained) -> None:
     assert run["data"]["_target_"].startswith("rnnlab.data.")
     vocabularies = {key for key, value in checkpoint["hyper_parameters"].items()
                     if isinstance(value, dict) and "items" in value}
-    assert vocabularies == {"ner": {"vocab", "tags"}, "sst2": {"vocab", "labels"}, "lm": {"vocab"},
+    assert vocabularies == {"ner": {"vocab", "tags"}, "classify": {"vocab", "labels"}, "lm": {"vocab"},
                             "translation": {"source_vocab", "target_vocab"}}[task]
     implementations = checkpoint["rnnlab"]["implementations"]  # what the model is built from, by kind
     assert implementations["cell"].startswith("rnnlab.cells.")
@@ -139,10 +139,10 @@ def test_eval_reproduces_the_training_test_metrics_without_training_data(task: s
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     for name, value in metrics.items():
         assert value == pytest.approx(training[name], rel=1e-5), name
-    main = {"ner": "test/f1", "sst2": "test/acc", "lm": "test/ppl", "translation": "test/bleu"}[task]
+    main = {"ner": "test/f1", "classify": "test/acc", "lm": "test/ppl", "translation": "test/bleu"}[task]
     assert main in metrics
     predictions = {path.name for path in (tmp_path / "predictions").glob("*")} if task != "lm" else set()
-    assert predictions == {"ner": {"test.conll"}, "sst2": {"test.tsv"}, "lm": set(),
+    assert predictions == {"ner": {"test.conll"}, "classify": {"test.tsv"}, "lm": set(),
                            "translation": {"test.hyp"}}[task]
 
 
@@ -214,7 +214,7 @@ def test_eval_on_another_tag_set_scores_as_seqeval(columns, tmp_path: Path) -> N
 
 
 def test_eval_of_a_classifier_writes_text_gold_prediction_probability(trained, tmp_path: Path) -> None:
-    run_eval([f"ckpt_path={trained['sst2'][0]}", f"paths.data_dir={trained['sst2'][2]}"], tmp_path)
+    run_eval([f"ckpt_path={trained['classify'][0]}", f"paths.data_dir={trained['classify'][2]}"], tmp_path)
     header, *rows = (tmp_path / "predictions" / "test.tsv").read_text().splitlines()
     assert header == "text\tgold\tpredicted\tprobability" and len(rows) == len(SST_LINES)
     text, gold, predicted, probability = rows[0].split("\t")
@@ -248,7 +248,7 @@ def test_predict_tags_lines_and_conll_alike(trained, tmp_path: Path, capsys: pyt
                        capsys) == first + "\n\n"
 
 
-@pytest.mark.parametrize("task", ["ner", "sst2"])
+@pytest.mark.parametrize("task", ["ner", "classify"])
 def test_predicting_by_length_gives_the_predictions_of_input_order(trained, task: str, tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture) -> None:
     words = "Anna lives in London great fun an unseen dull word".split()
@@ -275,7 +275,7 @@ def test_predict_reads_tab_columns(trained, columns, tmp_path: Path, capsys: pyt
 
 def test_predict_classifies_lines(trained, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     text = write_lines(tmp_path / "in.txt", ["great fun", "", "an unseen dull word"])
-    lines = run_predict([f"ckpt_path={trained['sst2'][0]}", f"input={text}", "batch_size=1"],
+    lines = run_predict([f"ckpt_path={trained['classify'][0]}", f"input={text}", "batch_size=1"],
                         capsys).split("\n")
     assert lines[1] == "" and lines[3] == ""
     label, probability, sentence = lines[0].split("\t")
@@ -319,7 +319,7 @@ def test_predict_generates_reproducibly(trained, tmp_path: Path, capsys: pytest.
 
 def test_predict_reads_stdin(trained, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO("great fun\ndull\n"))
-    out = run_predict([f"ckpt_path={trained['sst2'][0]}", "input=-"], capsys)
+    out = run_predict([f"ckpt_path={trained['classify'][0]}", "input=-"], capsys)
     assert [line.split("\t")[2] for line in out.splitlines()] == ["great fun", "dull"]
 
 
@@ -336,7 +336,7 @@ def test_missing_and_invalid_checkpoints_and_inputs(trained, tmp_path: Path, cap
 
 
 def test_a_directory_is_named_as_one(trained, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    message = user_error("predict", [f"ckpt_path={trained['sst2'][0]}", f"input={tmp_path}"], capsys)
+    message = user_error("predict", [f"ckpt_path={trained['classify'][0]}", f"input={tmp_path}"], capsys)
     assert f"input {tmp_path} is a directory; pass input= a file, or input=- to read stdin" in message
     message = user_error("predict", [f"ckpt_path={tmp_path}", f"input={tmp_path}"], capsys)
     assert f"checkpoint {tmp_path} is a directory; pass ckpt_path=" in message
@@ -349,7 +349,7 @@ def test_predictions_that_fail_halfway_leave_the_previous_output_whole(trained, 
     lines.write_bytes(b"great fun\ndull\n" * 1500 + b"\xff\xfe\n")
     output = tmp_path / "out.txt"
     output.write_text("previous predictions\n")
-    message = user_error("predict", [f"ckpt_path={trained['sst2'][0]}", f"input={lines}", f"output={output}",
+    message = user_error("predict", [f"ckpt_path={trained['classify'][0]}", f"input={lines}", f"output={output}",
                                      "batch_size=100"], capsys)
     assert f"{lines}:3001: cannot decode the file as utf-8" in message
     assert output.read_text() == "previous predictions\n" and sorted(tmp_path.iterdir()) == [lines, output]
@@ -452,7 +452,7 @@ def test_checkpoint_of_another_task(trained, tmp_path: Path, capsys: pytest.Capt
     assert "holds a lm language model; set mode= to one of ('generate', 'score')" in message
     message = user_error("predict", [f"ckpt_path={ner}", f"input={text}", "mode=score"], capsys)
     assert "holds a ner tagger; drop mode=: a tagger has no modes" in message
-    message = user_error("predict", [f"ckpt_path={trained['sst2'][0]}", f"input={text}", "input_format=conll"],
+    message = user_error("predict", [f"ckpt_path={trained['classify'][0]}", f"input={text}", "input_format=conll"],
                          capsys)
     assert "input_format=conll is not for a classifier; use input_format=text" in message
     message = user_error("eval", [f"ckpt_path={lm}", "data.format=conll", f"paths.output_dir={tmp_path}"], capsys)

@@ -119,7 +119,7 @@ class Case:
 CASES = {
     "ner": Case(["experiment=ner_plain", "data.tag_column=1", *FAST], "test/f1", 0.9, conll_sentence),
     "pos": Case(["task=pos", *FAST], "test/acc", 0.95, conllu_sentence),
-    "classify": Case(["task=classify", *FAST], "test/acc", 0.95, keyword_sentence),
+    "classify": Case(["task=classify", "data=labelled_text", *FAST], "test/acc", 0.95, keyword_sentence),
     # Later overrides win: one short stream needs small windows for a few dozen steps an epoch.
     "lm": Case(["task=lm", "data=text", "model=lstm", *FAST, "data.batch_size=4", "data.bptt=20"], "test/ppl", 1.5,
                lambda rng: {"": SENTENCE}),

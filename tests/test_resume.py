@@ -184,9 +184,9 @@ SMALL_RNN = ["model.embedding_dim=8", "model.encoder.hidden_size=8", "trainer.de
              "callbacks.early_stopping.patience=100", "logger=csv"]
 FAMILIES = {
     "tagging": ([*TINY, "logger=csv"], conll_fixture),
-    "classification": (["task=sst2", "model=bilstm", "data.batch_size=2", "model.head_hidden=8", *SMALL_RNN],
+    "classification": (["task=classify", "data=sst2", "model=bilstm", "data.batch_size=2", "model.head_hidden=8", *SMALL_RNN],
                        write_sst),
-    "phrases": (["task=sst2", "data=sst_trees", "data.granularity=binary", "model=bilstm", "data.batch_size=4",
+    "phrases": (["task=classify", "data=sst2", "data=sst_trees", "data.granularity=binary", "model=bilstm", "data.batch_size=4",
                  "model.head_hidden=8", *SMALL_RNN], write_trees),
     "lm": (["task=lm", "model=lstm", "model.head_hidden=0", "data.batch_size=2", "data.eval_batch_size=3",
             "data.bptt=4", "model.dropout=0.3", *SMALL_RNN], write_ptb),

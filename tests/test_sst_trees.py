@@ -113,7 +113,7 @@ def test_read_file_gives_sentences_and_options_are_checked(tmp_path: Path) -> No
 @pytest.mark.parametrize("model", ["bilstm", "cnn"])
 def test_phrase_level_training_runs(model: str, tmp_path: Path) -> None:
     data = write_trees(tmp_path / "data")
-    cfg = compose_train(["task=sst2", "data=sst_trees", "data.granularity=binary", f"model={model}",
+    cfg = compose_train(["task=classify", "data=sst2", "data=sst_trees", "data.granularity=binary", f"model={model}",
                          "model.embedding_dim=8", "debug=fast", f"paths.data_dir={data}"], tmp_path)
     assert 0.0 <= train(cfg)["test/acc"] <= 1.0
 

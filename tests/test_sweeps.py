@@ -36,7 +36,7 @@ def run_multirun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize(("name", "tasks"), [("cells", {"ner", "sst2"}), ("cells_ptb", {"lm"}),
+@pytest.mark.parametrize(("name", "tasks"), [("cells", {"ner", "classify"}), ("cells_ptb", {"lm"}),
                                              ("birnn_depth", {"ner", "pos"})])
 def test_sweeps_have_three_seeds_a_name_and_their_own_folders(name: str, tasks: set[str]) -> None:
     cfg = compose_sweep(name)

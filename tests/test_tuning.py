@@ -100,7 +100,7 @@ def test_search_space_adds_forget_bias_where_the_cell_reads_it_and_the_cells_own
 
 
 @pytest.mark.parametrize(("name", "overrides", "factor", "task"), [
-    ("tuned_cells", ["task=sst2"], "model/cell", "sst2"), ("tuned_cells_ptb", [], "model/cell", "lm"),
+    ("tuned_cells", ["task=classify", "data=sst2"], "model/cell", "classify"), ("tuned_cells_ptb", [], "model/cell", "lm"),
     ("tuned_depth", [], "encoder", "ner"), ("tuned_lab", [], "model/cell", "recall")])
 def test_tuned_studies_compose_and_group_their_wandb_runs_by_the_study(name: str, overrides: list[str], factor: str,
                                                                       task: str) -> None:

@@ -1,7 +1,7 @@
 """Tuned comparison of the arms of one factor (every cell, or depths, directions, attention types): each arm gets
 the same Optuna search with pruning, then its best configuration is run on fresh seeds, then the report.
 
-    python -m rnnlab.cli.tuned --config-name tuned_cells task=sst2 [key=value ...]
+    python -m rnnlab.cli.tuned --config-name tuned_cells task=classify data=sst2 [key=value ...]
 
 The config (``sweeps/<name>.yaml``, composed over ``conf/``) is a training config with a ``tuning`` node; see
 ``sweeps/tuning.yaml`` (the protocol's settings), ``sweeps/tuned_cells.yaml`` and docs/cells.md. Trials run in
@@ -38,6 +38,7 @@ from rnnlab.analysis.tuned import write_report
 from rnnlab.config import CONF
 from rnnlab.errors import UserError, main_guard
 from rnnlab.run.pipeline import build, train
+from rnnlab.run.renamed import refuse_renamed
 from rnnlab.run.tuning import HIDDEN_SIZE, OptunaPruning, make_pruner, search_space, solve_hidden_size, suggest
 from rnnlab.tasks.base import count_parameters
 
@@ -194,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config-name", default="tuned_cells", help="study config (default: tuned_cells)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, as train.py takes them")
     args = parser.parse_args(argv)
+    refuse_renamed(args.overrides)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     with initialize_config_dir(config_dir=str(Path(args.config_dir).resolve()), version_base="1.3"):
         out = Study(args.config_name, args.overrides).run()
