@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from rnnlab.cells.discovery import cell_factory, cell_names
 from rnnlab.encoders import RecurrentLayer, RNNEncoder
 from rnnlab.kernels.peephole import peephole_lstm_sequence
+from rnnlab.kernels.scan import METHODS, force_method
 from rnnlab.run.precision import cpu_bf16_support
 
 INPUT, HIDDEN = 3, 4
@@ -253,12 +254,13 @@ def test_memory_grows_past_256_under_autocast(cell: str, implementation: str) ->
 SCAN_DECAY = {"min_gru": lambda gates: 1 - gates["update"], "min_lstm": lambda gates: gates["forget"]}
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("cell", SCAN_DECAY)
-def test_log_space_scan_over_a_long_sequence(cell: str, reverse: bool) -> None:
+def test_linear_recurrence_over_a_long_sequence(cell: str, reverse: bool, method: str) -> None:
     """T = 300 with saturating gates: the product of a(t) over the sentence underflows even in float64 (so a
-    linear-space scan would divide by zero), yet the log-space scan equals the step loop, forward and backward,
-    from an initial state of either sign, and stays finite."""
+    linear-space scan would divide by zero), yet the log-space scan (GPUs) and the loop (CPUs) equal the cell's
+    step loop, forward and backward, from an initial state of either sign, and stay finite."""
     torch.manual_seed(0)
     fast = RecurrentLayer(CELLS[cell](INPUT, HIDDEN).double(), reverse)
     reference = RecurrentLayer(fast.cell, reverse, implementation="reference")
@@ -273,7 +275,8 @@ def test_log_space_scan_over_a_long_sequence(cell: str, reverse: bool) -> None:
     weights = torch.randn(3, 300, HIDDEN, dtype=torch.float64)
     results = []
     for layer in (fast, reference):
-        out, (h_n,) = layer(x, mask, (h0,))
+        with force_method(method):
+            out, (h_n,) = layer(x, mask, (h0,))
         loss = (out * weights).sum() + h_n.sum()
         results.append([out, h_n, *torch.autograd.grad(loss, [x, h0, *fast.cell.parameters()])])
     assert all(torch.isfinite(value).all() for value in results[0])

@@ -1,4 +1,5 @@
-"""A padded batch sorted by decreasing length, time-major, as the sequence kernels read it."""
+"""A padded batch sorted by decreasing length, time-major, as the sequence kernels read it, and the per-step views
+their loops index."""
 
 from __future__ import annotations
 
@@ -6,6 +7,46 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+
+def state_slots(steps: int, reverse: bool) -> tuple[slice, slice]:
+    """Slots holding each step's previous and new state, as slices of a ``(T + 1, ...)`` buffer: left to right,
+    step t reads slot t and writes slot t + 1; right to left, it reads slot t + 1 and writes slot t."""
+    return (slice(1, steps + 1), slice(0, steps)) if reverse else (slice(0, steps), slice(1, steps + 1))
+
+
+def real_tokens(steps: int, lengths: Tensor) -> Tensor:
+    """``(T, B, 1)`` mask of real tokens in the time-major layout."""
+    return (torch.arange(steps, device=lengths.device).unsqueeze(1) < lengths).unsqueeze(-1)
+
+
+def running_steps(batch_sizes: list[int], backward_in_time: bool) -> range:
+    """The steps with a sentence running, in order or the other way round."""
+    steps = sum(n > 0 for n in batch_sizes)  # trailing columns of padding alone are skipped
+    return range(steps - 1, -1, -1) if backward_in_time else range(steps)
+
+
+def per_step_views(batch_sizes: list[int], *buffers: Tensor, shift: int = 0) -> list[list[Tensor]]:
+    """Each buffer's ``(n, ...)`` view of every step t: row t + ``shift`` of a ``(T [+1], B, ...)`` buffer, cut to
+    the ``n = batch_sizes[t]`` sentences running then.
+
+    Built before a loop, so that a step indexes lists instead of slicing tensors (at B = 8, most of a step's
+    cost), and built a run of steps of equal ``n`` at a time: one ``unbind`` per run, not one slice per step.
+    """
+    views: list[list[Tensor]] = [[] for _ in buffers]
+    start = 0
+    for t in range(1, len(batch_sizes) + 1):
+        if t == len(batch_sizes) or batch_sizes[t] != batch_sizes[start]:
+            for buffer, steps in zip(buffers, views):
+                steps += buffer[start + shift:t + shift, :batch_sizes[start]].unbind(0)
+            start = t
+    return views
+
+
+def slot_views(slots: Tensor, batch_sizes: list[int], reverse: bool) -> tuple[list[Tensor], list[Tensor]]:
+    """Each step's views of the ``(T+1, B, ...)`` slot it reads and of the one it writes."""
+    prev, new = (1, 0) if reverse else (0, 1)
+    return per_step_views(batch_sizes, slots, shift=prev)[0], per_step_views(batch_sizes, slots, shift=new)[0]
 
 
 class _Permute(torch.autograd.Function):

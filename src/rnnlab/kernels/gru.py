@@ -30,38 +30,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from rnnlab.kernels.batch import SortedBatch
-from rnnlab.kernels.peephole import _real_tokens, _slots
+from rnnlab.kernels.batch import SortedBatch, per_step_views, real_tokens, running_steps, slot_views, state_slots
 from rnnlab.kernels.registry import KERNELS, SequenceKernel, State
-
-
-def _order(batch_sizes: list[int], backward_in_time: bool) -> range:
-    """The steps with a sentence running, in order or the other way round."""
-    steps = sum(n > 0 for n in batch_sizes)  # trailing columns of padding alone are skipped
-    return range(steps - 1, -1, -1) if backward_in_time else range(steps)
-
-
-def _per_step(batch_sizes: list[int], *buffers: Tensor, shift: int = 0) -> list[list[Tensor]]:
-    """Each buffer's ``(n, ...)`` view of every step t: row t + ``shift`` of a ``(T [+1], B, ...)`` buffer, cut to
-    the ``n = batch_sizes[t]`` sentences running then.
-
-    Built before a loop, so that a step indexes lists instead of slicing tensors (at B = 8, most of a step's
-    cost), and built a run of steps of equal ``n`` at a time: one ``unbind`` per run, not one slice per step.
-    """
-    views: list[list[Tensor]] = [[] for _ in buffers]
-    start = 0
-    for t in range(1, len(batch_sizes) + 1):
-        if t == len(batch_sizes) or batch_sizes[t] != batch_sizes[start]:
-            for buffer, steps in zip(buffers, views):
-                steps += buffer[start + shift:t + shift, :batch_sizes[start]].unbind(0)
-            start = t
-    return views
-
-
-def _slot_views(slots: Tensor, batch_sizes: list[int], reverse: bool) -> tuple[list[Tensor], list[Tensor]]:
-    """Each step's views of the ``(T+1, B, ...)`` slot it reads and of the one it writes."""
-    prev, new = (1, 0) if reverse else (0, 1)
-    return _per_step(batch_sizes, slots, shift=prev)[0], _per_step(batch_sizes, slots, shift=new)[0]
 
 
 class GRUFunction(torch.autograd.Function):
@@ -81,21 +51,21 @@ class GRUFunction(torch.autograd.Function):
         gates = torch.addmm(b_ih, x.reshape(-1, x.shape[2]), w_ih.t()).view(steps, batch, 3 * h)
         # (T, B, 3H) W_hh h(t-1) + b_hh for backward; zeros where padding leaves it unwritten (backward reads it all)
         hidden = (x.new_zeros if padded else x.new_empty)(steps, batch, 3 * h)
-        g_rz, g_n, g_r, g_z, hh, hh_rz, hh_n = _per_step(
+        g_rz, g_n, g_r, g_z, hh, hh_rz, hh_n = per_step_views(
             batch_sizes, gates[..., :2 * h], gates[..., 2 * h:], gates[..., :h], gates[..., h:2 * h], hidden,
             hidden[..., :2 * h], hidden[..., 2 * h:])
-        h_prev, h_new = _slot_views(hs, batch_sizes, reverse)
+        h_prev, h_new = slot_views(hs, batch_sizes, reverse)
         w_hh_t = w_hh.t()
-        for t in _order(batch_sizes, reverse):
+        for t in running_steps(batch_sizes, reverse):
             torch.addmm(b_hh, h_prev[t], w_hh_t, out=hh[t])  # (n, 3H)
             g_rz[t].add_(hh_rz[t]).sigmoid_()  # (n, 2H) r, z
             g_n[t].addcmul_(g_r[t], hh_n[t]).tanh_()  # (n, H) the candidate
             torch.lerp(g_n[t], h_prev[t], g_z[t], out=h_new[t])  # n + z (h - n)
-        _, new_slots = _slots(steps, reverse)
+        _, new_slots = state_slots(steps, reverse)
         h_n = hs[torch.zeros_like(lengths) if reverse else lengths, rows]
         out = hs[new_slots]  # (T, B, H)
         if reverse:  # initial states sit in padding slots; a forward run leaves those zero
-            out = out * _real_tokens(steps, lengths)
+            out = out * real_tokens(steps, lengths)
         ctx.save_for_backward(x, gates, hidden, hs, w_ih, w_hh, lengths)
         ctx.batch_sizes, ctx.reverse, ctx.padded = batch_sizes, reverse, padded
         return out, h_n
@@ -108,8 +78,8 @@ class GRUFunction(torch.autograd.Function):
         steps, batch, three_h = gates.shape
         h = three_h // 3
         rows = torch.arange(batch, device=gates.device)
-        prev_slots, new_slots = _slots(steps, reverse)
-        real = _real_tokens(steps, lengths) if ctx.padded else None  # (T, B, 1)
+        prev_slots, new_slots = state_slots(steps, reverse)
+        real = real_tokens(steps, lengths) if ctx.padded else None  # (T, B, 1)
 
         # Gradients reaching each state slot; the loop adds what flows back through the recurrence.
         d_hs = gates.new_zeros(steps + 1, batch, h)  # (T+1, B, H)
@@ -123,12 +93,12 @@ class GRUFunction(torch.autograd.Function):
         d = (gates.new_zeros if ctx.padded else gates.new_empty)(steps, batch, 4 * h)
         coefficients, to_candidate = _coefficients(gates, hidden, hs[new_slots], real)
         w_nrz = torch.cat([w_hh[2 * h:], w_hh[:2 * h]])  # (3H, H) W_hh's rows n, r, z
-        d_nrz, d_flat, z, coefficient = _per_step(  # (n, 3, H), (n, 3H), (n, H), (n, 3, H)
+        d_nrz, d_flat, z, coefficient = per_step_views(  # (n, 3, H), (n, 3H), (n, H), (n, 3, H)
             batch_sizes, d[..., :three_h].view(steps, batch, 3, h), d[..., :three_h], gates[..., h:2 * h],
             coefficients)
-        dh_prev, dh = _slot_views(d_hs, batch_sizes, reverse)
-        _, dh_3 = _slot_views(d_hs.unsqueeze(2), batch_sizes, reverse)  # dh as (n, 1, H)
-        for t in _order(batch_sizes, not reverse):
+        dh_prev, dh = slot_views(d_hs, batch_sizes, reverse)
+        _, dh_3 = slot_views(d_hs.unsqueeze(2), batch_sizes, reverse)  # dh as (n, 1, H)
+        for t in running_steps(batch_sizes, not reverse):
             torch.mul(dh_3[t], coefficient[t], out=d_nrz[t])  # dh is complete: later steps have passed theirs
             dh_prev[t].addcmul_(dh[t], z[t]).addmm_(d_flat[t], w_nrz)
         torch.mul(d_hs[new_slots], to_candidate, out=d[..., 3 * h:])

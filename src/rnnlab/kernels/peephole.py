@@ -27,18 +27,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from rnnlab.kernels.batch import SortedBatch
+from rnnlab.kernels.batch import SortedBatch, real_tokens, state_slots
 from rnnlab.kernels.registry import KERNELS, SequenceKernel, State
-
-
-def _slots(steps: int, reverse: bool) -> tuple[slice, slice]:
-    """Slots holding each step's previous and new state, as slices of a ``(T + 1, ...)`` buffer."""
-    return (slice(1, steps + 1), slice(0, steps)) if reverse else (slice(0, steps), slice(1, steps + 1))
-
-
-def _real_tokens(steps: int, lengths: Tensor) -> Tensor:
-    """``(T, B, 1)`` mask of real tokens in the time-major layout."""
-    return (torch.arange(steps, device=lengths.device).unsqueeze(1) < lengths).unsqueeze(-1)
 
 
 class PeepholeLSTMFunction(torch.autograd.Function):
@@ -86,12 +76,12 @@ class PeepholeLSTMFunction(torch.autograd.Function):
                 o.addcmul_(c, w_co)
             o.sigmoid_()
             torch.mul(torch.tanh(c, out=tanh_cs[t, :n]), o, out=hs[new, :n])
-        prev_slots, new_slots = _slots(steps, reverse)
+        prev_slots, new_slots = state_slots(steps, reverse)
         final = torch.zeros_like(lengths) if reverse else lengths
         h_n, c_n = hs[final, rows], cs[final, rows]
         out = hs[new_slots]  # (T, B, H)
         if reverse:  # initial states sit in padding slots; a forward run leaves those zero
-            out = out * _real_tokens(steps, lengths)
+            out = out * real_tokens(steps, lengths)
         ctx.save_for_backward(x, gates, tanh_cs, hs, cs, w_ih, w_hh, w_ci, w_co, lengths)
         ctx.batch_sizes, ctx.reverse, ctx.padded = batch_sizes, reverse, padded
         return out, h_n, c_n
@@ -106,7 +96,7 @@ class PeepholeLSTMFunction(torch.autograd.Function):
         h = four_h // 4
         full = w_ci.dim() == 2
         rows = torch.arange(batch, device=gates.device)
-        prev_slots, new_slots = _slots(steps, reverse)
+        prev_slots, new_slots = state_slots(steps, reverse)
         init = lengths if reverse else torch.zeros_like(lengths)
         final = torch.zeros_like(lengths) if reverse else lengths
 
@@ -115,7 +105,7 @@ class PeepholeLSTMFunction(torch.autograd.Function):
         d_cs = gates.new_zeros(steps + 1, batch, h)
         if grad_out is not None:
             if reverse:
-                grad_out = grad_out * _real_tokens(steps, lengths)  # the masked outputs pass nothing back
+                grad_out = grad_out * real_tokens(steps, lengths)  # the masked outputs pass nothing back
             d_hs[new_slots] += grad_out
         if grad_h_n is not None:
             d_hs.index_put_((final, rows), grad_h_n, accumulate=True)
