@@ -144,3 +144,64 @@ def test_the_side_by_side_inference_table():
     text = common.tables(result)
     assert "| as each predict runs (batch 64 / 32) | 110 (100–120) | 55 (50–60) |" in text
     assert "| rnnlab's sentences sorted by length first | 190 (180–200) | – |" in text
+
+
+# ----------------------------------------------------------------------------------------------- translation
+
+def test_translation_files_hold_raw_and_rnnlab_tokenised_pairs(tmp_path):
+    from rnnlab.data.translation import TranslationDataModule
+
+    pairs = {"train": [{"source": "Zwei Männer, die lachen.", "target": "Two men & a dog's ball."}],
+             "test": [{"source": "Ein Hund.", "target": "A dog."}]}
+    common.write_translation(tmp_path, pairs, "de", "en")
+    assert common.read_lines(tmp_path / "raw" / "train.en") == ["Two men & a dog's ball."]
+    # the peer reads exactly the tokens rnnlab's data module makes of the same line
+    module = TranslationDataModule("t", "t", {"train": "a", "validation": "b", "test": "c"})
+    tokens = module._tokeniser()({"source": ["Zwei Männer, die lachen."], "target": ["Two men & a dog's ball."]})
+    assert common.read_lines(tmp_path / "train.de") == [" ".join(tokens["source_tokens"][0])]
+    assert common.read_lines(tmp_path / "train.en") == [" ".join(tokens["target_tokens"][0])]
+    assert "&" in common.read_lines(tmp_path / "train.en")[0]  # not escaped to &amp;
+    with pytest.raises(ValueError, match="line break"):
+        common.write_translation(tmp_path, {"train": [{"source": "a\nb", "target": "c"}]}, "de", "en")
+
+
+def test_translations_are_scored_as_rnnlab_scores_its_test_bleu():
+    from rnnlab.tasks.translation import corpus_scores
+
+    references = ["A man rides a bike.", "Two dogs play in the snow."]
+    hypotheses = ["A man rides a bicycle.", "Two dogs are playing in snow."]
+    assert common.score("mt", references, hypotheses) == pytest.approx(corpus_scores(hypotheses, references)["bleu"])
+    assert common.score("mt", references, references) == pytest.approx(100.0)
+
+
+def test_bleu_epochs_are_read_in_points_not_scaled(tmp_path):
+    (tmp_path / "metrics.csv").write_text("epoch,step,val/bleu\n0,452,0.8\n1,905,21.5\n")
+    assert common.rnnlab_epochs(tmp_path / "metrics.csv", "val/bleu", scale=1.0) == {1: 0.8, 2: 21.5}
+
+
+def test_the_peers_tokenised_translations_are_detokenised_as_rnnlab_does(tmp_path):
+    import run
+    from sacremoses import MosesDetokenizer
+
+    common.write_lines(tmp_path / "pred_epoch_1.txt", ["A man , a dog 's ball .", "Hello !"])
+    read = run.predictions(tmp_path / "pred_epoch_1.txt", "mt", "eole")
+    assert read == [MosesDetokenizer("en").detokenize("A man , a dog 's ball .".split()), "Hello!"]
+    assert read[0] == "A man, a dog's ball."
+    assert run.predictions(tmp_path / "pred_epoch_1.txt", "mt", "rnnlab")[1] == "Hello !"  # already detokenised
+
+
+def test_eole_config_and_log_parsing():
+    sys.path.insert(0, str(PEERS / "eole"))
+    import run_eole
+
+    cfg = run_eole.config(Path("/d"), Path("/o"), steps_per_epoch=454, epochs=3, seed=7, hidden=512)
+    model = cfg["model"]
+    assert model["encoder"] == {"encoder_type": "brnn", "rnn_type": "LSTM", "layers": 1, "hidden_size": 512}
+    assert model["decoder"]["global_attention"] == "mlp" and model["input_feed"] == 1
+    training = cfg["training"]
+    assert (training["train_steps"], training["valid_steps"], training["save_checkpoint_steps"]) == (1362, 454, 454)
+    assert (cfg["src_words_min_frequency"], cfg["tgt_words_min_frequency"], cfg["seed"]) == (2, 3, 7)
+    log = ("[x INFO] validation BLEU: 0.5\n[x INFO] Saving optimizer and weights to step_454, and symlink\n"
+           "[x INFO] validation BLEU: 12.25\n[x INFO] Saving optimizer and weights to step_908, and symlink\n")
+    assert run_eole.epochs_from_log(log, 454, {454: 100.0, 908: 160.0}) == {
+        "1": {"end": 100.0, "dev": 0.5}, "2": {"end": 160.0, "dev": 12.25}}

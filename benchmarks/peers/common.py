@@ -1,11 +1,14 @@
 """Parts of the side-by-side harness that run without any peer installed (rnnlab's venv, or none at all).
 
 - the data each system reads: the same sentences, read once by rnnlab's readers, written as two-column
-  ``token<TAB>tag`` files for the peer (NER tags rewritten as IOB2: the same entities as the IOB1 files);
+  ``token<TAB>tag`` files for the peer (NER tags rewritten as IOB2: the same entities as the IOB1 files); for
+  translation, the raw sentence pairs (which rnnlab reads) and the same pairs Moses-tokenised as rnnlab
+  tokenises them (which the peer reads);
 - the vectors: the rows of rnnlab's named source (``glove-6b-50d``) exported as ``words.txt`` + ``vectors.npy``,
   which the peer's venv turns into a gensim KeyedVectors file (``flair/convert_vectors.py``);
 - scoring: every system's test predictions are scored here by one scorer (rnnlab's conlleval-equal span F1 for
-  NER, token accuracy for UPOS) against the same gold tags;
+  NER, token accuracy for UPOS, sacrebleu's corpus BLEU of detokenised translations against the raw references)
+  against the same gold;
 - parsing each system's per-epoch records, and the tables and the plot of docs/peers.md.
 """
 
@@ -20,6 +23,8 @@ from statistics import median
 from typing import Iterable, Sequence
 
 SPLITS = ("train", "dev", "test")
+SCORE_NAMES = {"ner": "F1", "upos": "accuracy", "mt": "BLEU"}
+TASK_TITLES = {"ner": "NER, CoNLL-2003", "upos": "UPOS, UD EWT", "mt": "Multi30k de→en, test2016"}
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -67,6 +72,32 @@ def read_columns(path: Path) -> list[dict]:
     return sentences
 
 
+def write_translation(folder: Path, pairs: dict[str, list[dict]], source_lang: str, target_lang: str) -> None:
+    """Each split's ``{"source", "target"}`` pairs as line-aligned files: raw under ``folder/raw/<split>.<lang>``
+    (rnnlab reads and tokenises these itself), and Moses-tokenised as rnnlab tokenises them (``escape=False``,
+    case kept) as ``folder/<split>.<lang>``, one sentence a line with tokens separated by spaces (the peer's)."""
+    from sacremoses import MosesTokenizer
+
+    (folder / "raw").mkdir(parents=True, exist_ok=True)
+    for lang, side in ((source_lang, "source"), (target_lang, "target")):
+        tokenizer = MosesTokenizer(lang)
+        for split, rows in pairs.items():
+            lines = [row[side] for row in rows]
+            if any("\n" in line for line in lines):
+                raise ValueError(f"{split}.{lang}: a sentence holds a line break")
+            write_lines(folder / "raw" / f"{split}.{lang}", lines)
+            write_lines(folder / f"{split}.{lang}",
+                        [" ".join(tokenizer.tokenize(line, escape=False)) for line in lines])
+
+
+def write_lines(path: Path, lines: Iterable[str]) -> None:
+    Path(path).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def read_lines(path: Path) -> list[str]:
+    return Path(path).read_text(encoding="utf-8").split("\n")[:-1]
+
+
 # ----------------------------------------------------------------------------------------------- vectors
 
 def export_vectors(words: Sequence[str], matrix, folder: Path) -> Path:
@@ -104,10 +135,16 @@ def read_exported(folder: Path):
 
 # ----------------------------------------------------------------------------------------------- scoring
 
-def score(task: str, gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> float:
-    """Test score in percent: entity micro F1 (conlleval rules) for ``ner``, token accuracy for ``upos``."""
+def score(task: str, gold: Sequence, predicted: Sequence) -> float:
+    """Test score in percent: entity micro F1 (conlleval rules) for ``ner``, token accuracy for ``upos`` (gold and
+    predicted: a tag sequence per sentence); corpus BLEU (sacrebleu's defaults, as rnnlab's ``test/bleu``) for
+    ``mt`` (gold: raw references; predicted: detokenised translations, a string each)."""
     if len(gold) != len(predicted):
         raise ValueError(f"{len(predicted)} predicted sentences for {len(gold)} gold ones")
+    if task == "mt":
+        import sacrebleu
+
+        return sacrebleu.corpus_bleu(list(predicted), [list(gold)]).score
     for number, (g, p) in enumerate(zip(gold, predicted)):
         if len(g) != len(p):
             raise ValueError(f"sentence {number}: {len(p)} predicted tags for {len(g)} tokens")
@@ -140,15 +177,15 @@ def write_predictions(path: Path, predicted: Iterable[Sequence[str]]) -> None:
 
 # ----------------------------------------------------------------------------------------------- records
 
-def rnnlab_epochs(metrics_csv: Path, metric: str) -> dict[int, float]:
-    """Epoch (1-based) -> validation score in percent, from rnnlab's CSV log (``val/f1`` or ``val/acc`` column,
-    one row per validation; rows of the same epoch without that column are training steps)."""
+def rnnlab_epochs(metrics_csv: Path, metric: str, scale: float = 100.0) -> dict[int, float]:
+    """Epoch (1-based) -> validation score in percent, from rnnlab's CSV log (``val/f1``, ``val/acc``, ``val/bleu``
+    column, one row per validation; rows of the same epoch without that column are training steps); ``scale``
+    turns the logged value into percent (100 for F1 and accuracy, logged as fractions; 1 for BLEU)."""
     scores: dict[int, float] = {}
     with open(metrics_csv, newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             value = row.get(metric, "")
             if value not in ("", None) and row.get("epoch", "") != "":
-                scale = 100.0 if float(value) <= 1.0 else 1.0
                 scores[int(float(row["epoch"])) + 1] = float(value) * scale
     return scores
 
@@ -241,7 +278,7 @@ def tables(result: dict) -> str:
     """The markdown tables of one side-by-side run (``result`` as ``run.py`` writes it)."""
     systems = result["systems"]
     names = list(systems)
-    label = "F1" if result["task"] == "ner" else "accuracy"
+    label = SCORE_NAMES[result["task"]]
     sums = {name: summary(systems[name]) for name in names}
     lines = [f"Task `{result['task']}`, seed {result['seed']}, started {result['started']}; load (1-min) at start "
              f"{result['load_start']}, when the first system ended {result.get('load_first_end', '–')}, at the end "
@@ -323,9 +360,8 @@ def plot(results: Sequence[dict], path: Path) -> Path:
             ys = [system["test_by_epoch"][str(e)] for e in epochs]
             ax.plot(xs, ys, marker="o", label=name)
         ax.set_xlabel("minutes since both trainings started (one thread each)")
-        ax.set_ylabel("test F1" if result["task"] == "ner" else "test accuracy")
-        names = {"ner": "NER, CoNLL-2003", "upos": "UPOS, UD EWT"}
-        ax.set_title(f"{names.get(result['task'], result['task'])}, seed {result['seed']}, "
+        ax.set_ylabel(f"test {SCORE_NAMES[result['task']]}")
+        ax.set_title(f"{TASK_TITLES.get(result['task'], result['task'])}, seed {result['seed']}, "
                      f"load {result['load_start'].split()[0]} at start")
         ax.grid(alpha=0.3)
         ax.legend()

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install one peer into its own virtual environment:
 #   benchmarks/peers/install.sh flair      -> benchmarks/peers/.venvs/flair
+#   benchmarks/peers/install.sh eole       -> benchmarks/peers/.venvs/eole
 # The peer's requirements.txt pins torch==2.13.0 (the CPU build rnnlab uses).
 set -euo pipefail
-peer="${1:?usage: install.sh PEER (flair)}"
+peer="${1:?usage: install.sh PEER (flair or eole)}"
 here="$(cd "$(dirname "$0")" && pwd)"
 req="$here/$peer/requirements.txt"
 [ -f "$req" ] || { echo "no $req" >&2; exit 2; }

@@ -2,8 +2,11 @@
 sentences, as ``predict.py`` does (the model's own encoding and collate, batches of ``--batch-size``, 64 being
 predict.py's default, shortest first within windows of ``--sort-window`` batches), writing ``pred_epoch_N.txt``
 (one sentence's tags a line) and ``inference.json`` (seconds of each pass). The checkpoint is loaded and the test file read before the clock starts.
+With ``--lines`` the test file holds one raw input a line (translation sources) and each prediction is one line
+(a detokenised translation); a model whose predictions depend on the batch (``batch_independent`` false, as the
+translation decoder's) reads the file's order only, as predict.py does.
 
-    python benchmarks/peers/rnnlab_predict.py --run RUN_DIR --test FILE --out DIR
+    python benchmarks/peers/rnnlab_predict.py --run RUN_DIR --test FILE --out DIR [--lines]
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--sort-window", type=int, default=16, help="predict.py's sort_window (1: the file's order)")
     parser.add_argument("--keep-checkpoints", action="store_true")
+    parser.add_argument("--lines", action="store_true", help="the test file holds one raw input a line")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -35,7 +39,8 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sentences = [s["tokens"] for s in common.read_columns(Path(args.test))]
+    sentences = common.read_lines(Path(args.test)) if args.lines else \
+        [s["tokens"] for s in common.read_columns(Path(args.test))]
     # predict.py's order: windows of sort_window batches, each window's sentences shortest first; and, for
     # comparison, all sentences sorted by length first (as Flair's predict does). The predictions are the same.
     window = args.batch_size * args.sort_window
@@ -49,8 +54,8 @@ def main() -> None:
         data = datamodule(loaded)
         collate = data.collate_fn()
 
-        def run(order: list[int]) -> tuple[float, list[list[str]]]:
-            predicted: list[list[str]] = [[] for _ in sentences]
+        def run(order: list[int]) -> tuple[float, list]:
+            predicted: list = [[] for _ in sentences]
             start = time.perf_counter()
             with torch.inference_mode():
                 for first in range(0, len(order), args.batch_size):
@@ -60,14 +65,18 @@ def main() -> None:
                         predicted[i] = tags
             return time.perf_counter() - start, predicted
 
-        seconds[str(epoch)], predicted = run(as_predict)
-        seconds_sorted[str(epoch)], again = run(by_length)
-        if again != predicted:
-            print(f"epoch {epoch}: sorted by length, {sum(a != b for a, b in zip(again, predicted))} sentences "
-                  f"were tagged differently", flush=True)
-        common.write_predictions(out / f"pred_epoch_{epoch}.txt", predicted)
-        print(f"epoch {epoch}: {len(sentences) / seconds[str(epoch)]:.0f} sentences/s, sorted by length "
-              f"{len(sentences) / seconds_sorted[str(epoch)]:.0f}", flush=True)
+        in_order = as_predict if module.batch_independent else list(range(len(sentences)))
+        seconds[str(epoch)], predicted = run(in_order)
+        if module.batch_independent:  # again with every sentence sorted first: the same predictions
+            seconds_sorted[str(epoch)], again = run(by_length)
+            if again != predicted:
+                print(f"epoch {epoch}: sorted by length, {sum(a != b for a, b in zip(again, predicted))} sentences "
+                      f"were tagged differently", flush=True)
+        if args.lines:
+            common.write_lines(out / f"pred_epoch_{epoch}.txt", predicted)
+        else:
+            common.write_predictions(out / f"pred_epoch_{epoch}.txt", predicted)
+        print(f"epoch {epoch}: {len(sentences) / seconds[str(epoch)]:.0f} sentences/s", flush=True)
         if not args.keep_checkpoints:
             path.unlink()
     (out / "inference.json").write_text(json.dumps({"sentences": len(sentences), "batch_size": args.batch_size,

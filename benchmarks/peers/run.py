@@ -1,8 +1,10 @@
 """rnnlab side by side with a peer framework, on the same data and vectors, both started at the same time with one
-thread each. Runs in rnnlab's venv; the peer runs in its own (``benchmarks/peers/install.sh flair`` first).
+thread each. Runs in rnnlab's venv; the peer runs in its own (``benchmarks/peers/install.sh flair`` or ``eole``
+first).
 
     RNNLAB_DATA_DIR=../shared/data .venv/bin/python benchmarks/peers/run.py flair-ner  --work /tmp/peers
     RNNLAB_DATA_DIR=../shared/data .venv/bin/python benchmarks/peers/run.py flair-upos --work /tmp/peers
+    RNNLAB_DATA_DIR=../shared/data .venv/bin/python benchmarks/peers/run.py eole-mt    --work /tmp/peers
     .venv/bin/python benchmarks/peers/run.py report   # tables and plot again from benchmarks/peers/results/*.json
 
 Each run writes ``benchmarks/peers/results/<peer>-<task>-seed<S>.{json,md}`` (figures only, no data) and the plot
@@ -12,11 +14,12 @@ vectors, the models, the logs) goes under ``--work``, outside the repository: Co
 What is measured (docs/peers.md says it in words):
 - each system's training is one process, launched at the same instant; the end of every epoch (after its dev
   evaluation and checkpoint) is a wall-clock time since that launch: rnnlab's every-epoch checkpoint's mtime,
-  Flair's after-evaluation hook. Epoch 1 thus includes start-up (imports, reading data and vectors).
-- dev score per epoch: each system's own (rnnlab's CSV log, Flair's dev evaluation).
+  Flair's after-evaluation hook, the moment eole's checkpoint folder appears. Epoch 1 thus includes start-up
+  (imports, reading data and vectors; eole's vocabulary building).
+- dev score per epoch: each system's own (rnnlab's CSV log, Flair's dev evaluation, eole's validation BLEU).
 - test score per epoch: every epoch's saved model predicts the test sentences after training; all predictions
-  are scored here by one scorer (entity F1 with conlleval's rules; token accuracy for UPOS). The time of this
-  is not training time.
+  are scored here by one scorer (entity F1 with conlleval's rules; token accuracy for UPOS; sacrebleu's BLEU of
+  detokenised translations against the raw references). The time of this is not training time.
 - inference sentences/s: test sentences / seconds of the prediction pass, model loaded and sentences read first.
 - peak RSS: ``ru_maxrss`` of each training process (``os.wait4``).
 """
@@ -49,7 +52,13 @@ TASKS = {
     "upos": dict(experiment="pos_ewt_glove", metric="val/acc", subdir="ud_english_ewt",
                  files={"train": "en_ewt-ud-train.conllu.gz", "dev": "en_ewt-ud-dev.conllu.gz",
                         "test": "en_ewt-ud-test.conllu.gz"}, reader="conllu"),
+    # val/bleu is logged in points, F1 and accuracy as fractions
+    "mt": dict(experiment="mt_multi30k_attention", metric="val/bleu", scale=1.0, subdir="multi30k",
+               files={"train": "train", "dev": "val", "test": "test_2016_flickr"}, reader="translation"),
 }
+# Each peer's script (run in its venv) and the tasks it runs.
+PEERS = {"flair": dict(script=HERE / "flair" / "run_flair.py", tasks=("ner", "upos")),
+         "eole": dict(script=HERE / "eole" / "run_eole.py", tasks=("mt",))}
 
 
 def load_avg() -> str:
@@ -61,12 +70,23 @@ def now() -> str:
 
 
 def prepare_data(task: str, data_dir: Path, work: Path) -> Path:
-    """The task's splits as read by rnnlab's readers, written as ``token<TAB>tag`` files (NER as IOB2)."""
+    """The task's splits as read by rnnlab's readers, written as ``token<TAB>tag`` files (NER as IOB2), or for
+    translation as line-aligned raw and tokenised files (``common.write_translation``)."""
     from rnnlab.data.readers import read_conll, read_conllu
 
     spec = TASKS[task]
     out = work / "data" / task
     out.mkdir(parents=True, exist_ok=True)
+    if spec["reader"] == "translation":
+        from rnnlab.data.translation import TranslationDataModule
+
+        data = TranslationDataModule(task, spec["subdir"], {"train": spec["files"]["train"],
+                                     "validation": spec["files"]["dev"], "test": spec["files"]["test"]},
+                                     suffix=".gz", data_dir=str(data_dir))
+        splits = data.read_splits()
+        common.write_translation(out, {"train": splits["train"], "dev": splits["validation"],
+                                       "test": splits["test"]}, data.source_lang, data.target_lang)
+        return out
     for split, name in spec["files"].items():
         path = data_dir / spec["subdir"] / name
         if not path.is_file():
@@ -131,6 +151,12 @@ def smoke_subset(columns: Path, task: str, limit: int) -> tuple[Path, list[str]]
     the folder and rnnlab's data overrides that read it."""
     small = columns.parent / f"{task}-first{limit}"
     small.mkdir(exist_ok=True)
+    if TASKS[task]["reader"] == "translation":
+        for path in [*columns.glob("*.*"), *(columns / "raw").glob("*.*")]:
+            target = small / path.relative_to(columns)
+            target.parent.mkdir(exist_ok=True)
+            common.write_lines(target, common.read_lines(path)[:limit])
+        return small, translation_overrides(small)
     train = common.read_columns(columns / "train.tsv")[:limit]
     seen = {tag for sentence in train for tag in sentence["tags"]}
     common.write_columns(small / "train.tsv", train)
@@ -141,6 +167,12 @@ def smoke_subset(columns: Path, task: str, limit: int) -> tuple[Path, list[str]]
     return small, [f"paths.data_dir={small.parent}", f"data.subdir={small.name}", "data.format=conll",
                    "data.files.train=train.tsv", "data.files.validation=dev.tsv", "data.files.test=test.tsv",
                    "++data.token_column=0", "data.tag_column=1", "++data.delimiter=tab"]
+
+
+def translation_overrides(folder: Path) -> list[str]:
+    """rnnlab's data overrides that read the raw pairs ``prepare_data`` wrote under ``folder/raw``."""
+    return [f"paths.data_dir={folder}", "data.subdir=raw", "data.suffix=''", "data.files.train=train",
+            "data.files.validation=dev", "data.files.test=test"]
 
 
 def wait_for(jobs: dict, result: dict) -> None:
@@ -158,6 +190,7 @@ def wait_for(jobs: dict, result: dict) -> None:
 
 def side_by_side(args) -> dict:
     peer, task = args.command.split("-")
+    translation = TASKS[task]["reader"] == "translation"
     data_dir = Path(args.data or os.environ.get("RNNLAB_DATA_DIR") or "")
     work = Path(args.work).resolve()
     tag = f"{peer}-{task}-seed{args.seed}" + (f"-first{args.limit}" if args.limit else "")
@@ -169,9 +202,9 @@ def side_by_side(args) -> dict:
     if not peer_python.is_file():
         raise SystemExit(f"{peer_python} not found; run benchmarks/peers/install.sh {peer} first")
     columns = prepare_data(task, data_dir, work)
-    vectors = prepare_vectors(work, peer_python)
     spec = TASKS[task]
-    data_overrides = [f"paths.data_dir={data_dir.resolve()}"]
+    # both systems read the prepared files: the same sentences (rnnlab its raw copy when translating)
+    data_overrides = translation_overrides(columns) if translation else [f"paths.data_dir={data_dir.resolve()}"]
     if args.limit:
         columns, data_overrides = smoke_subset(columns, task, args.limit)
 
@@ -189,15 +222,19 @@ def side_by_side(args) -> dict:
                     "+callbacks.every_epoch.mode=max",  # only to tell its state key from last_checkpoint's
                     "+callbacks.every_epoch.every_n_epochs=1", "+callbacks.every_epoch.enable_version_counter=false",
                     *args.rnnlab_override]
-    rnnlab_predict = [sys.executable, str(HERE / "rnnlab_predict.py"), "--run", str(rnnlab_dir),
-                      "--test", str(columns / "test.tsv"), "--out", str(rnnlab_dir / "predictions")]
+    test_input = ["--test", str(columns / "raw" / "test.de"), "--lines"] if translation else \
+        ["--test", str(columns / "test.tsv")]
+    rnnlab_predict = [sys.executable, str(HERE / "rnnlab_predict.py"), "--run", str(rnnlab_dir), *test_input,
+                      "--out", str(rnnlab_dir / "predictions")]
     peer_dir = run_dir / peer
-    flair_script = str(HERE / "flair" / "run_flair.py")
-    peer_train = [str(peer_python), flair_script, "train", "--task", task, "--data", str(columns), "--vectors",
-                  str(vectors), "--out", str(peer_dir), "--epochs", str(args.peer_epochs), "--seed", str(args.seed),
-                  *(["--max-minutes", str(args.peer_max_minutes)] if args.peer_max_minutes else []),
+    script = str(PEERS[peer]["script"])
+    peer_extra = [] if translation else ["--vectors", str(prepare_vectors(work, peer_python))]
+    if args.peer_max_minutes:
+        peer_extra += ["--max-minutes", str(args.peer_max_minutes)]
+    peer_train = [str(peer_python), script, "train", "--task", task, "--data", str(columns), *peer_extra,
+                  "--out", str(peer_dir), "--epochs", str(args.peer_epochs), "--seed", str(args.seed),
                   *args.peer_option]
-    peer_predict = [str(peer_python), flair_script, "predict", "--task", task, "--data", str(columns),
+    peer_predict = [str(peer_python), script, "predict", "--task", task, "--data", str(columns),
                     "--out", str(peer_dir)]
 
     def keep_rnnlab_times(record: dict) -> None:  # before the predict step removes the checkpoints
@@ -228,15 +265,20 @@ def collect(run_dir: Path, result: dict, records: dict) -> dict:
     task, peer = result["task"], result["peer"]
     spec = TASKS[task]
     columns = Path(result["columns"])
-    gold = [s["tags"] for s in common.read_columns(columns / "test.tsv")]
-    train_sentences = len(common.read_columns(columns / "train.tsv"))
+    translation = spec["reader"] == "translation"
+    if translation:
+        gold = common.read_lines(columns / "raw" / "test.en")
+        train_sentences = len(common.read_lines(columns / "train.en"))
+    else:
+        gold = [s["tags"] for s in common.read_columns(columns / "test.tsv")]
+        train_sentences = len(common.read_columns(columns / "train.tsv"))
     systems = {}
     for name, record in records.items():
         start = record["launched"]
         if name == "rnnlab":
             ends = record.get("epoch_end_abs", {})
             metrics = run_dir / "rnnlab" / "csv" / "metrics.csv"
-            dev = common.rnnlab_epochs(metrics, spec["metric"])
+            dev = common.rnnlab_epochs(metrics, spec["metric"], spec.get("scale", 100.0))
             folder = run_dir / "rnnlab" / "predictions"
             partial = common.rnnlab_partial_epochs(metrics, spec["metric"])
         else:
@@ -247,13 +289,13 @@ def collect(run_dir: Path, result: dict, records: dict) -> dict:
             ends = {e: row["end"] for e, row in rows.items()}
             dev = {int(e): row["dev"] for e, row in rows.items()}
             folder = run_dir / peer
-            partial = {}  # Flair's budget ends training between epochs
+            partial = {}  # the peer's budget ends training between epochs
         best = max(dev, key=lambda e: (dev[e], -e)) if dev else None
         test = {}
         for epoch in ends:
             path = folder / f"pred_epoch_{epoch}.txt"
             if path.is_file():
-                test[str(epoch)] = common.score(task, gold, common.read_predictions(path))
+                test[str(epoch)] = common.score(task, gold, predictions(path, task, name))
         inference = json.loads((folder / "inference.json").read_text()) if (folder / "inference.json").is_file() \
             else {"seconds": {}, "sentences": len(gold)}
         systems[name] = {
@@ -268,6 +310,19 @@ def collect(run_dir: Path, result: dict, records: dict) -> dict:
             "train_process_s": record["train_end"] - start, "train_end_utc": record.get("train_end_utc"),
         }
     return systems
+
+
+def predictions(path: Path, task: str, system: str) -> list:
+    """A predict step's output: the tags of each sentence, or a translation each (rnnlab's detokenised by its
+    predict step; the peer's tokenised, so detokenised here as rnnlab detokenises)."""
+    if TASKS[task]["reader"] != "translation":
+        return common.read_predictions(path)
+    if system == "rnnlab":
+        return common.read_lines(path)
+    from sacremoses import MosesDetokenizer
+
+    detokenizer = MosesDetokenizer("en")
+    return [detokenizer.detokenize(line.split()) for line in common.read_lines(path)]
 
 
 def finish(run_dir: Path, limit: int | None = None) -> dict:
@@ -294,6 +349,9 @@ def infer(run_dir: Path, repeats: int = 3) -> dict:
     saved = json.loads((run_dir / "records.json").read_text())
     result = saved["result"]
     peer, task, columns = result["peer"], result["task"], result["columns"]
+    if peer != "flair":
+        raise SystemExit(f"infer runs Flair's taggers again; {peer}'s and rnnlab's inference on {task} is timed by "
+                         "each one's predict step, in the run's table")
     peer_python = PEER_VENV / peer / "bin" / "python"
     base = run_dir / "infer"
     if base.exists():
@@ -344,7 +402,8 @@ def report(_args=None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["flair-ner", "flair-upos", "report", "collect", "infer"])
+    runs = [f"{peer}-{task}" for peer, spec in PEERS.items() for task in spec["tasks"]]
+    parser.add_argument("command", choices=[*runs, "report", "collect", "infer"])
     parser.add_argument("--run-dir", help="collect: a run folder under --work, to rebuild its results from")
     parser.add_argument("--work", default="/tmp/rnnlab-peers", help="scratch folder outside the repository")
     parser.add_argument("--data", help="data root (default: RNNLAB_DATA_DIR)")
@@ -354,7 +413,7 @@ def main() -> None:
     parser.add_argument("--peer-max-minutes", type=float, help="the peer starts no epoch that would end past this")
     parser.add_argument("--limit", type=int, help="smoke test: only the first N sentences of each split")
     parser.add_argument("--rnnlab-override", action="append", default=[], help="extra train.py override")
-    parser.add_argument("--peer-option", action="append", default=[], help="extra option of run_flair.py train")
+    parser.add_argument("--peer-option", action="append", default=[], help="extra option of the peer's train")
     args = parser.parse_args()
     if args.command == "report":
         report(args)
