@@ -14,9 +14,11 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
+import os
 import re
 from pathlib import Path
 from statistics import median
@@ -25,6 +27,31 @@ from typing import Iterable, Sequence
 SPLITS = ("train", "dev", "test")
 SCORE_NAMES = {"ner": "F1", "upos": "accuracy", "mt": "BLEU"}
 TASK_TITLES = {"ner": "NER, CoNLL-2003", "upos": "UPOS, UD EWT", "mt": "Multi30k de→en, test2016"}
+
+
+# ----------------------------------------------------------------------------------------------- peer scripts
+
+def peer_arguments(tasks: Sequence[str], epochs: int, batch_size: int, batch_help: str) -> argparse.ArgumentParser:
+    """The command line every peer's script shares (run in the peer's venv: this module imports only the
+    standard library at its top): ``train`` or ``predict`` and the options ``run.py`` passes; a script adds its
+    own."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["train", "predict"])
+    parser.add_argument("--task", choices=sorted(tasks), required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--max-minutes", type=float, help="no epoch started that would end past this")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=batch_help)
+    parser.add_argument("--keep-models", action="store_true")
+    return parser
+
+
+def run_peer(args: argparse.Namespace, train, predict) -> None:
+    if os.environ.get("OMP_NUM_THREADS") != "1":
+        print("note: OMP_NUM_THREADS is not 1", flush=True)
+    train(args) if args.mode == "train" else predict(args)
 
 
 # ----------------------------------------------------------------------------------------------- data

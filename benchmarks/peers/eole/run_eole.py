@@ -23,7 +23,6 @@ loaded before it starts).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -33,6 +32,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402
 
 EOLE = str(Path(sys.executable).with_name("eole"))
 BATCH = 64
@@ -138,21 +140,9 @@ def predict(args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["train", "predict"])
-    parser.add_argument("--task", choices=["mt"], default="mt")
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--max-minutes", type=float, help="no epoch started that would end past this")
+    parser = common.peer_arguments(["mt"], epochs=10, batch_size=64, batch_help="predict's batch (sentences)")
     parser.add_argument("--hidden", type=int, default=512, help="encoder output = decoder size (eole ties them)")
-    parser.add_argument("--batch-size", type=int, default=64, help="predict's batch (sentences)")
-    parser.add_argument("--keep-models", action="store_true")
-    args = parser.parse_args()
-    if os.environ.get("OMP_NUM_THREADS") != "1":
-        print("note: OMP_NUM_THREADS is not 1", flush=True)
-    train(args) if args.mode == "train" else predict(args)
+    common.run_peer(parser.parse_args(), train, predict)
 
 
 if __name__ == "__main__":

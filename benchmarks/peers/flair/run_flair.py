@@ -16,10 +16,9 @@ model loaded and the sentences built before the clock starts. Scoring is run.py'
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -32,6 +31,9 @@ from flair.embeddings import CharacterEmbeddings, StackedEmbeddings, WordEmbeddi
 from flair.models import SequenceTagger
 from flair.trainers import ModelTrainer
 from flair.trainers.plugins import TrainerPlugin
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402
 
 TAG_TYPE = {"ner": "ner", "upos": "upos"}
 # The per-task shape, as rnnlab's experiment=ner_conll_glove / pos_ewt_glove.
@@ -133,24 +135,12 @@ def predict(args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["train", "predict"])
-    parser.add_argument("--task", choices=sorted(TAG_TYPE), required=True)
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--out", required=True)
+    parser = common.peer_arguments(TAG_TYPE, epochs=5, batch_size=32, batch_help="predict's batch (Flair's default)")
     parser.add_argument("--vectors")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--max-minutes", type=float, help="no epoch started that would end past this")
     parser.add_argument("--lr", type=float, default=0.002)
     parser.add_argument("--sgd", action="store_true", help="Flair's default optimiser (use with --lr 0.1)")
     parser.add_argument("--frozen", action="store_true", help="do not fine-tune the word vectors")
-    parser.add_argument("--batch-size", type=int, default=32, help="predict's batch (Flair's default)")
-    parser.add_argument("--keep-models", action="store_true")
-    args = parser.parse_args()
-    if os.environ.get("OMP_NUM_THREADS") != "1":
-        print("note: OMP_NUM_THREADS is not 1", flush=True)
-    train(args) if args.mode == "train" else predict(args)
+    common.run_peer(parser.parse_args(), train, predict)
 
 
 if __name__ == "__main__":
