@@ -80,6 +80,11 @@ def epochs_from_log(log: str, steps_per_epoch: int, save_times: dict[int, float]
     return rows
 
 
+def saved_steps(out: Path) -> dict[int, Path]:
+    """Step -> the checkpoint folder eole saved at it (``model/step_N``), in step order."""
+    return dict(sorted((int(folder.name.split("_")[1]), folder) for folder in (out / "model").glob("step_*")))
+
+
 def train(args) -> None:
     import yaml
 
@@ -98,9 +103,9 @@ def train(args) -> None:
         stopped = False
         while process.poll() is None:  # a checkpoint's folder appears when it is saved: note the time then
             time.sleep(1)
-            for folder in (out / "model").glob("step_*"):
-                if int(folder.name.split("_")[1]) not in save_times:
-                    save_times[int(folder.name.split("_")[1])] = time.time()
+            for step, folder in saved_steps(out).items():
+                if step not in save_times:
+                    save_times[step] = time.time()
                     ends = [start, *sorted(save_times.values())]
                     # a time budget, as run_flair.py's: stop when one more epoch as long as the last would pass it
                     if args.max_minutes and 2 * ends[-1] - ends[-2] - start > 60 * args.max_minutes:
@@ -117,11 +122,11 @@ def train(args) -> None:
 def predict(args) -> None:
     data, out = Path(args.data), Path(args.out)
     seconds = {}
-    steps = sorted(int(folder.name.split("_")[1]) for folder in (out / "model").glob("step_*"))
-    per_epoch = steps[0] if steps else 1
+    saved = saved_steps(out)
+    per_epoch = next(iter(saved), 1)  # the first save is one epoch's steps
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    for step in steps:
-        epoch, folder = step // per_epoch, out / "model" / f"step_{step}"
+    for step, folder in saved.items():
+        epoch = step // per_epoch
         command = [EOLE, "predict", "-model_path", str(folder), "-src", str(data / "test.de"),
                    "-output", str(out / f"pred_epoch_{epoch}.txt"), "-beam_size", "5", "-length_penalty", "wu",
                    "-alpha", "1.0", "-max_length", "100", "-batch_size", str(args.batch_size), "-batch_type",
