@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from conftest import CONF, ROOT, compose_train, write_conll
 from rnnlab.analysis.stats import holm
+from rnnlab.analysis import tuned as tuned_report
 from rnnlab.analysis.tuned import untuned_values, write_report
 from rnnlab.cli import tuned
 from rnnlab.errors import UserError
@@ -209,6 +210,42 @@ def test_a_trial_that_stops_with_an_error_fails_and_the_search_goes_on(tmp_path:
                                                        if trial.state.name == "COMPLETE"))
     row = pd.read_csv(out / "report" / "tuned_results.csv").iloc[0]
     assert (row.completed, row.pruned, row.failed) == (2, 0, 1) and row["mean"] == pytest.approx(0.65)
+
+
+def _fake_train(cfg, extra_callbacks=None):
+    """A run in no time: validates at its learning rate, tests at 0.5 + seed / 10 (+ 0.05 for the GRU)."""
+    if extra_callbacks:
+        _validate(extra_callbacks[0], [cfg.task.optimizer.lr])
+    folder = Path(cfg.paths.output_dir)
+    folder.mkdir(parents=True)
+    metrics = {"test/f1": 0.5 + cfg.seed / 10 + 0.05 * cfg.model.cell._target_.endswith(".GRUCell"), "num_parameters": 10.0}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return metrics
+
+
+def test_studies_run_side_by_side_are_reported_as_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr(tuned, "train", _fake_train)
+    shared = ["--config-dir", str(SWEEPS), "tuning.trials=2", "tuning.seeds=[1,2]", "tuning.pruner.kind=none"]
+    tuned.main([*shared, "tuning.arms=[lstm,elman]", f"tuning.out={tmp_path / 'a'}"])
+    tuned.main([*shared, "tuning.arms=[gru]", "tuning.baseline=gru", f"tuning.out={tmp_path / 'b'}"])
+    arms = write_report([tmp_path / "a", tmp_path / "b"], report=tmp_path / "both", baseline="lstm")
+    assert list(arms["arm"]) == ["lstm", "elman", "gru"]
+    single = pd.read_csv(tmp_path / "b" / "report" / "tuned_results.csv").iloc[0]
+    assert arms.iloc[2]["tuned"] == single["tuned"] and arms.iloc[2]["compute_seconds"] == single["compute_seconds"]
+    tests = pd.read_csv(tmp_path / "both" / "tuned_tests.csv")
+    assert set(zip(tests["a"], tests["b"])) == {("model/cell=elman", "model/cell=lstm"),
+                                                ("model/cell=gru", "model/cell=lstm")}
+    assert tests.set_index("a").loc["model/cell=gru", "difference"] == pytest.approx(0.05)
+
+    tuned.main([*shared, "tuning.trials=3", "tuning.arms=[cifg]", "tuning.baseline=cifg",
+                f"tuning.out={tmp_path / 'c'}"])
+    with pytest.raises(SystemExit):  # a study with another budget is not the same comparison
+        tuned_report.main([str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(tmp_path / "ac")])
+    assert "trials = 3, but 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tuned_report.main([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert "give --out" in capsys.readouterr().err
 
 
 class PruneFirst(optuna.pruners.BasePruner):

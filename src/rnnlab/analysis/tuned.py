@@ -1,9 +1,11 @@
 """Report of a tuned comparison (``rnnlab.cli.tuned``), read from its study folder.
 
     python -m rnnlab.analysis.tuned <study folder> [--untuned <multirun folder>]
+    python -m rnnlab.analysis.tuned <study A> <study B> --out <folder> [--baseline lstm]
 
-The study command writes it at its end; this entry point writes it again (e.g. beside another untuned study).
-Written to ``<study folder>/report``:
+The study command writes it at its end; this entry point writes it again (e.g. beside another untuned study), or
+reports as one the studies run side by side, one per core with the arms split by ``tuning.arms``: their settings
+must agree but for the arms and the baseline. Written to ``<study folder>/report`` (or ``--out``):
 
 - ``tuned_results.md`` and ``.csv``: per arm the tuned configuration (the best trial's values), hidden size and
   parameter count, the test metric's mean ± sample standard deviation over the final seeds, its 95% t interval
@@ -22,7 +24,7 @@ import argparse
 import json
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -36,15 +38,52 @@ from omegaconf import OmegaConf  # noqa: E402
 from rnnlab.analysis.report import (  # noqa: E402
     _number, label_steps, load_multirun, plot_metric, runs_frame, save_figure, significance, summarise)
 from rnnlab.analysis.stats import ALPHA, CONFIDENCE, holm, mean_interval, metric_range  # noqa: E402
+from rnnlab.errors import UserError, main_guard  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 PREFIX = "tuned"
 
+# study.yaml settings that studies reported as one must share: everything that makes their arms comparable.
+SHARED_SETTINGS = ("sweep", "task", "optimized_metric", "mode", "max_epochs", "max_time", "factor", "size", "trials",
+                   "sampler_seed", "search_seed", "seeds", "pruner", "space", "forget_bias", "overrides")
 
-def load_arm(out: Path, arm: str) -> optuna.Study:
-    """The Optuna study of one arm."""
-    return optuna.load_study(study_name=arm, storage=f"sqlite:///{out / 'optuna.db'}")
+
+def load_arm(folder: Path, arm: str) -> optuna.Study:
+    """The Optuna study of one arm in the study folder ``folder``."""
+    return optuna.load_study(study_name=arm, storage=f"sqlite:///{folder / 'optuna.db'}")
+
+
+def load_studies(folders: Sequence[Path], baseline: str | None = None) -> tuple[dict, dict[str, Path]]:
+    """The settings of one or more study folders as one study, and the folder that holds each arm.
+
+    Args:
+        folders: study folders whose settings agree but for ``arms`` and ``baseline``.
+        baseline: the arm every other is tested against; None: the first study's.
+
+    Returns:
+        The first study's settings with ``arms`` (baseline first) and ``baseline`` for all of them; ``{arm: folder}``.
+    """
+    settings = [OmegaConf.to_container(OmegaConf.load(folder / "study.yaml")) for folder in folders]
+    study, homes = dict(settings[0]), {}
+    for folder, other in zip(folders, settings):
+        for key in SHARED_SETTINGS:
+            if other.get(key) != study.get(key):
+                raise UserError(f"{folder / 'study.yaml'}: {key} = {other.get(key)}, but {study.get(key)} in "
+                                f"{folders[0] / 'study.yaml'}; only studies that differ in their arms alone are "
+                                "reported as one")
+        for arm in other["arms"]:
+            if arm in homes:
+                raise UserError(f"arm {arm} is in {homes[arm]} and in {folder}; give each arm to one study")
+            homes[arm] = folder
+    if study["size"] == "parameters" and len({other["baseline"] for other in settings}) > 1:
+        raise UserError("with size=parameters each study matched its own baseline's parameter count; studies run "
+                        "side by side must then share tuning.baseline")
+    study["baseline"] = baseline or study["baseline"]
+    if study["baseline"] not in homes:
+        raise UserError(f"--baseline {study['baseline']} is none of the arms {list(homes)}")
+    study["arms"] = [study["baseline"], *(arm for arm in homes if arm != study["baseline"])]
+    return study, homes
 
 
 def untuned_values(folder: str | Path, factor: str, arm: str, task: str, metric: str,
@@ -64,11 +103,12 @@ def untuned_values(folder: str | Path, factor: str, arm: str, task: str, metric:
     return values
 
 
-def arms_table(out: Path, study: dict, summary: pd.DataFrame, untuned: str | None) -> pd.DataFrame:
-    """One row per arm: tuned configuration, size, final-seed statistics, trials and compute."""
+def arms_table(homes: dict[str, Path], study: dict, summary: pd.DataFrame, untuned: str | None) -> pd.DataFrame:
+    """One row per arm (of ``study["arms"]``, each read from its folder ``homes[arm]``): tuned configuration, size,
+    final-seed statistics, trials and compute."""
     rows = []
     for arm in study["arms"]:
-        search = load_arm(out, arm)
+        search = load_arm(homes[arm], arm)
         states = pd.Series([trial.state.name for trial in search.trials])
         best = search.best_trial
         final = summary[summary["configuration"] == f"{study['factor']}={arm}"].iloc[0]
@@ -144,14 +184,14 @@ def markdown(study: dict, arms: pd.DataFrame, tests: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_search(out: Path, study: dict, path: Path) -> None:
+def plot_search(homes: dict[str, Path], study: dict, path: Path) -> None:
     """The best validation value so far against the trial number, one line per arm; pruned trials count as
     trials but never as the best."""
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
     better = max if study["mode"] == "max" else min
     for index, arm in enumerate(study["arms"]):
         best, numbers, values = None, [], []
-        for trial in load_arm(out, arm).trials:
+        for trial in load_arm(homes[arm], arm).trials:
             if trial.state.name == "COMPLETE":
                 best = trial.value if best is None else better(best, trial.value)
             numbers.append(trial.number + 1)
@@ -161,44 +201,52 @@ def plot_search(out: Path, study: dict, path: Path) -> None:
     save_figure(figure, path)
 
 
-def write_report(out: str | Path, untuned: str | None = None) -> pd.DataFrame:
-    """Writes the report of the study in ``out`` into ``out/report``.
+def write_report(studies: str | Path | Sequence[str | Path], untuned: str | None = None,
+                 report: str | Path | None = None, baseline: str | None = None) -> pd.DataFrame:
+    """Writes the report of one study, or of studies run side by side, into ``report``.
 
     Args:
-        out: the study folder.
-        untuned: a multirun folder of the untuned study; None: the study's ``untuned`` setting.
+        studies: the study folder, or several (``load_studies``).
+        untuned: a multirun folder of the untuned study; None: the (first) study's ``untuned`` setting.
+        report: the report's folder; None: ``<study folder>/report``, for one study only.
+        baseline: the arm every other is tested against; None: the (first) study's.
 
     Returns:
         The arms table.
     """
-    out = Path(out)
-    study = OmegaConf.to_container(OmegaConf.load(out / "study.yaml"))
+    folders = [Path(studies)] if isinstance(studies, (str, Path)) else [Path(folder) for folder in studies]
+    if report is None and len(folders) > 1:
+        raise UserError("studies reported as one need a report folder of their own: give --out")
+    study, homes = load_studies(folders, baseline)
     untuned = untuned or study.get("untuned")
-    runs = load_multirun(out / "final")
+    runs = [run for folder in folders for run in load_multirun(folder / "final")]
     for run in runs:  # the arm, also when the study has one arm only (label_runs would call it "(all)")
         run.label = next(item for item in run.overrides if item.startswith(f"{study['factor']}="))
     frame = runs_frame(runs)
     summary = summarise(frame)
-    arms = arms_table(out, study, summary, untuned)
+    arms = arms_table(homes, study, summary, untuned)
     tests = tests_with_holm(frame, f"{study['factor']}={study['baseline']}")
-    report = out / "report"
-    report.mkdir(exist_ok=True)
+    report = Path(report or folders[0] / "report")
+    report.mkdir(parents=True, exist_ok=True)
     arms.to_csv(report / f"{PREFIX}_results.csv", index=False)
     tests.to_csv(report / f"{PREFIX}_tests.csv", index=False)
     (report / f"{PREFIX}_results.md").write_text(markdown(study, arms, tests))
     plot_metric(frame, summary, report / f"{PREFIX}_metric.png")
-    plot_search(out, study, report / f"{PREFIX}_search.png")
+    plot_search(homes, study, report / f"{PREFIX}_search.png")
     log.info("report in %s", report)
     return arms
 
 
+@main_guard
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("study", help="the study folder (tuning.out)")
+    parser.add_argument("studies", nargs="+", help="the study folder (tuning.out), or several run side by side")
     parser.add_argument("--untuned", help="a multirun folder of the untuned study, reported beside")
+    parser.add_argument("--out", help="the report's folder (default: <study folder>/report; needed for several)")
+    parser.add_argument("--baseline", help="the arm the others are tested against (default: the first study's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    write_report(args.study, args.untuned)
+    write_report(args.studies, args.untuned, args.out, args.baseline)
 
 
 if __name__ == "__main__":
