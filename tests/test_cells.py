@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from conftest import CONF
 from rnnlab.cells import CELLS, CIFGCell, ElmanCell, LSTMCell, PeepholeLSTMCell
 from rnnlab.cells.discovery import cell_factory, cell_names, cell_problems
 from rnnlab.cells.indrnn import IndRNNCell
@@ -94,6 +96,25 @@ def test_slstm_equals_the_unstabilised_equations(forget_gate: str) -> None:
         assert torch.allclose(h_cell, h, atol=1e-12)
         assert torch.allclose(state[1] * torch.exp(state[3]), c, rtol=1e-12)
         assert torch.allclose(state[2] * torch.exp(state[3]), n, rtol=1e-12)
+
+
+def test_the_default_slstm_keeps_writing_on_a_long_stream() -> None:
+    """On a stream (a stateful LM carries the state across windows) the exponential forget gate with the default
+    forget bias 1 gives each new input a weight e^-1 below the memory per step: after 300 steps new inputs no longer
+    count, and the model sits at the unigram level. The default YAML's sigmoid forget gate keeps writing."""
+    forget_gate = OmegaConf.load(CONF / "model" / "cell" / "slstm.yaml").forget_gate
+
+    def write_weight(gate: str) -> float:
+        torch.manual_seed(0)
+        cell = SLSTMCell(16, 16, forget_bias=1.0, forget_gate=gate)
+        state = cell.initial_state(4, torch.device("cpu"), torch.float32)
+        with torch.no_grad():
+            for x_t in 0.1 * torch.randn(300, 4, 16):
+                _, state = cell(x_t, state)
+            return cell.gates(0.1 * torch.randn(4, 16), state)["input"].mean().item()
+
+    assert write_weight(forget_gate) > 0.5
+    assert write_weight("exp") < 1e-30
 
 
 def test_slstm_stays_finite_with_large_preactivations() -> None:

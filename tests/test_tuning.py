@@ -247,6 +247,14 @@ def test_studies_run_side_by_side_are_reported_as_one(tmp_path: Path, monkeypatc
         tuned_report.main([str(tmp_path / "a"), str(tmp_path / "b")])
     assert "give --out" in capsys.readouterr().err
 
+    # A study stopped before the GRU's last final run ended: the GRU is left out, and the report says so.
+    (tmp_path / "b" / "final" / "gru" / "seed_2" / ".hydra" / "config.yaml").unlink()
+    arms = write_report([tmp_path / "a", tmp_path / "b"], report=tmp_path / "stopped")
+    assert list(arms["arm"]) == ["lstm", "elman"]
+    assert "not finished (the study was stopped): gru in" in (tmp_path / "stopped" / "tuned_results.md").read_text()
+    with pytest.raises(UserError, match="none of the finished arms"):
+        write_report([tmp_path / "a", tmp_path / "b"], report=tmp_path / "stopped", baseline="gru")
+
 
 class PruneFirst(optuna.pruners.BasePruner):
     """Prunes trial 0 at its first report, nothing else."""

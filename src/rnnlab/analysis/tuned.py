@@ -5,7 +5,8 @@
 
 The study command writes it at its end; this entry point writes it again (e.g. beside another untuned study), or
 reports as one the studies run side by side, one per core with the arms split by ``tuning.arms``: their settings
-must agree but for the arms and the baseline. Written to ``<study folder>/report`` (or ``--out``):
+must agree but for the arms and the baseline. An arm whose final runs did not all end (a stopped study) is left
+out, and the report says so. Written to ``<study folder>/report`` (or ``--out``):
 
 - ``tuned_results.md`` and ``.csv``: per arm the tuned configuration (the best trial's values), hidden size and
   parameter count, the test metric's mean ± sample standard deviation over the final seeds, its 95% t interval
@@ -62,10 +63,12 @@ def load_studies(folders: Sequence[Path], baseline: str | None = None) -> tuple[
         baseline: the arm every other is tested against; None: the first study's.
 
     Returns:
-        The first study's settings with ``arms`` (baseline first) and ``baseline`` for all of them; ``{arm: folder}``.
+        The first study's settings with ``arms`` (the finished ones, baseline first), ``baseline`` and
+        ``unfinished`` (one line per arm of a stopped study that lacks final runs) for all of them;
+        ``{arm: folder}`` of the finished arms.
     """
     settings = [OmegaConf.to_container(OmegaConf.load(folder / "study.yaml")) for folder in folders]
-    study, homes = dict(settings[0]), {}
+    study, homes, unfinished = dict(settings[0]), {}, []
     for folder, other in zip(folders, settings):
         for key in SHARED_SETTINGS:
             if other.get(key) != study.get(key):
@@ -73,15 +76,22 @@ def load_studies(folders: Sequence[Path], baseline: str | None = None) -> tuple[
                                 f"{folders[0] / 'study.yaml'}; only studies that differ in their arms alone are "
                                 "reported as one")
         for arm in other["arms"]:
+            finals = sum((folder / "final" / arm / f"seed_{seed}" / ".hydra" / "config.yaml").exists()  # written last
+                         for seed in other["seeds"])
+            if finals < len(other["seeds"]):  # a study stopped before this arm's final runs ended
+                unfinished.append(f"{arm} in {folder}: {finals} of {len(other['seeds'])} final runs")
+                continue
             if arm in homes:
                 raise UserError(f"arm {arm} is in {homes[arm]} and in {folder}; give each arm to one study")
             homes[arm] = folder
+    study["unfinished"] = unfinished
     if study["size"] == "parameters" and len({other["baseline"] for other in settings}) > 1:
         raise UserError("with size=parameters each study matched its own baseline's parameter count; studies run "
                         "side by side must then share tuning.baseline")
     study["baseline"] = baseline or study["baseline"]
     if study["baseline"] not in homes:
-        raise UserError(f"--baseline {study['baseline']} is none of the arms {list(homes)}")
+        raise UserError(f"the baseline {study['baseline']} is none of the finished arms {list(homes)}; name one "
+                        "with --baseline")
     study["arms"] = [study["baseline"], *(arm for arm in homes if arm != study["baseline"])]
     return study, homes
 
@@ -173,6 +183,8 @@ def markdown(study: dict, arms: pd.DataFrame, tests: pd.DataFrame) -> str:
               f"Tests: each arm against `{study['factor']}={study['baseline']}`, paired t-test over the final seeds "
               f"(two-sided); p_holm: Holm's adjustment over the {len(tests)} tests; significant: p_holm < {ALPHA}. "
               "\"no\" means no difference shown, not no difference.", ""]
+    if study.get("unfinished"):
+        lines += ["Left out, not finished (the study was stopped): " + "; ".join(study["unfinished"]) + ".", ""]
     if tests.empty:
         return "\n".join(lines + ["No pair to compare."]) + "\n"
     lines += ["| A vs B | metric | mean difference (A − B) | test | n | p | p_holm | significant |",
@@ -219,9 +231,11 @@ def write_report(studies: str | Path | Sequence[str | Path], untuned: str | None
         raise UserError("studies reported as one need a report folder of their own: give --out")
     study, homes = load_studies(folders, baseline)
     untuned = untuned or study.get("untuned")
-    runs = [run for folder in folders for run in load_multirun(folder / "final")]
+    runs = [run for arm, folder in homes.items() for run in load_multirun(folder / "final" / arm)]
     for run in runs:  # the arm, also when the study has one arm only (label_runs would call it "(all)")
         run.label = next(item for item in run.overrides if item.startswith(f"{study['factor']}="))
+    for line in study["unfinished"]:
+        log.warning("left out, not finished: %s", line)
     frame = runs_frame(runs)
     summary = summarise(frame)
     arms = arms_table(homes, study, summary, untuned)

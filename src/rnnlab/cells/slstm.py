@@ -4,7 +4,7 @@ Pre-activations read ``x(n)`` and ``h(n−1)``, ``k~(n) = W_k x(n) + R_k h(n−1
 
     z(n) = tanh(z~(n))                              cell input
     i(n) = exp(i~(n))                               exponential input gate
-    f(n) = exp(f~(n))  or  σ(f~(n))                 forget gate (``forget_gate``)
+    f(n) = σ(f~(n))  or  exp(f~(n))                 forget gate (``forget_gate``)
     o(n) = σ(o~(n))                                 output gate
     c(n) = f(n) × c(n−1) + i(n) × z(n)              memory
     n(n) = f(n) × n(n−1) + i(n)                     normaliser
@@ -45,9 +45,11 @@ class SLSTMCell(RecurrentCell):
     Args:
         input_size: size of ``x_t``.
         hidden_size: size of ``h_t`` and of each state tensor.
-        forget_bias: initial bias of the forget gate, ``log f`` at zero input for ``exp`` (the memory's weight
-            against a new input's ``exp(0) = 1``).
-        forget_gate: ``"exp"`` (default, the paper's exponential gate) or ``"sigmoid"``.
+        forget_bias: initial bias of the forget gate: ``σ(b)`` at zero input, or ``log f`` for ``exp`` (the
+            memory's weight against a new input's ``exp(0) = 1``).
+        forget_gate: ``"sigmoid"`` (default; xLSTM's reference code computes it as ``log σ``) or ``"exp"``, the
+            paper's other choice. With ``exp`` a positive forget pre-activation weights the memory ``e^(log f)``
+            above each new input per step, so on a long stream (a stateful LM) new inputs stop counting.
     """
 
     recurrent_weights = ("weight_hh",)
@@ -55,7 +57,7 @@ class SLSTMCell(RecurrentCell):
     state_names = ("h", "c", "n", "m")
     gate_names = ("forget", "input", "output")
 
-    def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0, forget_gate: str = "exp"):
+    def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0, forget_gate: str = "sigmoid"):
         super().__init__(input_size, hidden_size)
         if forget_gate not in FORGET_GATES:
             raise ValueError(f"forget_gate must be one of {FORGET_GATES}, got {forget_gate!r}")
