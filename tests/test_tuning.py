@@ -21,7 +21,7 @@ from rnnlab.analysis.stats import holm
 from rnnlab.analysis import tuned as tuned_report
 from rnnlab.analysis.tuned import untuned_values, write_report
 from rnnlab.cli import tuned
-from rnnlab.errors import UserError
+from rnnlab.errors import Stopped, UserError
 from rnnlab.run.pipeline import build
 from rnnlab.run.tuning import OptunaPruning, make_pruner, module_parameters, search_space, solve_hidden_size
 from rnnlab.tasks.base import count_parameters
@@ -254,6 +254,26 @@ def test_studies_run_side_by_side_are_reported_as_one(tmp_path: Path, monkeypatc
     assert "not finished (the study was stopped): gru in" in (tmp_path / "stopped" / "tuned_results.md").read_text()
     with pytest.raises(UserError, match="none of the finished arms"):
         write_report([tmp_path / "a", tmp_path / "b"], report=tmp_path / "stopped", baseline="gru")
+
+
+def test_a_sigterm_stops_the_study_not_only_its_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    def stopped_at_trial_1(cfg, extra_callbacks=None):
+        if Path(cfg.paths.output_dir).name == "trial_1":
+            raise Stopped("stopped by SIGTERM at global step 3 (epoch 0)")
+        return _fake_train(cfg, extra_callbacks)
+
+    monkeypatch.setattr(tuned, "train", stopped_at_trial_1)
+    out = tmp_path / "study"
+    with pytest.raises(SystemExit) as stop:
+        tuned.main(["--config-dir", str(SWEEPS), "tuning.arms=[lstm,gru]", "tuning.trials=3", "tuning.seeds=[1]",
+                    "tuning.pruner.kind=none", f"tuning.out={out}"])
+    assert stop.value.code == 143 and f"python -m rnnlab.analysis.tuned {out}" in capsys.readouterr().err
+    study = optuna.load_study(study_name="lstm", storage=f"sqlite:///{out / 'optuna.db'}")
+    assert [trial.state.name for trial in study.trials] == ["COMPLETE", "FAIL"]  # no third trial, no other arm
+    names = [summary.study_name for summary in optuna.get_all_study_summaries(f"sqlite:///{out / 'optuna.db'}")]
+    assert names == ["lstm"]
+    assert not (out / "final").exists()
 
 
 class PruneFirst(optuna.pruners.BasePruner):

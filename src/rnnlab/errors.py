@@ -18,6 +18,7 @@ from typing import Callable, NoReturn, TypeVar
 F = TypeVar("F", bound=Callable)
 
 USER_ERROR_EXIT = 2  # as argparse exits on a bad command line
+SIGTERM_EXIT = 143  # 128 + SIGTERM, what a shell reports for a process a SIGTERM ended
 BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE, what a shell reports for a reader that stopped early
 
 
@@ -26,12 +27,23 @@ class UserError(Exception):
 
     Args:
         message: what went wrong, naming the file/option/step, and how to fix it.
-        exit_code: status to exit with (2; 143 = 128 + SIGTERM for a run stopped by SIGTERM).
+        exit_code: status to exit with (2; ``Stopped`` exits with 143).
     """
 
     def __init__(self, message: str, exit_code: int = USER_ERROR_EXIT):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class Stopped(UserError):
+    """A run stopped by SIGTERM after saving its checkpoint; exits with 143 (128 + SIGTERM).
+
+    Args:
+        message: where the checkpoint is and how to resume.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message, exit_code=SIGTERM_EXIT)
 
 
 def report(error: UserError) -> NoReturn:

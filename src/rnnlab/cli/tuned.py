@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.analysis.tuned import write_report
 from rnnlab.config import CONF
-from rnnlab.errors import UserError, main_guard
+from rnnlab.errors import Stopped, UserError, main_guard
 from rnnlab.run.pipeline import build, train
 from rnnlab.run.renamed import refuse_renamed
 from rnnlab.run.tuning import HIDDEN_SIZE, OptunaPruning, make_pruner, search_space, solve_hidden_size, suggest
@@ -142,6 +142,7 @@ class Study:
                                     sampler=optuna.samplers.TPESampler(seed=int(self.tuning.sampler_seed)),
                                     pruner=make_pruner(pruner.kind, pruner.min_resource, pruner.reduction_factor))
         log.info("%s: searching %s", arm, ", ".join(space))
+        stopped: list[Stopped] = []
 
         def objective(trial: optuna.Trial) -> float:
             params = {key: suggest(trial, key, spec) for key, spec in space.items()}
@@ -154,6 +155,10 @@ class Study:
             started = time.perf_counter()
             try:
                 metrics = train(cfg, extra_callbacks=[pruning])
+            except Stopped as error:  # a SIGTERM stops the study, not only this trial
+                stopped.append(error)
+                study.stop()
+                raise
             finally:  # a failed trial's time is compute spent too
                 trial.set_user_attr("wall_seconds", time.perf_counter() - started)
             trial.set_user_attr("parameters", int(metrics["num_parameters"]))
@@ -164,6 +169,9 @@ class Study:
         # A run that stops with an error (e.g. a non-finite loss at a large learning rate) is a failed trial; the
         # search goes on.
         study.optimize(objective, n_trials=int(self.tuning.trials), catch=(UserError,))
+        if stopped:
+            raise Stopped(f"{arm}: the study stopped by SIGTERM in its trial {len(study.trials) - 1}; a study does not "
+                          f"resume, but its finished arms are reported by: python -m rnnlab.analysis.tuned {self.out}")
         if not any(trial.state == optuna.trial.TrialState.COMPLETE for trial in study.trials):
             raise UserError(f"{arm}: none of its {len(study.trials)} trials completed; their errors are in the log")
         return study

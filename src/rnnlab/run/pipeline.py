@@ -17,7 +17,7 @@ from rnnlab.atomic import write_atomic
 from rnnlab.config import CONF, check_typed
 from rnnlab.data.bucketed import BucketedDataModule
 from rnnlab.data.pretrained import vector_words
-from rnnlab.errors import UserError, report
+from rnnlab.errors import Stopped, UserError, report
 from rnnlab.metrics.declared import METRICS
 from rnnlab.run.callbacks import stop_reason
 from rnnlab.run.loggers import finish_wandb
@@ -174,9 +174,9 @@ def _fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException:
-        raise UserError(f"stopped by SIGTERM at global step {trainer.global_step} (epoch {trainer.current_epoch}); "
-                        f"to resume, run the same command with hydra.run.dir={cfg.paths.output_dir} "
-                        f"ckpt_path=last", exit_code=143) from None
+        raise Stopped(f"stopped by SIGTERM at global step {trainer.global_step} (epoch {trainer.current_epoch}); "
+                      f"to resume, run the same command with hydra.run.dir={cfg.paths.output_dir} "
+                      "ckpt_path=last") from None
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     metrics["train_seconds"] = time.perf_counter() - started
     log.info("training stopped: %s", stop_reason(trainer))
