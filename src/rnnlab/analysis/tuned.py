@@ -79,12 +79,12 @@ def load_studies(folders: Sequence[Path], baseline: str | None = None) -> tuple[
             finals = sum((folder / "final" / arm / f"seed_{seed}" / ".hydra" / "config.yaml").exists()  # written last
                          for seed in other["seeds"])
             if finals < len(other["seeds"]):  # a study stopped before this arm's final runs ended
-                unfinished.append(f"{arm} in {folder}: {finals} of {len(other['seeds'])} final runs")
+                unfinished.append((arm, f"{arm} in {folder}: {finals} of {len(other['seeds'])} final runs"))
                 continue
             if arm in homes:
                 raise UserError(f"arm {arm} is in {homes[arm]} and in {folder}; give each arm to one study")
             homes[arm] = folder
-    study["unfinished"] = unfinished
+    study["unfinished"] = [line for arm, line in unfinished if arm not in homes]  # not finished in another study
     if study["size"] == "parameters" and len({other["baseline"] for other in settings}) > 1:
         raise UserError("with size=parameters each study matched its own baseline's parameter count; studies run "
                         "side by side must then share tuning.baseline")
