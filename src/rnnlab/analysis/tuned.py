@@ -50,6 +50,12 @@ SHARED_SETTINGS = ("sweep", "task", "optimized_metric", "mode", "max_epochs", "m
                    "sampler_seed", "search_seed", "seeds", "pruner", "space", "forget_bias", "overrides")
 
 
+def final_folder(folder: Path, arm: str, seed: int) -> Path:
+    """The run folder of ``arm``'s final run with ``seed`` in the study folder ``folder``; the study writes its
+    ``.hydra/config.yaml`` last."""
+    return folder / "final" / arm / f"seed_{seed}"
+
+
 def load_arm(folder: Path, arm: str) -> optuna.Study:
     """The Optuna study of one arm in the study folder ``folder``."""
     return optuna.load_study(study_name=arm, storage=f"sqlite:///{folder / 'optuna.db'}")
@@ -76,7 +82,7 @@ def load_studies(folders: Sequence[Path], baseline: str | None = None) -> tuple[
                                 f"{folders[0] / 'study.yaml'}; only studies that differ in their arms alone are "
                                 "reported as one")
         for arm in other["arms"]:
-            finals = sum((folder / "final" / arm / f"seed_{seed}" / ".hydra" / "config.yaml").exists()  # written last
+            finals = sum((final_folder(folder, arm, seed) / ".hydra" / "config.yaml").exists()
                          for seed in other["seeds"])
             if finals < len(other["seeds"]):  # a study stopped before this arm's final runs ended
                 unfinished.append((arm, f"{arm} in {folder}: {finals} of {len(other['seeds'])} final runs"))

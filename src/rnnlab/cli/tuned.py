@@ -34,7 +34,7 @@ from hydra import compose, initialize_config_dir
 from lightning import LightningDataModule
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.analysis.tuned import write_report
+from rnnlab.analysis.tuned import final_folder, write_report
 from rnnlab.config import CONF
 from rnnlab.errors import Stopped, UserError, main_guard
 from rnnlab.run.pipeline import build, train
@@ -171,7 +171,8 @@ class Study:
         study.optimize(objective, n_trials=int(self.tuning.trials), catch=(UserError,))
         if stopped:
             raise Stopped(f"{arm}: the study stopped by SIGTERM in its trial {len(study.trials) - 1}; a study does not "
-                          f"resume, but its finished arms are reported by: python -m rnnlab.analysis.tuned {self.out}")
+                          f"resume, but its finished arms are reported by: python -m rnnlab.analysis.tuned {self.out}"
+                          ) from stopped[0]
         if not any(trial.state == optuna.trial.TrialState.COMPLETE for trial in study.trials):
             raise UserError(f"{arm}: none of its {len(study.trials)} trials completed; their errors are in the log")
         return study
@@ -184,7 +185,7 @@ class Study:
         log.info("%s: best trial %d (%s = %.4g): %s", arm, best.number, self.metric, best.value, best.params)
         walls = {}
         for seed in self.seeds:
-            folder = self.out / "final" / arm / f"seed_{seed}"
+            folder = final_folder(self.out, arm, seed)
             cfg = self.run_config(arm_cfg, best.params, seed, folder, arm, datamodule)
             started = time.perf_counter()
             train(cfg)
