@@ -261,6 +261,26 @@ def test_studies_run_side_by_side_are_reported_as_one(tmp_path: Path, monkeypatc
         write_report([tmp_path / "a", tmp_path / "b"], report=tmp_path / "stopped", baseline="gru")
 
 
+def test_recipe_first_makes_each_arms_trial_0_the_untuned_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr(tuned, "train", _fake_train)
+    shared = ["--config-dir", str(SWEEPS), "tuning.trials=2", "tuning.seeds=[1]", "tuning.pruner.kind=none"]
+    tuned.main([*shared, "tuning.arms=[lstm,elman]", "tuning.recipe_first=true", f"tuning.out={tmp_path / 'a'}"])
+    recipe = {"task.optimizer.lr": 0.002, "model.dropout": 0.5}  # conf/task/ner.yaml, conf/model/_defaults.yaml
+    for arm, own in (("lstm", {"model.forget_bias": 1.0}), ("elman", {})):
+        trials = optuna.load_study(study_name=arm, storage=f"sqlite:///{tmp_path / 'a' / 'optuna.db'}").trials
+        assert trials[0].params == {**recipe, **own} and trials[1].params != trials[0].params  # then TPE draws
+    assert "trial 0 of each arm the recipe itself" in (tmp_path / "a" / "report" / "tuned_results.md").read_text()
+
+    tuned.main([*shared, "tuning.arms=[gru]", "tuning.baseline=gru", f"tuning.out={tmp_path / 'b'}"])
+    with pytest.raises(UserError, match="recipe_first = False, but True"):  # not the same search
+        write_report([tmp_path / "a", tmp_path / "b"], report=tmp_path / "both")
+    with pytest.raises(SystemExit):
+        tuned.main([*shared, "tuning.arms=[lstm]", "tuning.recipe_first=true", "tuning.forget_bias={float:[2.0,4.0]}",
+                    f"tuning.out={tmp_path / 'c'}"])
+    assert "recipe's model.forget_bias=1.0 lies outside its range" in capsys.readouterr().err
+
+
 def test_a_sigterm_stops_the_study_not_only_its_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture) -> None:
     def stopped_at_trial_1(cfg, extra_callbacks=None):

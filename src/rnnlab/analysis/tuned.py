@@ -47,7 +47,9 @@ PREFIX = "tuned"
 
 # study.yaml settings that studies reported as one must share: everything that makes their arms comparable.
 SHARED_SETTINGS = ("sweep", "task", "optimized_metric", "mode", "max_epochs", "max_time", "factor", "size", "trials",
-                   "sampler_seed", "search_seed", "seeds", "pruner", "space", "forget_bias", "overrides")
+                   "sampler_seed", "search_seed", "seeds", "recipe_first", "pruner", "space", "forget_bias",
+                   "overrides")
+LATER_SETTINGS = {"recipe_first": False}  # settings added after studies were run: their value in a study without them
 
 
 def final_folder(folder: Path, arm: str, seed: int) -> Path:
@@ -73,7 +75,8 @@ def load_studies(folders: Sequence[Path], baseline: str | None = None) -> tuple[
         ``unfinished`` (one line per arm of a stopped study that lacks final runs) for all of them;
         ``{arm: folder}`` of the finished arms.
     """
-    settings = [OmegaConf.to_container(OmegaConf.load(folder / "study.yaml")) for folder in folders]
+    settings = [{**LATER_SETTINGS, **OmegaConf.to_container(OmegaConf.load(folder / "study.yaml"))}
+                for folder in folders]
     study, homes, unfinished = dict(settings[0]), {}, []
     for folder, other in zip(folders, settings):
         for key in SHARED_SETTINGS:
@@ -169,8 +172,8 @@ def markdown(study: dict, arms: pd.DataFrame, tests: pd.DataFrame) -> str:
              f"{study['trials']} Optuna trials (TPE, sampler seed {study['sampler_seed']}, training seed "
              f"{study['search_seed']}), pruned by {pruner['kind']} (min resource {pruner['min_resource']} "
              f"validation, reduction factor {pruner['reduction_factor']}), selected on {study['optimized_metric']} "
-             f"({study['mode']}); the best configuration then run on seeds {', '.join(map(str, study['seeds']))}.",
-             ""]
+             f"({study['mode']}){'; trial 0 of each arm the recipe itself' if study['recipe_first'] else ''}; "
+             f"the best configuration then run on seeds {', '.join(map(str, study['seeds']))}.", ""]
     columns = ["arm", "tuned configuration", "hidden", "parameters", "metric", "mean ± std", "runs", "95% interval",
                "trials (completed / pruned / failed)", "compute (s)"]
     untuned = "untuned_mean" in arms

@@ -39,7 +39,8 @@ from rnnlab.config import CONF
 from rnnlab.errors import Stopped, UserError, main_guard
 from rnnlab.run.pipeline import build, train
 from rnnlab.run.renamed import refuse_renamed
-from rnnlab.run.tuning import HIDDEN_SIZE, OptunaPruning, make_pruner, search_space, solve_hidden_size, suggest
+from rnnlab.run.tuning import (HIDDEN_SIZE, OptunaPruning, make_pruner, recipe_values, search_space,
+                               solve_hidden_size, suggest)
 from rnnlab.tasks.base import count_parameters
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,8 @@ class Study:
                                     sampler=optuna.samplers.TPESampler(seed=int(self.tuning.sampler_seed)),
                                     pruner=make_pruner(pruner.kind, pruner.min_resource, pruner.reduction_factor))
         log.info("%s: searching %s", arm, ", ".join(space))
+        if self.tuning.recipe_first:
+            study.enqueue_trial(recipe_values(arm_cfg, space))
         stopped: list[Stopped] = []
 
         def objective(trial: optuna.Trial) -> float:

@@ -71,6 +71,25 @@ def search_space(cfg: DictConfig, space: dict[str, dict], forget_bias: dict | No
     return full
 
 
+def recipe_values(cfg: DictConfig, space: dict[str, dict]) -> dict[str, Any]:
+    """The values ``cfg`` (an arm's composed recipe) gives the keys of ``space``: the untuned configuration, as
+    a trial to enqueue.
+
+    Raises:
+        UserError: a value lies outside its key's range (the search could never draw the recipe).
+    """
+    values = {}
+    for key, spec in space.items():
+        value = OmegaConf.select(cfg, key)
+        (kind, bounds), = spec.items()
+        inside = value in bounds if kind == "choice" else float(bounds[0]) <= value <= float(bounds[1])
+        if not inside:
+            raise UserError(f"tuning.recipe_first: the recipe's {key}={value} lies outside its range {spec}; widen "
+                            f"the range (tuning.space) or set tuning.recipe_first=false")
+        values[key] = value
+    return values
+
+
 class OptunaPruning(L.Callback):
     """Reports the validation metric to an Optuna trial after every validation; stops training once the pruner
     prunes the trial.
