@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from conftest import CONF, ROOT, compose_train, write_conll
 from rnnlab.analysis.stats import holm
 from rnnlab.analysis import tuned as tuned_report
-from rnnlab.analysis.tuned import untuned_values, write_report
+from rnnlab.analysis.tuned import recipe_value, untuned_values, write_report
 from rnnlab.cli import tuned
 from rnnlab.errors import Stopped, UserError
 from rnnlab.run.pipeline import build
@@ -270,7 +270,10 @@ def test_recipe_first_makes_each_arms_trial_0_the_untuned_recipe(tmp_path: Path,
     for arm, own in (("lstm", {"model.forget_bias": 1.0}), ("elman", {})):
         trials = optuna.load_study(study_name=arm, storage=f"sqlite:///{tmp_path / 'a' / 'optuna.db'}").trials
         assert trials[0].params == {**recipe, **own} and trials[1].params != trials[0].params  # then TPE draws
-    assert "trial 0 of each arm the recipe itself" in (tmp_path / "a" / "report" / "tuned_results.md").read_text()
+    report = (tmp_path / "a" / "report" / "tuned_results.md").read_text()
+    assert "trial 0 of each arm the recipe itself" in report and "recipe's validation (trial 0)" in report
+    results = pd.read_csv(tmp_path / "a" / "report" / "tuned_results.csv")
+    assert results["recipe_value"].tolist() == pytest.approx([0.002, 0.002])  # _fake_train validates at the lr
 
     tuned.main([*shared, "tuning.arms=[gru]", "tuning.baseline=gru", f"tuning.out={tmp_path / 'b'}"])
     with pytest.raises(UserError, match="recipe_first = False, but True"):  # not the same search
@@ -279,6 +282,14 @@ def test_recipe_first_makes_each_arms_trial_0_the_untuned_recipe(tmp_path: Path,
         tuned.main([*shared, "tuning.arms=[lstm]", "tuning.recipe_first=true", "tuning.forget_bias={float:[2.0,4.0]}",
                     f"tuning.out={tmp_path / 'c'}"])
     assert "recipe's model.forget_bias=1.0 lies outside its range" in capsys.readouterr().err
+
+
+def test_a_pruned_recipe_trial_reports_the_best_value_it_reached() -> None:
+    pruned = optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, intermediate_values={0: 450.0, 1: 420.0})
+    assert recipe_value(pruned, "min") == {"recipe_value": 420.0, "recipe_state": "pruned"}
+    assert recipe_value(pruned, "max")["recipe_value"] == 450.0
+    failed = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL)
+    assert math.isnan(recipe_value(failed, "min")["recipe_value"])
 
 
 def test_a_sigterm_stops_the_study_not_only_its_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -27,6 +27,7 @@ import logging
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -139,6 +140,8 @@ def arms_table(homes: dict[str, Path], study: dict, summary: pd.DataFrame, untun
                "ci_low": final["ci_low"], "ci_high": final["ci_high"], "trials": len(search.trials),
                "completed": int((states == "COMPLETE").sum()), "pruned": int((states == "PRUNED").sum()),
                "failed": int((states == "FAIL").sum()), "compute_seconds": compute}
+        if study["recipe_first"]:
+            row.update(recipe_value(search.trials[0], study["mode"]))
         if untuned:
             values = untuned_values(untuned, study["factor"], arm, study["task"], final["metric"],
                                     study.get("overrides", []))
@@ -146,6 +149,16 @@ def arms_table(homes: dict[str, Path], study: dict, summary: pd.DataFrame, untun
             row.update(untuned_mean=before.mean, untuned_std=before.std, untuned_runs=before.n)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def recipe_value(trial: optuna.trial.FrozenTrial, mode: str) -> dict[str, Any]:
+    """``recipe_value``, the validation value the recipe's own configuration reached (the trial 0 of a
+    ``recipe_first`` search: its value, or the best it reported before it was pruned; NaN if it failed), and
+    ``recipe_state``, how that trial ended."""
+    value = trial.value
+    if trial.state.name == "PRUNED":
+        value = (max if mode == "max" else min)(trial.intermediate_values.values())
+    return {"recipe_value": math.nan if value is None else value, "recipe_state": trial.state.name.lower()}
 
 
 def tests_with_holm(frame: pd.DataFrame, baseline: str) -> pd.DataFrame:
@@ -176,7 +189,8 @@ def markdown(study: dict, arms: pd.DataFrame, tests: pd.DataFrame) -> str:
              f"the best configuration then run on seeds {', '.join(map(str, study['seeds']))}.", ""]
     columns = ["arm", "tuned configuration", "hidden", "parameters", "metric", "mean ± std", "runs", "95% interval",
                "trials (completed / pruned / failed)", "compute (s)"]
-    untuned = "untuned_mean" in arms
+    recipe, untuned = "recipe_value" in arms, "untuned_mean" in arms
+    columns += ["recipe's validation (trial 0)"] if recipe else []
     columns += ["untuned mean ± std (runs)"] if untuned else []
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in arms.itertuples():
@@ -184,6 +198,9 @@ def markdown(study: dict, arms: pd.DataFrame, tests: pd.DataFrame) -> str:
         cells = [row.arm, _configuration(row.tuned), row.hidden_size, f"{int(row.parameters):,}", row.metric,
                  f"{_number(row.mean)} ± {_number(row.std)}", row.runs, interval,
                  f"{row.trials} ({row.completed} / {row.pruned} / {row.failed})", f"{row.compute_seconds:.0f}"]
+        if recipe:
+            ending = "" if row.recipe_state == "complete" else f" ({row.recipe_state})"
+            cells += [f"{_number(row.recipe_value)}{ending}"]
         cells += [f"{_number(row.untuned_mean)} ± {_number(row.untuned_std)} ({row.untuned_runs})"] if untuned else []
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     lines += ["", f"Mean ± sample standard deviation over the final seeds; {CONFIDENCE:.0%} interval: Student t "
