@@ -23,7 +23,8 @@ from rnnlab.analysis.tuned import recipe_value, untuned_values, write_report
 from rnnlab.cli import tuned
 from rnnlab.errors import Stopped, UserError
 from rnnlab.run.pipeline import build
-from rnnlab.run.tuning import OptunaPruning, make_pruner, module_parameters, search_space, solve_hidden_size
+from rnnlab.run.tuning import (OptunaPruning, make_pruner, module_parameters, recipe_values, search_space,
+                               solve_hidden_size)
 from rnnlab.tasks.base import count_parameters
 
 SWEEPS = ROOT / "sweeps"
@@ -120,6 +121,16 @@ def test_tuned_lab_searches_the_learning_rate_and_forget_bias_on_the_neutral_bud
     space = search_space(cfg, ranges["space"], ranges["forget_bias"])
     assert set(space) == {"task.optimizer.lr", "model.forget_bias"} and cfg.model.dropout == 0.0
     assert cfg.callbacks.early_stopping.patience >= cfg.trainer.max_epochs  # no stop for lack of progress
+
+
+def test_the_reduced_ptb_study_starts_from_the_recipe_and_keeps_its_dropout() -> None:
+    with initialize_config_dir(config_dir=str(SWEEPS), version_base="1.3"):
+        cfg = compose("tuned_cells_ptb_reduced", overrides=[f"hydra.searchpath=[file://{CONF}]", "model/cell=lstm"])
+    ranges = OmegaConf.to_container(cfg.tuning, resolve=True)
+    space = search_space(cfg, ranges["space"], ranges["forget_bias"])
+    assert set(space) == {"task.optimizer.lr", "model.forget_bias"} and cfg.model.dropout == 0.0
+    assert recipe_values(cfg, space) == {"task.optimizer.lr": 20.0, "model.forget_bias": 1.0}  # lm_ptb's own
+    assert cfg.tuning.recipe_first and cfg.trainer.limit_train_batches == 0.25 and cfg.tuning.seeds == [1, 2, 3]
 
 
 def test_final_seeds_must_differ_from_the_search_seed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
