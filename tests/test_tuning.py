@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from conftest import CONF, ROOT, compose_train, write_conll
 from rnnlab.analysis.stats import holm
@@ -114,20 +114,22 @@ def test_tuned_studies_compose_and_group_their_wandb_runs_by_the_study(name: str
     assert tuned.arms_of(cfg.tuning)[0] == cfg.tuning.baseline
 
 
-def test_tuned_lab_searches_the_learning_rate_and_forget_bias_on_the_neutral_budget() -> None:
+def _lstm_in_study(name: str) -> tuple[DictConfig, dict[str, dict]]:
+    """The LSTM arm's config in the study ``name`` and the space it is searched over."""
     with initialize_config_dir(config_dir=str(SWEEPS), version_base="1.3"):
-        cfg = compose("tuned_lab", overrides=[f"hydra.searchpath=[file://{CONF}]", "model/cell=lstm"])
+        cfg = compose(name, overrides=[f"hydra.searchpath=[file://{CONF}]", "model/cell=lstm"])
     ranges = OmegaConf.to_container(cfg.tuning, resolve=True)
-    space = search_space(cfg, ranges["space"], ranges["forget_bias"])
+    return cfg, search_space(cfg, ranges["space"], ranges["forget_bias"])
+
+
+def test_tuned_lab_searches_the_learning_rate_and_forget_bias_on_the_neutral_budget() -> None:
+    cfg, space = _lstm_in_study("tuned_lab")
     assert set(space) == {"task.optimizer.lr", "model.forget_bias"} and cfg.model.dropout == 0.0
     assert cfg.callbacks.early_stopping.patience >= cfg.trainer.max_epochs  # no stop for lack of progress
 
 
 def test_the_reduced_ptb_study_starts_from_the_recipe_and_keeps_its_dropout() -> None:
-    with initialize_config_dir(config_dir=str(SWEEPS), version_base="1.3"):
-        cfg = compose("tuned_cells_ptb_reduced", overrides=[f"hydra.searchpath=[file://{CONF}]", "model/cell=lstm"])
-    ranges = OmegaConf.to_container(cfg.tuning, resolve=True)
-    space = search_space(cfg, ranges["space"], ranges["forget_bias"])
+    cfg, space = _lstm_in_study("tuned_cells_ptb_reduced")
     assert set(space) == {"task.optimizer.lr", "model.forget_bias"} and cfg.model.dropout == 0.0
     assert recipe_values(cfg, space) == {"task.optimizer.lr": 20.0, "model.forget_bias": 1.0}  # lm_ptb's own
     assert cfg.tuning.recipe_first and cfg.trainer.limit_train_batches == 0.25 and cfg.tuning.seeds == [1, 2, 3]
