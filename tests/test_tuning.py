@@ -24,7 +24,7 @@ from rnnlab.cli import tuned
 from rnnlab.errors import Stopped, UserError
 from rnnlab.run.pipeline import build
 from rnnlab.run.tuning import (OptunaPruning, make_pruner, module_parameters, recipe_values, search_space,
-                               solve_hidden_size)
+                               solve_hidden_size, suggest)
 from rnnlab.tasks.base import count_parameters
 
 SWEEPS = ROOT / "sweeps"
@@ -295,6 +295,15 @@ def test_recipe_first_makes_each_arms_trial_0_the_untuned_recipe(tmp_path: Path,
         tuned.main([*shared, "tuning.arms=[lstm]", "tuning.recipe_first=true", "tuning.forget_bias={float:[2.0,4.0]}",
                     f"tuning.out={tmp_path / 'c'}"])
     assert "recipe's model.forget_bias=1.0 lies outside its range" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spec", [{"uniform": [0, 1]}, [0, 1], {"log": [1, 2], "int": [1, 2]}])
+def test_a_range_in_no_known_form_is_refused_by_search_and_recipe_alike(spec) -> None:
+    trial = optuna.create_study().ask()
+    with pytest.raises(UserError, match="the range of task.optimizer.lr"):
+        suggest(trial, "task.optimizer.lr", spec)
+    with pytest.raises(UserError, match="the range of task.optimizer.lr"):
+        recipe_values(OmegaConf.create({"task": {"optimizer": {"lr": 0.5}}}), {"task.optimizer.lr": spec})
 
 
 def test_a_pruned_recipe_trial_reports_the_best_value_it_reached() -> None:

@@ -30,7 +30,7 @@ class RecurrentCell(nn.Module, ABC):
     hidden-to-hidden parameters (``rnnlab.dropout.drop_recurrent_weights``), and ``fused_kernel()`` may name a
     whole-sequence kernel of ``rnnlab.kernels`` that computes exactly this cell. ``tunable`` names the options
     of its YAML that a tuned comparison (``rnnlab.cli.tuned``) searches besides the shared space, each with its
-    range in the grammar of ``rnnlab.run.tuning.suggest`` (``{"rounds": {"int": [1, 6]}}``).
+    range in the grammar of ``rnnlab.run.tuning``'s module docstring, e.g. ``{"rounds": {"int": [1, 6]}}``.
 
     Args:
         input_size: size of ``x_t``.

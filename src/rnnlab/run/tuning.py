@@ -28,8 +28,9 @@ FORGET_BIAS = "${model.forget_bias}"  # what the YAML of a cell with a forget ga
 HIDDEN_SIZE = "model.encoder.hidden_size"
 
 
-def suggest(trial: optuna.Trial, name: str, spec: dict) -> Any:
-    """One value of ``name`` drawn by ``trial`` from its range ``spec`` (see the module docstring).
+def range_of(name: str, spec: Any) -> tuple[str, list]:
+    """The kind (``log``, ``float``, ``int`` or ``choice``) and values of ``name``'s range ``spec`` (see the
+    module docstring).
 
     Raises:
         UserError: ``spec`` is not one of the four forms.
@@ -38,13 +39,19 @@ def suggest(trial: optuna.Trial, name: str, spec: dict) -> Any:
         raise UserError(f"the range of {name} must be one of {{log|float|int: [low, high]}} or {{choice: [...]}}, "
                         f"got {spec}")
     (kind, values), = spec.items()
+    if kind not in ("log", "float", "int", "choice"):
+        raise UserError(f"the range of {name} is {kind!r}; one of log, float, int, choice")
+    return kind, list(values)
+
+
+def suggest(trial: optuna.Trial, name: str, spec: dict) -> Any:
+    """One value of ``name`` drawn by ``trial`` from its range ``spec``."""
+    kind, values = range_of(name, spec)
     if kind == "choice":
-        return trial.suggest_categorical(name, list(values))
-    if kind in ("log", "float"):
-        return trial.suggest_float(name, float(values[0]), float(values[1]), log=kind == "log")
+        return trial.suggest_categorical(name, values)
     if kind == "int":
         return trial.suggest_int(name, int(values[0]), int(values[1]))
-    raise UserError(f"the range of {name} is {kind!r}; one of log, float, int, choice")
+    return trial.suggest_float(name, float(values[0]), float(values[1]), log=kind == "log")
 
 
 def search_space(cfg: DictConfig, space: dict[str, dict], forget_bias: dict | None) -> dict[str, dict]:
@@ -81,7 +88,7 @@ def recipe_values(cfg: DictConfig, space: dict[str, dict]) -> dict[str, Any]:
     values = {}
     for key, spec in space.items():
         value = OmegaConf.select(cfg, key)
-        (kind, bounds), = spec.items()
+        kind, bounds = range_of(key, spec)
         inside = value in bounds if kind == "choice" else float(bounds[0]) <= value <= float(bounds[1])
         if not inside:
             raise UserError(f"tuning.recipe_first: the recipe's {key}={value} lies outside its range {spec}; widen "
