@@ -130,8 +130,40 @@ def test_score_at_a_wall_time():
     assert common.score_at(system, 1e9) == 82
 
 
+def test_equal_time_margins_start_when_both_hold_a_model():
+    # rnnlab's epochs end at 50/80/110 s (test 78/83/82), Flair's at 150/290 s (77/82)
+    assert common.equal_time_margins(_result()) == {150: 5, 290: 0}
+    behind = _result()
+    behind["systems"]["flair"]["test_by_epoch"]["2"] = 82.5
+    assert common.equal_time_margins(behind)[290] == pytest.approx(-0.5)
+
+
+def _seeds(*flair_best: float) -> list[dict]:
+    """Runs of seeds 1, 2, ... whose Flair scores ``flair_best`` at its best-dev epoch (rnnlab: 83)."""
+    runs = []
+    for seed, score in enumerate(flair_best, start=1):
+        run = _result()
+        run.update(seed=seed, commands={
+            "rnnlab": ["train.py", "trainer.max_epochs=15", "trainer.max_time='00:00:38:00'"],
+            "flair": ["run_flair.py", "train", "--epochs", "15", "--max-minutes", "38"]})
+        run["systems"]["flair"]["test_by_epoch"]["2"] = score
+        runs.append(run)
+    return runs
+
+
+def test_the_seeds_table_gives_each_seed_and_the_paired_difference():
+    text = common.seeds_table(_seeds(82.0, 84.0, 83.0))
+    assert "| 1 | t (2.0) | 15 ep / 00:00:38:00; 15 ep / 38 min | 3 / 2 | 83.00 | 82.00 | +1.00 | 4.67× | " \
+           "2 of 2 (+0.00) |" in text
+    assert "| 2 | t (2.0) | 15 ep / 00:00:38:00; 15 ep / 38 min | 3 / 2 | 83.00 | 84.00 | -1.00 | 4.67× | " \
+           "1 of 2 (-2.00) |" in text
+    # Flair 83 ± 1 over 3 seeds: t(0.975, 2) = 4.303, half-width 4.303 / √3 = 2.48
+    assert "| mean ± sd [95% interval], 3 seeds | | | | 83.00 ± 0.00 [83.00, 83.00] | 83.00 ± 1.00 [80.52, 85.48] | +0.00 (p = 1.000, " \
+           "paired t) |" in text
+
+
 def test_plot_writes_a_png(tmp_path):
-    path = common.plot([_result()], tmp_path / "f" / "peers.png")
+    path = common.plot([_result(), *_seeds(80.0)], tmp_path / "f" / "peers.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

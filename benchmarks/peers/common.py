@@ -301,6 +301,72 @@ def score_at(system: dict, seconds: float) -> float | None:
     return system["test_by_epoch"].get(str(max(done)))
 
 
+def equal_time_margins(result: dict) -> dict[float, float]:
+    """rnnlab's latest test score minus the peer's at every epoch end of either system from the first time both
+    hold a model, keyed by seconds since launch (the issue's "at every equal training wall time")."""
+    ours, theirs = result["systems"]["rnnlab"], result["systems"][result["peer"]]
+    ends = sorted({end for system in (ours, theirs) for end in system["epoch_end_s"].values()})
+    margins = {}
+    for end in ends:
+        a, b = score_at(ours, end), score_at(theirs, end)
+        if a is not None and b is not None:
+            margins[end] = a - b
+    return margins
+
+
+def budget(result: dict) -> str:
+    """Each system's training budget as its command set it: ``15 ep / 00:00:38:00`` and ``15 ep / 38 min``."""
+    commands = result["commands"]
+    ours = dict(arg.replace("'", "").split("=", 1) for arg in commands["rnnlab"] if arg.startswith("trainer.max_"))
+    theirs = commands[result["peer"]]
+    option = lambda name: theirs[theirs.index(name) + 1] if name in theirs else None
+    peer_minutes = option("--max-minutes")
+    return (f"{ours.get('trainer.max_epochs', '?')} ep / {ours.get('trainer.max_time', 'no limit')}; "
+            f"{option('--epochs')} ep / " + (f"{float(peer_minutes):g} min" if peer_minutes else "no limit"))
+
+
+def seeds_table(results: Sequence[dict]) -> str:
+    """Every run of each task and peer, one row a seed, then the mean over seeds of each system's test score at its
+    best-dev epoch with its 95% interval inside the score's range, and a paired t-test of their difference
+    (``rnnlab.analysis.stats``; rnnlab's venv)."""
+    import pandas as pd
+    from rnnlab.analysis.stats import compare, mean_interval
+
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for result in results:
+        groups.setdefault((result["task"], result["peer"]), []).append(result)
+    lines = []
+    for (task, peer), runs in sorted(groups.items()):
+        runs = sorted(runs, key=lambda r: r["seed"])
+        label = SCORE_NAMES[task]
+        lines += [f"{TASK_TITLES[task]}, rnnlab and {peer}, test {label} at each system's best-dev epoch:", "",
+                  f"| seed | started (load) | budget: rnnlab; {peer} | epochs | rnnlab | {peer} | difference | "
+                  "training sentences/s, ratio | rnnlab ≥ peer at equal wall time (smallest margin) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        scores = {"rnnlab": {}, peer: {}}
+        for run in runs:
+            sums = {name: summary(run["systems"][name]) for name in ("rnnlab", peer)}
+            for name in scores:
+                scores[name][run["seed"]] = sums[name]["test_best"]
+            margins = equal_time_margins(run)
+            met = sum(margin >= 0 for margin in margins.values())
+            speed = (sums["rnnlab"]["train_sent_s"] or math.nan) / (sums[peer]["train_sent_s"] or math.nan)
+            difference = (sums["rnnlab"]["test_best"] or math.nan) - (sums[peer]["test_best"] or math.nan)
+            lines.append(
+                f"| {run['seed']} | {run['started'][:16]} ({run['load_start'].split()[0]}) | {budget(run)} | "
+                f"{sums['rnnlab']['epochs']:.3g} / {sums[peer]['epochs']:.3g} | {fmt(sums['rnnlab']['test_best'], 2)} | "
+                f"{fmt(sums[peer]['test_best'], 2)} | {difference:+.2f} | {speed:.2f}× | "
+                f"{met} of {len(margins)} ({min(margins.values(), default=math.nan):+.2f}) |")
+        series = {name: pd.Series(values, dtype=float) for name, values in scores.items()}
+        intervals = {name: mean_interval(values, (0.0, 100.0)) for name, values in series.items()}
+        span = lambda i: f"{i.mean:.2f} ± {i.std:.2f} [{i.low:.2f}, {i.high:.2f}]" if i.n > 1 else fmt(i.mean, 2)
+        comparison = compare(series["rnnlab"], series[peer])
+        lines += [f"| mean ± sd [95% interval], {intervals['rnnlab'].n} seeds | | | | {span(intervals['rnnlab'])} | "
+                  f"{span(intervals[peer])} | {comparison.difference:+.2f} (p = {fmt(comparison.p, 3)}, "
+                  f"{comparison.test}) | | |", ""]
+    return "\n".join(lines)
+
+
 def tables(result: dict) -> str:
     """The markdown tables of one side-by-side run (``result`` as ``run.py`` writes it)."""
     systems = result["systems"]
@@ -373,25 +439,28 @@ def tables(result: dict) -> str:
 
 
 def plot(results: Sequence[dict], path: Path) -> Path:
-    """Test score against training wall time (seconds since launch, at each epoch's end), one panel per run."""
+    """Test score against training wall time (minutes since launch, at each epoch's end): one panel per task,
+    one colour per system, one marker per seed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
-    for ax, result in zip(axes[0], results):
-        for name, system in result["systems"].items():
-            epochs = sorted(int(e) for e in system["test_by_epoch"])
-            xs = [system["epoch_end_s"][str(e)] / 60 for e in epochs]
-            ys = [system["test_by_epoch"][str(e)] for e in epochs]
-            ax.plot(xs, ys, marker="o", label=name)
+    tasks = sorted({result["task"] for result in results}, key=list(SCORE_NAMES).index)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        runs = sorted((r for r in results if r["task"] == task), key=lambda r: r["seed"])
+        for marker, result in zip("os^Dv", runs):
+            for colour, (name, system) in enumerate(result["systems"].items()):
+                epochs = sorted(int(e) for e in system["test_by_epoch"])
+                ax.plot([system["epoch_end_s"][str(e)] / 60 for e in epochs],
+                        [system["test_by_epoch"][str(e)] for e in epochs], marker=marker, color=f"C{colour}",
+                        alpha=0.8, label=f"{name}, seed {result['seed']} (load {result['load_start'].split()[0]})")
         ax.set_xlabel("minutes since both trainings started (one thread each)")
-        ax.set_ylabel(f"test {SCORE_NAMES[result['task']]}")
-        ax.set_title(f"{TASK_TITLES.get(result['task'], result['task'])}, seed {result['seed']}, "
-                     f"load {result['load_start'].split()[0]} at start")
+        ax.set_ylabel(f"test {SCORE_NAMES[task]}")
+        ax.set_title(TASK_TITLES.get(task, task))
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize="small")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

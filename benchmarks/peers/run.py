@@ -397,7 +397,8 @@ def report(_args=None) -> None:
         path.with_suffix(".md").write_text(common.tables(common.load(path)))
     if results:
         common.plot(results, FIGURE)
-        print(f"wrote {len(results)} tables under {RESULTS} and {FIGURE}")
+        (RESULTS / "seeds.md").write_text(common.seeds_table(results))
+        print(f"wrote {len(results)} tables, {RESULTS / 'seeds.md'} and {FIGURE}")
 
 
 def main() -> None:
