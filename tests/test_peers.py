@@ -128,6 +128,8 @@ def test_score_at_a_wall_time():
     assert common.score_at(system, 100) is None
     assert common.score_at(system, 150) == 77
     assert common.score_at(system, 1e9) == 82
+    rnnlab = _result()["systems"]["rnnlab"]  # dev 80/85/84: epoch 2 stays the best-dev model after it
+    assert [common.score_at(rnnlab, t, selected=True) for t in (50, 80, 110)] == [78, 83, 83]
 
 
 def test_equal_time_margins_start_when_both_hold_a_model():
@@ -136,6 +138,8 @@ def test_equal_time_margins_start_when_both_hold_a_model():
     behind = _result()
     behind["systems"]["flair"]["test_by_epoch"]["2"] = 82.5
     assert common.equal_time_margins(behind)[290] == pytest.approx(-0.5)
+    # the best-dev epochs so far: rnnlab's epoch 2 (dev 85, test 83) from 80 s on
+    assert common.equal_time_margins(behind, selected=True) == {150: 6, 290: pytest.approx(0.5)}
 
 
 def _seeds(*flair_best: float) -> list[dict]:
@@ -154,12 +158,12 @@ def _seeds(*flair_best: float) -> list[dict]:
 def test_the_seeds_table_gives_each_seed_and_the_paired_difference():
     text = common.seeds_table(_seeds(82.0, 84.0, 83.0))
     assert "| 1 | t (2.0) | 15 ep / 00:00:38:00; 15 ep / 38 min | 3 / 2 | 83.00 | 82.00 | +1.00 | 4.67× | " \
-           "2 of 2 (+0.00) |" in text
+           "2 of 2 (+0.00) | 2 of 2 (+1.00) |" in text
     assert "| 2 | t (2.0) | 15 ep / 00:00:38:00; 15 ep / 38 min | 3 / 2 | 83.00 | 84.00 | -1.00 | 4.67× | " \
-           "1 of 2 (-2.00) |" in text
+           "1 of 2 (-2.00) | 1 of 2 (-1.00) |" in text
     # Flair 83 ± 1 over 3 seeds: t(0.975, 2) = 4.303, half-width 4.303 / √3 = 2.48
     assert "| mean ± sd [95% interval], 3 seeds | | | | 83.00 ± 0.00 [83.00, 83.00] | 83.00 ± 1.00 [80.52, 85.48] | +0.00 (p = 1.000, " \
-           "paired t) |" in text
+           "paired t) | | | |" in text
 
 
 def test_plot_writes_a_png(tmp_path):

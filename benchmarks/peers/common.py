@@ -293,22 +293,26 @@ def summary(system: dict) -> dict:
     }
 
 
-def score_at(system: dict, seconds: float) -> float | None:
-    """Test score of the last epoch finished by ``seconds`` after launch (None before the first)."""
+def score_at(system: dict, seconds: float, selected: bool = False) -> float | None:
+    """Test score of the model a system holds ``seconds`` after launch: the last epoch finished by then, or with
+    ``selected`` the best-dev epoch among those (the checkpoint each system keeps); None before the first."""
     done = [int(e) for e, end in system["epoch_end_s"].items() if end <= seconds]
     if not done:
         return None
-    return system["test_by_epoch"].get(str(max(done)))
+    dev = system["dev_by_epoch"]
+    epoch = max(done, key=lambda e: (dev.get(str(e), -math.inf), -e)) if selected else max(done)
+    return system["test_by_epoch"].get(str(epoch))
 
 
-def equal_time_margins(result: dict) -> dict[float, float]:
-    """rnnlab's latest test score minus the peer's at every epoch end of either system from the first time both
-    hold a model, keyed by seconds since launch (the issue's "at every equal training wall time")."""
+def equal_time_margins(result: dict, selected: bool = False) -> dict[float, float]:
+    """rnnlab's test score minus the peer's at every epoch end of either system from the first time both hold a
+    model, keyed by seconds since launch (the issue's "at every equal training wall time"): of each one's latest
+    epoch, or with ``selected`` of each one's best-dev epoch so far (``score_at``)."""
     ours, theirs = result["systems"]["rnnlab"], result["systems"][result["peer"]]
     ends = sorted({end for system in (ours, theirs) for end in system["epoch_end_s"].values()})
     margins = {}
     for end in ends:
-        a, b = score_at(ours, end), score_at(theirs, end)
+        a, b = score_at(ours, end, selected), score_at(theirs, end, selected)
         if a is not None and b is not None:
             margins[end] = a - b
     return margins
@@ -341,29 +345,32 @@ def seeds_table(results: Sequence[dict]) -> str:
         label = SCORE_NAMES[task]
         lines += [f"{TASK_TITLES[task]}, rnnlab and {peer}, test {label} at each system's best-dev epoch:", "",
                   f"| seed | started (load) | budget: rnnlab; {peer} | epochs | rnnlab | {peer} | difference | "
-                  "training sentences/s, ratio | rnnlab ≥ peer at equal wall time (smallest margin) |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "training sentences/s, ratio | rnnlab ≥ peer at equal wall time, latest epochs (smallest margin) "
+                  "| the same, best-dev epochs so far |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         scores = {"rnnlab": {}, peer: {}}
         for run in runs:
             sums = {name: summary(run["systems"][name]) for name in ("rnnlab", peer)}
             for name in scores:
                 scores[name][run["seed"]] = sums[name]["test_best"]
-            margins = equal_time_margins(run)
-            met = sum(margin >= 0 for margin in margins.values())
+            checks = []
+            for selected in (False, True):
+                margins = equal_time_margins(run, selected)
+                checks.append(f"{sum(m >= 0 for m in margins.values())} of {len(margins)} "
+                              f"({min(margins.values(), default=math.nan):+.2f})")
             speed = (sums["rnnlab"]["train_sent_s"] or math.nan) / (sums[peer]["train_sent_s"] or math.nan)
             difference = (sums["rnnlab"]["test_best"] or math.nan) - (sums[peer]["test_best"] or math.nan)
             lines.append(
                 f"| {run['seed']} | {run['started'][:16]} ({run['load_start'].split()[0]}) | {budget(run)} | "
                 f"{sums['rnnlab']['epochs']:.3g} / {sums[peer]['epochs']:.3g} | {fmt(sums['rnnlab']['test_best'], 2)} | "
-                f"{fmt(sums[peer]['test_best'], 2)} | {difference:+.2f} | {speed:.2f}× | "
-                f"{met} of {len(margins)} ({min(margins.values(), default=math.nan):+.2f}) |")
+                f"{fmt(sums[peer]['test_best'], 2)} | {difference:+.2f} | {speed:.2f}× | {' | '.join(checks)} |")
         series = {name: pd.Series(values, dtype=float) for name, values in scores.items()}
         intervals = {name: mean_interval(values, (0.0, 100.0)) for name, values in series.items()}
         span = lambda i: f"{i.mean:.2f} ± {i.std:.2f} [{i.low:.2f}, {i.high:.2f}]" if i.n > 1 else fmt(i.mean, 2)
         comparison = compare(series["rnnlab"], series[peer])
         lines += [f"| mean ± sd [95% interval], {intervals['rnnlab'].n} seeds | | | | {span(intervals['rnnlab'])} | "
                   f"{span(intervals[peer])} | {comparison.difference:+.2f} (p = {fmt(comparison.p, 3)}, "
-                  f"{comparison.test}) | | |", ""]
+                  f"{comparison.test}) | | | |", ""]
     return "\n".join(lines)
 
 
