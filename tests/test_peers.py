@@ -162,8 +162,8 @@ def test_the_seeds_table_gives_each_seed_and_the_paired_difference():
     assert "| 2 | t (2.0) | 15 ep / 00:00:38:00; 15 ep / 38 min | 3 / 2 | 83.00 | 84.00 | -1.00 | 4.67× | " \
            "1 of 2 (-2.00) | 1 of 2 (-1.00) |" in text
     # Flair 83 ± 1 over 3 seeds: t(0.975, 2) = 4.303, half-width 4.303 / √3 = 2.48
-    assert "| mean ± sd [95% interval], 3 seeds | | | | 83.00 ± 0.00 [83.00, 83.00] | 83.00 ± 1.00 [80.52, 85.48] | +0.00 (p = 1.000, " \
-           "paired t) | | | |" in text
+    assert "| mean ± sd [95% interval], 3 seeds | | | | 83.00 ± 0.00 [83.00, 83.00] | " \
+           "83.00 ± 1.00 [80.52, 85.48] | +0.00 (p = 1.000, paired t) | | | |" in text
 
 
 def test_plot_writes_a_png(tmp_path):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import math
 import os
@@ -340,7 +341,7 @@ def seeds_table(results: Sequence[dict]) -> str:
     for result in results:
         groups.setdefault((result["task"], result["peer"]), []).append(result)
     lines = []
-    for (task, peer), runs in sorted(groups.items()):
+    for (task, peer), runs in sorted(groups.items(), key=lambda item: list(SCORE_NAMES).index(item[0][0])):
         runs = sorted(runs, key=lambda r: r["seed"])
         label = SCORE_NAMES[task]
         lines += [f"{TASK_TITLES[task]}, rnnlab and {peer}, test {label} at each system's best-dev epoch:", "",
@@ -362,14 +363,17 @@ def seeds_table(results: Sequence[dict]) -> str:
             difference = (sums["rnnlab"]["test_best"] or math.nan) - (sums[peer]["test_best"] or math.nan)
             lines.append(
                 f"| {run['seed']} | {run['started'][:16]} ({run['load_start'].split()[0]}) | {budget(run)} | "
-                f"{sums['rnnlab']['epochs']:.3g} / {sums[peer]['epochs']:.3g} | {fmt(sums['rnnlab']['test_best'], 2)} | "
-                f"{fmt(sums[peer]['test_best'], 2)} | {difference:+.2f} | {speed:.2f}× | {' | '.join(checks)} |")
+                f"{sums['rnnlab']['epochs']:.3g} / {sums[peer]['epochs']:.3g} | "
+                f"{fmt(sums['rnnlab']['test_best'], 2)} | {fmt(sums[peer]['test_best'], 2)} | {difference:+.2f} | "
+                f"{speed:.2f}× | {' | '.join(checks)} |")
         series = {name: pd.Series(values, dtype=float) for name, values in scores.items()}
         intervals = {name: mean_interval(values, (0.0, 100.0)) for name, values in series.items()}
         span = lambda i: f"{i.mean:.2f} ± {i.std:.2f} [{i.low:.2f}, {i.high:.2f}]" if i.n > 1 else fmt(i.mean, 2)
         comparison = compare(series["rnnlab"], series[peer])
-        lines += [f"| mean ± sd [95% interval], {intervals['rnnlab'].n} seeds | | | | {span(intervals['rnnlab'])} | "
-                  f"{span(intervals[peer])} | {comparison.difference:+.2f} (p = {fmt(comparison.p, 3)}, "
+        seeds = intervals["rnnlab"].n
+        lines += [f"| mean ± sd [95% interval], {seeds} seed{'s' * (seeds != 1)} | | | | "
+                  f"{span(intervals['rnnlab'])} | {span(intervals[peer])} | "
+                  f"{comparison.difference:+.2f} (p = {fmt(comparison.p, 3)}, "
                   f"{comparison.test}) | | | |", ""]
     return "\n".join(lines)
 
@@ -457,7 +461,7 @@ def plot(results: Sequence[dict], path: Path) -> Path:
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         runs = sorted((r for r in results if r["task"] == task), key=lambda r: r["seed"])
-        for marker, result in zip("os^Dv", runs):
+        for marker, result in zip(itertools.cycle("os^Dv"), runs):
             for colour, (name, system) in enumerate(result["systems"].items()):
                 epochs = sorted(int(e) for e in system["test_by_epoch"])
                 ax.plot([system["epoch_end_s"][str(e)] / 60 for e in epochs],
