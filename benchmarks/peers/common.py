@@ -267,6 +267,11 @@ def fmt(value, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
 
+def ratio(x, y) -> str:
+    """``x / y`` as ``3.69×``; a dash when either is missing."""
+    return f"{x / y:.2f}×" if x and y else "–"
+
+
 def summary(system: dict) -> dict:
     """Derived figures of one system's record (see ``run.py`` for the record's fields)."""
     epochs = sorted(int(e) for e in system["epoch_end_s"])
@@ -359,13 +364,12 @@ def seeds_table(results: Sequence[dict]) -> str:
                 margins = equal_time_margins(run, selected)
                 checks.append(f"{sum(m >= 0 for m in margins.values())} of {len(margins)} "
                               f"({min(margins.values(), default=math.nan):+.2f})")
-            speed = (sums["rnnlab"]["train_sent_s"] or math.nan) / (sums[peer]["train_sent_s"] or math.nan)
             difference = (sums["rnnlab"]["test_best"] or math.nan) - (sums[peer]["test_best"] or math.nan)
             lines.append(
                 f"| {run['seed']} | {run['started'][:16]} ({run['load_start'].split()[0]}) | {budget(run)} | "
                 f"{sums['rnnlab']['epochs']:.3g} / {sums[peer]['epochs']:.3g} | "
                 f"{fmt(sums['rnnlab']['test_best'], 2)} | {fmt(sums[peer]['test_best'], 2)} | {difference:+.2f} | "
-                f"{speed:.2f}× | {' | '.join(checks)} |")
+                f"{ratio(sums['rnnlab']['train_sent_s'], sums[peer]['train_sent_s'])} | {' | '.join(checks)} |")
         series = {name: pd.Series(values, dtype=float) for name, values in scores.items()}
         intervals = {name: mean_interval(values, (0.0, 100.0)) for name, values in series.items()}
         span = lambda i: f"{i.mean:.2f} ± {i.std:.2f} [{i.low:.2f}, {i.high:.2f}]" if i.n > 1 else fmt(i.mean, 2)
@@ -421,7 +425,6 @@ def tables(result: dict) -> str:
     if len(names) == 2:
         a, b = names
         sa, sb = sums[a], sums[b]
-        ratio = lambda x, y: f"{x / y:.2f}×" if x and y else "–"
         if side:
             ia, ib = median(side[a]["sent_s"]), median(side[b]["sent_s"])
             sorted_a = median(side[a]["sorted_sent_s"]) if side[a]["sorted_sent_s"] else None
